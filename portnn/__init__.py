@@ -1,0 +1,43 @@
+"""portnn: neural networks from scratch, one hand-written backprop for NumPy, CuPy and any array-API library.
+
+Examples
+--------
+>>> import portnn as pn
+>>> pn.set_backend("numpy").name
+'numpy'
+>>> model = pn.Sequential([pn.layers.Linear(784, 128), pn.layers.ReLU(), pn.layers.Linear(128, 10)], seed=0)
+"""
+
+from . import backends, datasets, functional, init, layers, losses, optim
+from .backends import (
+    Backend,
+    BackendUnavailableError,
+    available_backends,
+    get_backend,
+    set_backend,
+    to_numpy,
+    use_backend,
+)
+from .model import History, Sequential
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "History",
+    "Sequential",
+    "__version__",
+    "available_backends",
+    "backends",
+    "datasets",
+    "functional",
+    "get_backend",
+    "init",
+    "layers",
+    "losses",
+    "optim",
+    "set_backend",
+    "to_numpy",
+    "use_backend",
+]

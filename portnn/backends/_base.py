@@ -1,0 +1,75 @@
+"""The adapter protocol: what each array library must provide beyond the array API standard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BackendUnavailableError(RuntimeError):
+    """Raised when a backend is asked for but cannot run on this machine."""
+
+
+class Adapter:
+    """One array library's non-standard parts.
+
+    The core of portnn is written against the array API standard and infers its
+    namespace from its inputs. An adapter holds what the standard leaves out:
+    turning device names into device objects, moving host (NumPy) data in and
+    out, a seeded random generator, synchronisation for timing, and what the
+    library can do (``supports_float64``, ``inplace``).
+
+    Subclasses set the class attributes and override the methods that differ.
+    """
+
+    #: The name used by :func:`portnn.set_backend`.
+    name: str = ""
+    #: Whether arrays support in-place operators (``a -= b``) that keep views valid.
+    inplace: bool = True
+
+    # -- availability -----------------------------------------------------------------
+    def import_error(self) -> str | None:
+        """Return why the library cannot be used here, or None when it can."""
+        return None
+
+    def is_available(self) -> bool:
+        return self.import_error() is None
+
+    # -- the namespace and devices ----------------------------------------------------
+    @property
+    def xp(self) -> Any:
+        """The array-API-compatible namespace (through array-api-compat)."""
+        raise NotImplementedError
+
+    def default_device(self) -> Any:
+        raise NotImplementedError
+
+    def device(self, name: Any = None) -> Any:
+        """Turn a device name (or None for the default, or a device object) into a device."""
+        if name is None:
+            return self.default_device()
+        return name
+
+    def device_name(self, device: Any) -> str:
+        return str(device)
+
+    def supports_float64(self, device: Any = None) -> bool:
+        return True
+
+    def owns(self, x: Any) -> bool:
+        """Whether ``x`` is an array of this library."""
+        raise NotImplementedError
+
+    # -- host transfer ----------------------------------------------------------------
+    def from_numpy(self, a: Any, device: Any = None) -> Any:
+        """Copy a NumPy array onto ``device`` (no copy where the memory can be shared)."""
+        raise NotImplementedError
+
+    def to_numpy(self, x: Any) -> Any:
+        """Return ``x`` as a NumPy array on the host (a copy for device memory)."""
+        raise NotImplementedError
+
+    def synchronize(self, device: Any = None) -> None:
+        """Wait for queued device work to finish (for timing). No-op on synchronous backends."""
+
+    def __repr__(self) -> str:
+        return f"<portnn backend {self.name!r}>"

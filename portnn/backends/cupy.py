@@ -1,0 +1,78 @@
+"""CuPy adapter: CUDA GPUs. Imported lazily; CuPy installs and imports on machines without a GPU."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from ._base import Adapter
+
+
+@functools.cache
+def _probe() -> str | None:
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a broken CUDA install
+        return f"CuPy is not installed or failed to import ({exc}); install portnn[cupy]"
+    try:
+        if not cupy.is_available():
+            return "CuPy is installed but finds no usable CUDA device (cupy.is_available() is False)"
+    except Exception as exc:
+        return f"CuPy could not query CUDA ({exc})"
+    return None
+
+
+class CupyAdapter(Adapter):
+    name = "cupy"
+    inplace = True
+
+    def import_error(self) -> str | None:
+        return _probe()
+
+    @property
+    def xp(self) -> Any:
+        import array_api_compat.cupy as xp_cupy
+
+        return xp_cupy
+
+    def default_device(self) -> Any:
+        import cupy
+
+        return cupy.cuda.Device()
+
+    def device(self, name: Any = None) -> Any:
+        import cupy
+
+        if name is None:
+            return self.default_device()
+        if isinstance(name, cupy.cuda.Device):
+            return name
+        if isinstance(name, int):
+            return cupy.cuda.Device(name)
+        text = str(name)
+        if text in ("cuda", "gpu"):
+            return cupy.cuda.Device()
+        for prefix in ("cuda:", "gpu:"):
+            if text.startswith(prefix) and text[len(prefix):].isdigit():
+                return cupy.cuda.Device(int(text[len(prefix):]))
+        raise ValueError(f"the cupy backend takes devices like 'cuda:0' or 0; got device={name!r}")
+
+    def device_name(self, device: Any) -> str:
+        return f"cuda:{device.id}"
+
+    def owns(self, x: Any) -> bool:
+        from array_api_compat import is_cupy_array
+
+        return is_cupy_array(x)
+
+    def from_numpy(self, a: Any, device: Any = None) -> Any:
+        import cupy
+
+        with self.device(device):
+            return cupy.asarray(a)
+
+    def to_numpy(self, x: Any) -> Any:
+        return x.get()
+
+    def synchronize(self, device: Any = None) -> None:
+        self.device(device).synchronize()

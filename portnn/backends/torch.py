@@ -1,0 +1,72 @@
+"""PyTorch adapter: CPU or CUDA tensors through array-api-compat (no autograd is used)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from ._base import Adapter
+
+
+@functools.cache
+def _probe() -> str | None:
+    try:
+        import torch  # noqa: F401
+    except Exception as exc:
+        return f"PyTorch is not installed or failed to import ({exc})"
+    return None
+
+
+class TorchAdapter(Adapter):
+    name = "torch"
+    inplace = True
+
+    def import_error(self) -> str | None:
+        return _probe()
+
+    @property
+    def xp(self) -> Any:
+        import array_api_compat.torch as xp_torch
+
+        return xp_torch
+
+    def default_device(self) -> Any:
+        import torch
+
+        return torch.device("cpu")
+
+    def device(self, name: Any = None) -> Any:
+        import torch
+
+        if name is None:
+            return self.default_device()
+        try:
+            dev = torch.device(name)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"the torch backend takes devices like 'cpu' or 'cuda:0'; got device={name!r}") from exc
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={name!r}: this PyTorch build sees no CUDA device; use 'cpu'")
+        return dev
+
+    def supports_float64(self, device: Any = None) -> bool:
+        return self.device(device).type != "mps"
+
+    def owns(self, x: Any) -> bool:
+        from array_api_compat import is_torch_array
+
+        return is_torch_array(x)
+
+    def from_numpy(self, a: Any, device: Any = None) -> Any:
+        import torch
+
+        return torch.as_tensor(a, device=self.device(device))
+
+    def to_numpy(self, x: Any) -> Any:
+        return x.detach().cpu().numpy()
+
+    def synchronize(self, device: Any = None) -> None:
+        import torch
+
+        dev = self.device(device)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)

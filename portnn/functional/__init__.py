@@ -1,0 +1,24 @@
+"""Pure forward/backward math, written once against the array API standard.
+
+Every function takes arrays, infers their namespace, and returns ``(output, backward)``:
+``backward`` is a closure that keeps only the arrays it needs, takes the gradient of the
+output and returns the gradients of the inputs. Layers in :mod:`portnn.layers` own
+parameters and call these.
+"""
+
+from .activations import leaky_relu, relu, sigmoid, softmax, tanh
+from .dense import linear
+from .losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse
+
+__all__ = [
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "leaky_relu",
+    "linear",
+    "log_softmax",
+    "mse",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "tanh",
+]

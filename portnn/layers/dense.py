@@ -1,0 +1,123 @@
+"""Fully connected layers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .. import backends
+from .. import functional as F
+from .._array import check_input, dtype_name, resolve_dtype
+from ..init import Initializer, get_initializer
+from .base import Layer, Shape, ShapeError
+
+__all__ = ["Linear"]
+
+
+class Linear(Layer):
+    """``y = x @ weight.T + bias``, PyTorch's layout: ``weight`` is (out_features, in_features).
+
+    Parameters
+    ----------
+    in_features, out_features
+        Sizes of each input and output row.
+    bias
+        Whether to learn an additive bias (initialised to zero).
+    init
+        Weight initialiser: a name from :data:`portnn.init.INITIALIZERS` (``"he_uniform"``,
+        ``"he_normal"``, ``"glorot_uniform"``, ``"glorot_normal"``, ``"normal"``, ``"torch"``…)
+        or a callable ``f(rng, shape, fan_in, fan_out)``. He suits ReLU, Glorot tanh/sigmoid.
+    dtype
+        ``"float32"`` (default) or ``"float64"``.
+    seed
+        Seed of the initial weights. :class:`portnn.Sequential` with ``seed=`` re-draws all
+        layers from one generator, which is what you usually want.
+
+    Parameters live on the backend and device in force when the layer is built
+    (:func:`portnn.set_backend`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> layer = pn.layers.Linear(3, 2, seed=0)
+    >>> layer(np.ones((4, 3), dtype=np.float32)).shape
+    (4, 2)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        init: str | Initializer = "he_uniform",
+        dtype: Any = "float32",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Linear: {name} must be a positive int; got {value!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.use_bias = bias
+        self.init = get_initializer(init, where=f"Linear({in_features}, {out_features}): ")
+        backend = backends.get_backend()
+        name = dtype_name(resolve_dtype(backend.xp, dtype))
+        if name == "float64" and not backend.adapter.supports_float64(backend.device):
+            raise ValueError(f"{self!r}: backend {backend} has no float64; use dtype='float32'")
+        self.weight = self.add_parameter("weight", None)
+        self.bias = self.add_parameter("bias", None) if bias else None
+        self._materialize(backends.host_rng(seed), backend.adapter, backend.device, name)
+
+    def reset_parameters(self, rng: Any = None) -> None:
+        w = self.weight.data
+        self._materialize(backends.host_rng() if rng is None else rng, backends.adapter_for(w), self.weight.device,
+                          dtype_name(w.dtype))
+
+    def _materialize(self, rng: Any, adapter: Any, device: Any, dtype: str) -> None:
+        shape = (self.out_features, self.in_features)
+        w = self.init(rng, shape, self.in_features, self.out_features)
+        self.weight.data, self.weight.grad = adapter.from_numpy(w.astype(dtype), device), None
+        if self.bias is not None:
+            b = rng.uniform(0.0, 0.0, (self.out_features,))  # zeros, without naming numpy here
+            self.bias.data, self.bias.grad = adapter.from_numpy(b.astype(dtype), device), None
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 2 or input_shape[1] not in (None, self.in_features):
+            raise ShapeError(
+                f"{self!r} expects input of shape (batch, {self.in_features}); got {_fmt(input_shape)}"
+            )
+        return (input_shape[0], self.out_features)
+
+    def forward(self, x: Any, *, training: bool = False) -> tuple[Any, Callable[[Any], Any]]:
+        w = self.weight.data
+        check_input(repr(self), x, w)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            hint = " (add pn.layers.Flatten() before it)" if x.ndim > 2 else ""
+            hint = " (a single example? use x.reshape(1, -1))" if x.ndim == 1 else hint
+            raise ShapeError(
+                f"{self!r} got input of shape {_fmt(x.shape)}: expected (batch, {self.in_features}){hint}"
+            )
+        b = self.bias.data if self.bias is not None else None
+        y, backward_fn = F.linear(x, w, b)
+        weight, bias = self.weight, self.bias
+
+        def backward(dy: Any) -> Any:
+            dx, dw, db = backward_fn(dy)
+            weight.accumulate(dw)
+            if bias is not None:
+                bias.accumulate(db)
+            return dx
+
+        return y, backward
+
+    def extra_repr(self) -> str:
+        extra = "" if self.use_bias else ", bias=False"
+        return f"{self.in_features}, {self.out_features}{extra}"
+
+
+def _fmt(shape: Any) -> str:
+    dims = tuple("batch" if d is None else int(d) for d in shape)
+    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"

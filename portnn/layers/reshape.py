@@ -1,0 +1,46 @@
+"""Reshaping layers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from .base import Layer, Shape, ShapeError
+
+__all__ = ["Flatten"]
+
+
+class Flatten(Layer):
+    """Flatten every axis from ``start_dim`` on: (N, 28, 28) -> (N, 784). A view where possible."""
+
+    def __init__(self, start_dim: int = 1) -> None:
+        super().__init__()
+        if start_dim < 1:
+            raise ValueError(f"Flatten: start_dim must be >= 1 (axis 0 is the batch); got {start_dim}")
+        self.start_dim = start_dim
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) <= self.start_dim:
+            raise ShapeError(f"{self!r} needs at least {self.start_dim + 1} dimensions; got input of rank {len(input_shape)}")
+        rest = input_shape[self.start_dim:]
+        flat: int | None = 1
+        for d in rest:
+            flat = None if d is None or flat is None else flat * d
+        return (*input_shape[: self.start_dim], flat)
+
+    def forward(self, x: Any, *, training: bool = False) -> tuple[Any, Callable[[Any], Any]]:
+        xp = array_namespace(x)
+        if x.ndim <= self.start_dim:
+            raise ShapeError(f"{self!r} got input of shape {tuple(x.shape)}: needs more than {self.start_dim} dimensions")
+        in_shape = tuple(x.shape)
+        y = xp.reshape(x, (*in_shape[: self.start_dim], -1))
+
+        def backward(dy: Any) -> Any:
+            return xp.reshape(dy, in_shape)
+
+        return y, backward
+
+    def extra_repr(self) -> str:
+        return "" if self.start_dim == 1 else f"start_dim={self.start_dim}"

@@ -1,0 +1,451 @@
+"""The Sequential model: a stack of layers, its training loop and its state."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from . import backends
+from ._array import dtype_name
+from ._progress import progress_bar, resolve_verbose
+from .layers.activations import Sigmoid, Softmax
+from .layers.base import Layer, Parameter, Shape, ShapeError
+from .losses import BinaryCrossEntropy, CrossEntropy, Loss
+from .optim import Optimizer
+
+__all__ = ["History", "Sequential"]
+
+
+class History:
+    """Per-epoch logs of :meth:`Sequential.fit`, as Keras keeps them.
+
+    ``history.history`` maps ``"loss"``, ``"accuracy"``, ``"val_loss"``, ``"val_accuracy"``
+    and ``"epoch_time"`` (seconds) to one value per epoch; ``history["loss"]`` is a shortcut.
+    """
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.history[key]
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 4) for k, v in self.history.items()}
+        return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+class Sequential:
+    """Layers applied one after the other.
+
+    Parameters
+    ----------
+    layers
+        The layers, in order. Each one's input shape is checked against the previous one's
+        output; a mismatch raises a :class:`~portnn.layers.ShapeError` naming both layers.
+    seed
+        Seed of the initial weights of every layer (drawn on the host, so the same on every
+        backend) and of the shuffling in :meth:`fit`. None leaves each layer's own weights.
+    input_shape
+        Shape of one example, e.g. ``(28, 28)``, for shape checks and :meth:`summary` of
+        models that do not start with a Linear layer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> model = pn.Sequential([pn.layers.Linear(4, 8), pn.layers.ReLU(), pn.layers.Linear(8, 3)], seed=0)
+    >>> x, y = np.random.default_rng(0).normal(size=(32, 4)), np.arange(32) % 3
+    >>> history = model.fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=2, verbose=0)
+    >>> sorted(model.evaluate(x, y))
+    ['accuracy', 'loss']
+
+    The seed style, one layer at a time with shape checks:
+
+    >>> model = pn.Sequential().build([pn.layers.Linear(4, 8), pn.layers.ReLU(), pn.layers.Linear(8, 3)])
+    """
+
+    def __init__(
+        self, layers: Iterable[Layer] | None = None, *, seed: int | None = None, input_shape: tuple[int, ...] | None = None
+    ) -> None:
+        self.layers: list[Layer] = []
+        self.input_shape: Shape | None = None if input_shape is None else (None, *input_shape)
+        self._shapes: list[Shape | None] = []
+        self.seed = seed
+        init_rng, self._rng = backends.host_rng(seed).spawn(2)
+        self._loss: Loss | None = None
+        self._optimizer: Optimizer | None = None
+        if layers is not None:
+            self.build(layers)
+        if seed is not None:
+            for layer in self.layers:
+                layer.reset_parameters(init_rng)
+
+    # -- building ---------------------------------------------------------------------
+    def build(self, layers: Iterable[Layer]) -> Sequential:
+        """Append ``layers`` one by one, checking that each fits the output of the one before. Returns self."""
+        for layer in layers:
+            self.add(layer)
+        return self
+
+    def add(self, layer: Layer) -> Sequential:
+        """Append one layer after checking that its input fits the current output shape. Returns self."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential takes portnn layers; got {type(layer).__name__} ({layer!r}) at position {len(self.layers)}")
+        shape = self._shapes[-1] if self._shapes else self.input_shape
+        if shape is None and hasattr(layer, "in_features"):
+            shape = (None, layer.in_features)
+        if shape is not None:
+            try:
+                shape = layer.output_shape(shape)
+            except ShapeError as exc:
+                where = f"layer {len(self.layers)} ({layer!r})"
+                after = f"layer {len(self.layers) - 1} ({self.layers[-1]!r})" if self.layers else "the model's input"
+                raise ShapeError(f"{where} does not fit after {after}, which outputs {_fmt(self._shapes[-1] if self.layers else self.input_shape)}: {exc}") from None
+        self.layers.append(layer)
+        self._shapes.append(shape)
+        return self
+
+    @property
+    def output_shape(self) -> Shape | None:
+        return self._shapes[-1] if self._shapes else self.input_shape
+
+    # -- the pass ---------------------------------------------------------------------
+    def forward(self, x: Any, *, training: bool = False) -> tuple[Any, Callable[[Any], Any]]:
+        """Run every layer; return the output and ``backward(dy) -> dx``, which fills each parameter's ``grad``.
+
+        This is the low-level path for a loop of your own::
+
+            optimizer.zero_grad()
+            y_pred, backward = model.forward(xb, training=True)
+            loss, loss_backward = loss_fn.forward(y_pred, yb)
+            backward(loss_backward())
+            optimizer.step()
+
+        :meth:`train_step` does exactly this.
+        """
+        backwards = []
+        for layer in self.layers:
+            x, backward = layer.forward(x, training=training)
+            backwards.append(backward)
+
+        def backward(dy: Any) -> Any:
+            for back in reversed(backwards):
+                dy = back(dy)
+            return dy
+
+        return x, backward
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)[0]
+
+    def train_step(self, x: Any, y: Any, loss: Loss, optimizer: Optimizer, *, validate: bool = True) -> tuple[Any, Any]:
+        """One SGD step on a batch already on the model's device: returns ``(loss value, predictions)`` as arrays."""
+        optimizer.zero_grad()
+        y_pred, backward = self.forward(x, training=True)
+        value, loss_backward = loss.forward(y_pred, y, validate=validate)
+        backward(loss_backward())
+        optimizer.step()
+        return value, y_pred
+
+    # -- parameters and state ---------------------------------------------------------
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for i, layer in enumerate(self.layers):
+            yield from layer.named_parameters(f"{i}.")
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameter arrays by name (``"0.weight"``, ``"0.bias"``, …), on their device, PyTorch's naming."""
+        return {name: p.data for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, Any], *, strict: bool = True) -> None:
+        """Copy arrays (of any backend) into the parameters, on their backend, device and dtype.
+
+        Everything is checked before anything is written: missing or unexpected names (with
+        ``strict``) or a wrong shape raise and leave the model as it was.
+        """
+        params = dict(self.named_parameters())
+        missing = [k for k in params if k not in state]
+        unexpected = [k for k in state if k not in params]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}")
+        staged = {}
+        for name, value in state.items():
+            if name not in params:
+                continue
+            host = backends.to_numpy(value) if not isinstance(value, list) else value
+            p = params[name]
+            if tuple(host.shape) != p.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {tuple(host.shape)} in the state but {p.shape} in the model")
+            adapter = backends.adapter_for(p.data)
+            staged[name] = adapter.from_numpy(host.astype(dtype_name(p.dtype), copy=True), p.device)
+        for name, data in staged.items():
+            params[name].data = data
+            params[name].grad = None
+
+    @property
+    def backend(self) -> backends.Backend:
+        """Where the parameters live (the global backend for a model without parameters)."""
+        for p in self.parameters():
+            return backends.Backend(backends.adapter_for(p.data), p.device)
+        return backends.get_backend()
+
+    @property
+    def dtype(self) -> str:
+        for p in self.parameters():
+            return dtype_name(p.dtype)
+        return "float32"
+
+    def to(self, backend: str, device: Any = None) -> Sequential:
+        """Move every parameter to ``backend``/``device`` (through the host). Returns self.
+
+        Build optimizers after moving, or pass them to :meth:`fit`, which rebinds them.
+        """
+        for layer in self.layers:
+            layer.to(backend, device)
+        if self._optimizer is not None:
+            self._optimizer.bind(self.parameters())
+        return self
+
+    def summary(self, print_fn: Callable[[str], Any] | None = print) -> str | None:
+        """Layers, output shapes and parameter counts, Keras style. Printed; returned instead when ``print_fn`` is None."""
+        rows = [("#", "Layer", "Output shape", "Params")]
+        for i, (layer, shape) in enumerate(zip(self.layers, self._shapes)):
+            rows.append((str(i), repr(layer), _fmt(shape), f"{sum(p.size for p in layer.parameters()):,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        lines = [f"Sequential on {self.backend}, {self.dtype}"]
+        lines += ["  ".join(cell.ljust(w) if c < 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths))) for r in rows]
+        total = sum(p.size for p in self.parameters())
+        trainable = sum(p.size for p in self.parameters() if p.trainable)
+        lines.append(f"Total params: {total:,} (trainable: {trainable:,})")
+        text = "\n".join(lines)
+        if print_fn is None:
+            return text
+        print_fn(text)
+        return None
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)"
+
+    # -- training ---------------------------------------------------------------------
+    def compile(self, *, loss: Loss, optimizer: Optimizer) -> Sequential:
+        """Keep a loss and an optimizer for :meth:`fit` and :meth:`evaluate` (Keras style). Returns self."""
+        self._loss, self._optimizer = self._check_loss(loss), optimizer
+        return self
+
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        *,
+        loss: Loss | None = None,
+        optimizer: Optimizer | None = None,
+        epochs: int = 1,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        validation_data: tuple[Any, Any] | None = None,
+        verbose: int | str = "auto",
+        seed: int | None = None,
+    ) -> History:
+        """Train with mini-batch gradient descent.
+
+        Parameters
+        ----------
+        x, y
+            Training inputs and targets: NumPy (or anything NumPy can read) or arrays already
+            on the model's backend and device. Host data is copied onto the model's device
+            once; float inputs are cast to the model's dtype, integer and boolean inputs
+            converted to it (values unchanged: scale pixels yourself). Integer class labels
+            become int64. Non-finite inputs are refused.
+        loss, optimizer
+            Default to those given to :meth:`compile` or the last ``fit``. The optimizer is
+            bound to this model's parameters.
+        epochs, batch_size
+            Passes over the data and examples per step (the last batch may be smaller).
+        shuffle
+            Reshuffle every epoch, from the model's seeded generator (or ``seed``).
+        validation_data
+            ``(x_val, y_val)`` evaluated after every epoch.
+        verbose
+            0 silent; 1 a progress bar and a line per epoch; 2 a line per epoch; ``"auto"``
+            is 1 on a terminal, else 2.
+
+        Returns
+        -------
+        History
+            Per-epoch ``loss``, ``accuracy`` (classification losses), ``val_loss``,
+            ``val_accuracy`` and ``epoch_time``. Training accuracy is accumulated during the
+            epoch, as Keras does (no second pass over the data).
+        """
+        loss = self._check_loss(loss if loss is not None else self._loss, "fit")
+        optimizer = optimizer if optimizer is not None else self._optimizer
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"fit needs an optimizer such as pn.optim.SGD(lr=0.1) (got {optimizer!r}); pass optimizer= or call compile()")
+        _check_positive_int("epochs", epochs, allow_zero=True)
+        _check_positive_int("batch_size", batch_size)
+        self._loss, self._optimizer = loss, optimizer
+        params = self.parameters()
+        if optimizer.params != params:
+            optimizer.bind(params)
+        verbose = resolve_verbose(verbose)
+
+        X, Y = self._ingest(x, y, loss, "fit")
+        val = self._ingest(*_pair(validation_data), loss, "fit validation_data") if validation_data is not None else None
+        backend = self.backend
+        xp, n = backend.xp, X.shape[0]
+        rng = backends.host_rng(seed) if seed is not None else self._rng
+        history = History()
+        for epoch in range(epochs):
+            start_time = time.perf_counter()
+            order = backend.adapter.from_numpy(rng.permutation(n), backend.device) if shuffle else None
+            loss_sum = correct_sum = 0
+            steps = math.ceil(n / batch_size)
+            bar = progress_bar(steps, f"Epoch {epoch + 1}/{epochs}", verbose == 1)
+            for step, start in enumerate(range(0, n, batch_size)):
+                stop = min(start + batch_size, n)
+                if order is None:
+                    xb, yb = X[start:stop, ...], Y[start:stop, ...]
+                else:
+                    idx = order[start:stop]
+                    xb, yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
+                value, y_pred = self.train_step(xb, yb, loss, optimizer, validate=False)
+                loss_sum = loss_sum + (value * (stop - start) if loss.reduction == "mean" else value)
+                if loss.classification:
+                    correct_sum = correct_sum + loss.correct(y_pred, yb)
+                bar.update(1)
+                if verbose == 1 and step % 50 == 0:
+                    bar.set_postfix_str(f"loss {float(value):.4f}")
+            bar.close()
+            logs = {"loss": float(loss_sum) / n}
+            if not math.isfinite(logs["loss"]):
+                raise FloatingPointError(
+                    f"fit: the training loss became {logs['loss']} in epoch {epoch + 1}; "
+                    f"the learning rate ({optimizer.lr}) is probably too large, or the inputs are unscaled"
+                )
+            if loss.classification:
+                logs["accuracy"] = float(correct_sum) / loss.count(Y)
+            if val is not None:
+                logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*val, loss, max(batch_size, 256)).items()})
+            backend.adapter.synchronize(backend.device)
+            logs["epoch_time"] = time.perf_counter() - start_time
+            history.append(epoch, logs)
+            if verbose:
+                shown = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items() if k != "epoch_time")
+                print(f"Epoch {epoch + 1}/{epochs} - {logs['epoch_time']:.1f}s - {shown}", flush=True)
+        return history
+
+    def evaluate(self, x: Any, y: Any, *, loss: Loss | None = None, batch_size: int = 256) -> dict[str, float]:
+        """Loss (and accuracy, for classification losses) over ``(x, y)`` in inference mode.
+
+        Uses ``loss``, else the one from :meth:`compile` or the last :meth:`fit`.
+        """
+        loss = self._check_loss(loss if loss is not None else self._loss, "evaluate")
+        _check_positive_int("batch_size", batch_size)
+        X, Y = self._ingest(x, y, loss, "evaluate")
+        return self._evaluate_arrays(X, Y, loss, batch_size)
+
+    def predict(self, x: Any, *, batch_size: int = 256) -> Any:
+        """Model outputs for ``x`` in inference mode, in batches, as an array on the model's backend.
+
+        ``portnn.backends.to_numpy(model.predict(x))`` brings them to the host.
+        """
+        _check_positive_int("batch_size", batch_size)
+        X = self._ingest_x(x, "predict")
+        xp = self.backend.xp
+        outs = [self.forward(X[i : i + batch_size, ...])[0] for i in range(0, X.shape[0], batch_size)]
+        return xp.concat(outs, axis=0) if len(outs) != 1 else outs[0]
+
+    # -- helpers ----------------------------------------------------------------------
+    def _evaluate_arrays(self, X: Any, Y: Any, loss: Loss, batch_size: int) -> dict[str, float]:
+        n = X.shape[0]
+        loss_sum = correct_sum = 0
+        for start in range(0, n, batch_size):
+            xb, yb = X[start : start + batch_size, ...], Y[start : start + batch_size, ...]
+            y_pred = self.forward(xb)[0]
+            value, _ = loss.forward(y_pred, yb, validate=False)
+            loss_sum = loss_sum + (value * xb.shape[0] if loss.reduction == "mean" else value)
+            if loss.classification:
+                correct_sum = correct_sum + loss.correct(y_pred, yb)
+        logs = {"loss": float(loss_sum) / n}
+        if loss.classification:
+            logs["accuracy"] = float(correct_sum) / loss.count(Y)
+        return logs
+
+    def _check_loss(self, loss: Any, where: str = "compile") -> Loss:
+        if not isinstance(loss, Loss):
+            raise TypeError(f"{where} needs a loss such as pn.losses.CrossEntropy() (got {loss!r}); pass loss= or call compile()")
+        last = self.layers[-1] if self.layers else None
+        if isinstance(loss, CrossEntropy) and isinstance(last, Softmax):
+            raise ValueError(
+                "CrossEntropy takes logits, but the model ends with Softmax, which would apply softmax twice; "
+                "remove the final Softmax layer (apply it to predict()'s output if you need probabilities)"
+            )
+        if isinstance(loss, BinaryCrossEntropy) and isinstance(last, Sigmoid):
+            raise ValueError("BinaryCrossEntropy takes logits, but the model ends with Sigmoid; remove the final Sigmoid layer")
+        return loss
+
+    def _ingest_x(self, x: Any, where: str) -> Any:
+        backend = self.backend
+        xp = backend.xp
+        X = backends.as_backend_array(x, backend, what="x", where=f"Sequential.{where}: ")
+        if X.ndim == 0 or X.shape[0] == 0:
+            raise ValueError(f"Sequential.{where}: x is empty (shape {tuple(X.shape)}); pass at least one example")
+        target = getattr(xp, self.dtype)
+        if X.dtype != target:
+            if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral") or X.dtype == xp.bool):
+                raise TypeError(f"Sequential.{where}: x has dtype {dtype_name(X.dtype)}; pass real numbers")
+            X = xp.astype(X, target)
+        bad = int(xp.sum(xp.astype(~xp.isfinite(X), xp.int64)))
+        if bad:
+            raise ValueError(f"Sequential.{where}: x holds {bad} NaN or infinite values; clean or impute them first")
+        if self.input_shape is not None and tuple(X.shape[1:]) != tuple(self.input_shape[1:]):
+            raise ShapeError(f"Sequential.{where}: x has examples of shape {tuple(X.shape[1:])}; the model takes {tuple(self.input_shape[1:])}")
+        return X
+
+    def _ingest(self, x: Any, y: Any, loss: Loss, where: str) -> tuple[Any, Any]:
+        X = self._ingest_x(x, where)
+        backend = self.backend
+        xp = backend.xp
+        Y = backends.as_backend_array(y, backend, what="y", where=f"Sequential.{where}: ")
+        if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
+            raise ValueError(f"Sequential.{where}: x has {X.shape[0]} examples but y has shape {tuple(Y.shape)}; they must match")
+        if not (xp.isdtype(Y.dtype, "real floating") or xp.isdtype(Y.dtype, "integral") or Y.dtype == xp.bool):
+            raise TypeError(f"Sequential.{where}: y has dtype {dtype_name(Y.dtype)}; pass integer labels or real targets")
+        if isinstance(loss, CrossEntropy) and not xp.isdtype(Y.dtype, "real floating"):
+            Y = xp.astype(Y, xp.int64)  # class indices
+        else:
+            Y = xp.astype(Y, getattr(xp, self.dtype))
+        pred_shape = (X.shape[0], *tuple(self.forward(X[:1, ...])[0].shape[1:]))
+        loss.check_target(pred_shape, Y, values=True)
+        if xp.isdtype(Y.dtype, "real floating") and int(xp.sum(xp.astype(~xp.isfinite(Y), xp.int64))):
+            raise ValueError(f"Sequential.{where}: y holds NaN or infinite values")
+        return X, Y
+
+
+def _pair(data: Any) -> tuple[Any, Any]:
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"validation_data must be a pair (x_val, y_val); got {type(data).__name__}")
+    return data[0], data[1]
+
+
+def _check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+        raise ValueError(f"{name} must be an integer >= {0 if allow_zero else 1}; got {value!r}")
+
+
+def _fmt(shape: Shape | None) -> str:
+    if shape is None:
+        return "?"
+    return "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"

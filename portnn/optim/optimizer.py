@@ -1,0 +1,97 @@
+"""The optimizer protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .. import backends
+from ..layers.base import Parameter
+
+__all__ = ["Optimizer"]
+
+
+class Optimizer:
+    """Base class. Subclasses implement :meth:`_update` for one parameter.
+
+    An optimizer may be built with its parameters (PyTorch style,
+    ``SGD(model.parameters(), lr=0.1)``) or without (Keras style, ``SGD(lr=0.1)`` handed to
+    ``model.fit``, which binds the model's parameters).
+
+    State (momentum buffers…) lives beside each parameter, on its backend and device.
+    """
+
+    def __init__(self, params: Iterable[Parameter] | None = None, *, lr: float) -> None:
+        if not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"{type(self).__name__}: lr must be a positive number; got {lr!r}")
+        self.lr = float(lr)
+        self.params: list[Parameter] = []
+        self.state: dict[int, dict[str, Any]] = {}
+        self.step_count = 0
+        if params is not None:
+            self.bind(params)
+
+    def bind(self, params: Iterable[Parameter]) -> Optimizer:
+        """Attach the parameters to update (clears state). Returns self."""
+        params = list(params)
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise TypeError(f"{type(self).__name__} takes portnn Parameters (model.parameters()); got {type(p).__name__}")
+        self.params = params
+        self.state = {}
+        return self
+
+    def zero_grad(self) -> None:
+        """Forget the gradients of the last backward pass."""
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """Update every trainable parameter that has a gradient."""
+        if not self.params:
+            raise RuntimeError(f"{type(self).__name__} has no parameters: build it with model.parameters() or pass it to model.fit")
+        for p in self.params:
+            if p.trainable and p.grad is not None:
+                self._update(p, p.grad, self.state.setdefault(id(p), {}))
+        self.step_count += 1
+
+    def _update(self, p: Parameter, g: Any, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _inplace(p: Parameter) -> bool:
+        return backends.adapter_for(p.data).inplace
+
+    # -- state ------------------------------------------------------------------------
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyperparameters, step count and per-parameter state (arrays on their device), by parameter index."""
+        index = {id(p): i for i, p in enumerate(self.params)}
+        return {
+            "hyperparameters": self.hyperparameters(),
+            "step_count": self.step_count,
+            "state": {index[k]: dict(v) for k, v in self.state.items() if k in index},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (arrays are moved to each parameter's device)."""
+        per_param = state.get("state", {})
+        bad = [i for i in per_param if not 0 <= int(i) < len(self.params)]
+        if bad:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state for parameter indices {bad}, but {len(self.params)} are bound")
+        for name, value in state.get("hyperparameters", {}).items():
+            setattr(self, name, value)
+        self.step_count = int(state.get("step_count", 0))
+        self.state = {}
+        for i, entries in per_param.items():
+            p = self.params[int(i)]
+            adapter = backends.adapter_for(p.data)
+            self.state[id(p)] = {
+                k: adapter.from_numpy(backends.to_numpy(v), p.device) if hasattr(v, "shape") else v for k, v in entries.items()
+            }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,85 @@
+"""Stochastic gradient descent with momentum, Nesterov momentum and weight decay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..layers.base import Parameter
+from .optimizer import Optimizer
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    r"""SGD exactly as PyTorch's ``torch.optim.SGD`` (dampening 0).
+
+    .. math::
+        g \leftarrow g + \lambda\,\theta, \qquad
+        b \leftarrow \mu\,b + g \;(b_1 = g), \qquad
+        \theta \leftarrow \theta - \eta\,(g + \mu b \text{ if Nesterov else } b)
+
+    ``g`` is the batch-averaged gradient, so ``lr`` does not depend on the batch size.
+
+    Parameters
+    ----------
+    params
+        Parameters to update, or None to let ``model.fit`` bind the model's.
+    lr
+        Learning rate :math:`\eta`.
+    momentum
+        :math:`\mu`; 0 for plain SGD.
+    nesterov
+        Nesterov momentum (needs ``momentum > 0``).
+    weight_decay
+        L2 coefficient :math:`\lambda` added to the gradient (biases included, as in PyTorch).
+
+    Examples
+    --------
+    >>> import portnn as pn
+    >>> model = pn.Sequential([pn.layers.Linear(4, 2)], seed=0)
+    >>> opt = pn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Parameter] | None = None,
+        *,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        if momentum < 0:
+            raise ValueError(f"SGD: momentum must be >= 0; got {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"SGD: weight_decay must be >= 0; got {weight_decay}")
+        if nesterov and momentum <= 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.weight_decay = float(weight_decay)
+        super().__init__(params, lr=lr)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+
+    def _update(self, p: Parameter, g: Any, state: dict[str, Any]) -> None:
+        inplace = self._inplace(p)
+        if self.weight_decay:
+            g = g + self.weight_decay * p.data
+        if self.momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = g * 1.0  # a copy: g may be the parameter's grad array
+            elif inplace:
+                buf *= self.momentum
+                buf += g
+            else:
+                buf = self.momentum * buf + g
+            state["momentum_buffer"] = buf
+            g = g + self.momentum * buf if self.nesterov else buf
+        if inplace:
+            p.data -= self.lr * g
+        else:
+            p.data = p.data - self.lr * g
