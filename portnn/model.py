@@ -364,7 +364,8 @@ class Sequential:
         _check_positive_int("batch_size", batch_size)
         X = self._ingest_x(x, "predict")
         xp = self.backend.xp
-        outs = [self.forward(X[i : i + batch_size, ...])[0] for i in range(0, X.shape[0], batch_size)]
+        n = X.shape[0]
+        outs = [self.forward(X[i : min(i + batch_size, n), ...])[0] for i in range(0, n, batch_size)]
         return xp.concat(outs, axis=0) if len(outs) != 1 else outs[0]
 
     # -- helpers ----------------------------------------------------------------------
@@ -372,7 +373,8 @@ class Sequential:
         n = X.shape[0]
         loss_sum = correct_sum = 0
         for start in range(0, n, batch_size):
-            xb, yb = X[start : start + batch_size, ...], Y[start : start + batch_size, ...]
+            stop = min(start + batch_size, n)  # out-of-range slice ends are not standard
+            xb, yb = X[start:stop, ...], Y[start:stop, ...]
             y_pred = self.forward(xb)[0]
             value, _ = loss.forward(y_pred, yb, validate=False)
             loss_sum = loss_sum + (value * xb.shape[0] if loss.reduction == "mean" else value)

@@ -1,0 +1,225 @@
+"""Every op and loss, forward and backward: finite differences, a PyTorch autograd oracle, and parity on every backend.
+
+Each spec builds float64 NumPy inputs and names the op as ``f(*arrays) -> (y, vjp)``, where
+``vjp(dy)`` returns the gradients of the differentiable inputs. The reference is the op on
+NumPy in float64, checked twice independently (central differences, torch autograd); every
+backend must then reproduce it in float32 and float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+import portnn as pn
+from portnn import functional as F
+from portnn import losses as L
+
+try:
+    import torch
+except ImportError:  # the oracle tests skip with a reason
+    torch = None
+
+
+@dataclass
+class Spec:
+    make: Callable[[np.random.Generator], list[np.ndarray]]  # float64 inputs; the first n_diff are differentiable
+    op: Callable[..., tuple[Any, Callable[[Any], tuple[Any, ...]]]]
+    oracle: Callable[..., Any] | None  # the same op on torch tensors
+    n_diff: int = 1
+    extra: Callable[[np.random.Generator], list[np.ndarray]] | None = None  # non-differentiable inputs (targets)
+
+
+def _layer_op(fn: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Callable[..., Any]:
+    def op(*args: Any) -> Any:
+        y, back = fn(*args)
+
+        def vjp(dy: Any) -> tuple[Any, ...]:
+            g = back(dy)
+            return tuple(x for x in g if x is not None) if isinstance(g, tuple) else (g,)
+
+        return y, vjp
+
+    return op
+
+
+def _loss_op(loss: L.Loss) -> Callable[..., Any]:
+    def op(y_pred: Any, target: Any) -> Any:
+        value, back = loss.forward(y_pred, target)
+        return value, lambda dy: (back() * dy,)
+
+    return op
+
+
+def _away_from_zero(r: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    # kinks (relu at 0) break central differences; keep |x| >= 0.1
+    x = r.normal(size=shape)
+    return np.where(np.abs(x) < 0.1, 0.1 * np.sign(x) + 0.1 * (x == 0), x)
+
+
+def _labels(r: np.random.Generator) -> list[np.ndarray]:
+    return [r.integers(0, 4, size=6)]
+
+
+def _probs(r: np.random.Generator) -> list[np.ndarray]:
+    p = r.random((6, 4))
+    return [p / p.sum(axis=1, keepdims=True)]
+
+
+def _t(name: str) -> Callable[..., Any]:
+    """A torch oracle, looked up lazily (torch may be missing)."""
+
+    def call(*args: Any) -> Any:
+        nnf = torch.nn.functional
+        table = {
+            "linear": lambda x, w, b: nnf.linear(x, w, b),
+            "linear_nobias": lambda x, w: nnf.linear(x, w),
+            "relu": torch.relu,
+            "leaky_relu": lambda x: nnf.leaky_relu(x, 0.2),
+            "sigmoid": torch.sigmoid,
+            "tanh": torch.tanh,
+            "softmax": lambda x: torch.softmax(x, dim=-1),
+            "log_softmax": lambda x: torch.log_softmax(x, dim=-1),
+            "flatten": lambda x: torch.flatten(x, 1),
+            "ce": lambda z, t: nnf.cross_entropy(z, t),
+            "ce_sum": lambda z, t: nnf.cross_entropy(z, t, reduction="sum"),
+            "ce_smooth": lambda z, t: nnf.cross_entropy(z, t, label_smoothing=0.1),
+            "ce_probs": lambda z, t: nnf.cross_entropy(z, t),
+            "ce_probs_smooth": lambda z, t: nnf.cross_entropy(z, t, label_smoothing=0.2),
+            "mse": lambda y, t: nnf.mse_loss(y, t),
+            "bce": lambda z, t: nnf.binary_cross_entropy_with_logits(z, t),
+        }
+        return table[name](*args)
+
+    return call
+
+
+SPECS: dict[str, Spec] = {
+    "linear": Spec(lambda r: [r.normal(size=(5, 4)), r.normal(size=(3, 4)), r.normal(size=3)], _layer_op(F.linear), _t("linear"), 3),
+    "linear_nobias": Spec(lambda r: [r.normal(size=(5, 4)), r.normal(size=(3, 4))], _layer_op(F.linear), _t("linear_nobias"), 2),
+    "relu": Spec(lambda r: [_away_from_zero(r, (4, 5))], _layer_op(F.relu), _t("relu")),
+    "leaky_relu": Spec(lambda r: [_away_from_zero(r, (4, 5))], _layer_op(lambda x: F.leaky_relu(x, 0.2)), _t("leaky_relu")),
+    "sigmoid": Spec(lambda r: [3 * r.normal(size=(4, 5))], _layer_op(F.sigmoid), _t("sigmoid")),
+    "tanh": Spec(lambda r: [2 * r.normal(size=(4, 5))], _layer_op(F.tanh), _t("tanh")),
+    "softmax": Spec(lambda r: [3 * r.normal(size=(4, 5))], _layer_op(F.softmax), _t("softmax")),
+    "flatten": Spec(lambda r: [r.normal(size=(3, 2, 4))], _layer_op(pn.layers.Flatten().forward), _t("flatten")),
+    "ce": Spec(lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy()), _t("ce"), extra=_labels),
+    "ce_sum": Spec(lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy(reduction="sum")), _t("ce_sum"), extra=_labels),
+    "ce_smooth": Spec(lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy(label_smoothing=0.1)), _t("ce_smooth"), extra=_labels),
+    "ce_probs": Spec(lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy()), _t("ce_probs"), extra=_probs),
+    "ce_probs_smooth": Spec(
+        lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy(label_smoothing=0.2)), _t("ce_probs_smooth"), extra=_probs
+    ),
+    "mse": Spec(lambda r: [r.normal(size=(6, 3))], _loss_op(L.MSE()), _t("mse"), extra=lambda r: [r.normal(size=(6, 3))]),
+    "bce": Spec(
+        lambda r: [4 * r.normal(size=(6, 2))], _loss_op(L.BinaryCrossEntropy()), _t("bce"), extra=lambda r: [r.random((6, 2))]
+    ),
+}
+
+
+def _inputs(name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    spec = SPECS[name]
+    r = np.random.default_rng(abs(hash(name)) % 2**32)
+    return spec.make(r), (spec.extra(r) if spec.extra else [])
+
+
+def _reference(name: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """The op on NumPy float64: output, the upstream gradient used, and the input gradients."""
+    spec = SPECS[name]
+    diff, extra = _inputs(name)
+    with pn.use_backend("numpy"):
+        y, vjp = spec.op(*diff, *extra)
+        dy = np.random.default_rng(1).normal(size=np.shape(y))
+        return np.asarray(y), dy, tuple(np.asarray(g) for g in vjp(dy))
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_gradient_matches_finite_differences(name: str) -> None:
+    spec = SPECS[name]
+    diff, extra = _inputs(name)
+    _, dy, grads = _reference(name)
+    eps = 1e-6
+    for k in range(spec.n_diff):
+        numeric = np.zeros_like(diff[k])
+        flat = diff[k].reshape(-1)
+        for i in range(flat.size):
+            old = flat[i]
+            flat[i] = old + eps
+            plus = np.sum(np.asarray(spec.op(*diff, *extra)[0]) * dy)
+            flat[i] = old - eps
+            minus = np.sum(np.asarray(spec.op(*diff, *extra)[0]) * dy)
+            flat[i] = old
+            numeric.reshape(-1)[i] = (plus - minus) / (2 * eps)
+        np.testing.assert_allclose(grads[k], numeric, rtol=1e-6, atol=1e-8, err_msg=f"{name}: input {k}")
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed: the autograd oracle needs torch==2.13.0 (pip install torch==2.13.0)")
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_matches_torch_autograd(name: str) -> None:
+    spec = SPECS[name]
+    diff, extra = _inputs(name)
+    y, dy, grads = _reference(name)
+    tdiff = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in diff]
+    textra = [torch.tensor(a) if a.dtype.kind in "iu" else torch.tensor(a, dtype=torch.float64) for a in extra]
+    ty = spec.oracle(*tdiff, *textra)
+    ty.backward(torch.tensor(dy, dtype=torch.float64))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12, err_msg=f"{name}: forward")
+    for k in range(spec.n_diff):
+        np.testing.assert_allclose(grads[k], tdiff[k].grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=f"{name}: grad {k}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_parity_with_numpy_float64(case: Any, name: str, dtype: str) -> None:
+    if not case.supports(dtype):
+        pytest.skip(f"{case.name} on {case.device} has no {dtype}")
+    spec = SPECS[name]
+    diff, extra = _inputs(name)
+    y_ref, dy, grads_ref = _reference(name)
+    args = [case.asarray(a, dtype) for a in diff]
+    args += [case.asarray(a, "int64" if a.dtype.kind in "iu" else dtype) for a in extra]
+    y, vjp = spec.op(*args)
+    case.assert_close(y, y_ref, dtype=dtype, err_msg=f"{name} forward")
+    for k, g in enumerate(vjp(case.asarray(dy, dtype))):
+        case.assert_close(g, grads_ref[k], dtype=dtype, err_msg=f"{name} grad {k}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_extreme_logits_stay_finite(case: Any, dtype: str) -> None:
+    if not case.supports(dtype):
+        pytest.skip(f"{case.name} on {case.device} has no {dtype}")
+    z = case.asarray([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is the right answer
+        loss, back = L.CrossEntropy().forward(z, case.asarray([1, 2], "int64"))
+        # the first row's label has logit -1e4 against 1e4: loss 2e4, exactly
+        np.testing.assert_allclose(float(loss), 1e4, rtol=1e-6)
+        case.assert_close(back(), [[0.5, -0.5, 0.0], [0.0, 0.0, 0.0]], dtype=dtype)
+        bce, bback = L.BinaryCrossEntropy().forward(z, case.asarray([[0, 1, 1], [1, 0, 1]], dtype))
+        np.testing.assert_allclose(float(bce), (1e4 + 1e4 + np.log(2) + 1e4) / 6, rtol=1e-6)
+        assert np.all(np.isfinite(pn.to_numpy(bback())))
+        s, sback = F.sigmoid(z)
+        case.assert_close(s, [[1.0, 0.0, 0.5], [0.0, 0.0, 1.0]], dtype=dtype)
+        assert np.all(np.isfinite(pn.to_numpy(sback(z))))
+        sm, _ = F.softmax(z)
+        case.assert_close(sm, [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=dtype)
+
+
+def test_float32_stays_float32(case: Any) -> None:
+    """No op promotes float32 to float64 (Python scalars, constants and labels included)."""
+    x = case.asarray(np.random.default_rng(0).normal(size=(4, 3)), "float32")
+    for name in ("relu", "leaky_relu", "sigmoid", "tanh", "softmax"):
+        y, vjp = SPECS[name].op(x)
+        assert pn._array.dtype_name(y.dtype) == "float32", name
+        assert pn._array.dtype_name(vjp(y)[0].dtype) == "float32", name
+    for loss, target in (
+        (L.CrossEntropy(label_smoothing=0.1), case.asarray([0, 1, 2, 0], "int64")),
+        (L.MSE(), x),
+        (L.BinaryCrossEntropy(), case.asarray(np.ones((4, 3)), "float32")),
+    ):
+        value, back = loss.forward(x, target)
+        assert pn._array.dtype_name(value.dtype) == "float32", repr(loss)
+        assert pn._array.dtype_name(back().dtype) == "float32", repr(loss)
