@@ -214,7 +214,7 @@ def as_backend_array(x: Any, backend: Backend, *, what: str = "x", where: str = 
         try:
             host = np.asarray(x)
         except Exception as exc:
-            raise TypeError(f"{where}{what} could not be read as an array: {exc}") from exc
+            raise TypeError(f"{where}{what} is ragged or not numeric, so it is not an array ({exc}); pass a rectangular numeric array") from exc
         if host.dtype == object:
             raise TypeError(f"{where}{what} is ragged or not numeric (NumPy made an object array); pass a rectangular numeric array")
         return adapter.from_numpy(host, backend.device)
