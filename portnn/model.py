@@ -120,8 +120,12 @@ class Sequential:
         return self._shapes[-1] if self._shapes else self.input_shape
 
     # -- the pass ---------------------------------------------------------------------
-    def forward(self, x: Any, *, training: bool = False) -> tuple[Any, Callable[[Any], Any]]:
-        """Run every layer; return the output and ``backward(dy) -> dx``, which fills each parameter's ``grad``.
+    def forward(self, x: Any, *, training: bool = False, input_grad: bool = False) -> tuple[Any, Callable[[Any], Any]]:
+        """Run every layer; return the output and ``backward(dy)``, which fills each parameter's ``grad``.
+
+        ``backward`` returns the gradient of the model's input when ``input_grad=True`` (for
+        saliency maps, say); by default the first layer skips it, as PyTorch does for inputs
+        that do not require a gradient, and ``backward`` may return None.
 
         This is the low-level path for a loop of your own::
 
@@ -134,8 +138,8 @@ class Sequential:
         :meth:`train_step` does exactly this.
         """
         backwards = []
-        for layer in self.layers:
-            x, backward = layer.forward(x, training=training)
+        for i, layer in enumerate(self.layers):
+            x, backward = layer.forward(x, training=training, input_grad=input_grad or i > 0)
             backwards.append(backward)
 
         def backward(dy: Any) -> Any:

@@ -229,3 +229,20 @@ def test_model_to_moves_every_parameter(case: Any) -> None:
     assert model.backend.name == case.name
     assert all(case.backend.adapter.owns(p.data) for p in model.parameters())
     case.assert_close(model.predict(toy()[0]), expected, dtype="float32")
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed: the oracle needs torch==2.13.0")
+def test_input_gradient_on_request() -> None:
+    """backward returns d(loss)/d(input) with input_grad=True, and skips that product by default."""
+    x, y = toy(5)
+    with pn.use_backend("numpy"):
+        model = pn.Sequential([Linear(6, 7, dtype="float64"), Tanh(), Linear(7, 3, dtype="float64")], seed=0)
+    out, backward = model.forward(x, training=True, input_grad=True)
+    _, loss_back = pn.losses.CrossEntropy().forward(out, y)
+    dx = backward(loss_back())
+    tx = torch.tensor(x, requires_grad=True)
+    w0, b0, w1, b1 = (torch.from_numpy(np.array(v)) for v in model.state_dict().values())
+    torch.nn.functional.cross_entropy(torch.tanh(tx @ w0.T + b0) @ w1.T + b1, torch.from_numpy(y)).backward()
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-14)
+    out, backward = model.forward(x, training=True)
+    assert backward(loss_back()) is None

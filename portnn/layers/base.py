@@ -68,6 +68,9 @@ class Layer:
     A layer implements :meth:`forward`, returning its output and a ``backward`` closure:
     ``backward(dy)`` adds the gradients of the layer's parameters to their ``grad`` and
     returns the gradient of the input. ``layer(x)`` is ``layer.forward(x)[0]`` (inference).
+    ``training`` switches train-time behaviour (dropout, batch statistics); with
+    ``input_grad=False`` a layer may skip the input gradient and return None (the first layer
+    of a model, whose input is data, saves a whole matrix product that way).
 
     Layers with parameters implement :meth:`reset_parameters`; layers that change shapes
     implement :meth:`output_shape`.
@@ -77,7 +80,7 @@ class Layer:
         self._params: dict[str, Parameter] = {}
 
     # -- the pass ---------------------------------------------------------------------
-    def forward(self, x: Any, *, training: bool = False) -> tuple[Any, Callable[[Any], Any]]:
+    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:

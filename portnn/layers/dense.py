@@ -91,7 +91,7 @@ class Linear(Layer):
             )
         return (input_shape[0], self.out_features)
 
-    def forward(self, x: Any, *, training: bool = False) -> tuple[Any, Callable[[Any], Any]]:
+    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         w = self.weight.data
         check_input(repr(self), x, w)
         if x.ndim != 2 or x.shape[1] != self.in_features:
@@ -101,7 +101,7 @@ class Linear(Layer):
                 f"{self!r} got input of shape {_fmt(x.shape)}: expected (batch, {self.in_features}){hint}"
             )
         b = self.bias.data if self.bias is not None else None
-        y, backward_fn = F.linear(x, w, b)
+        y, backward_fn = F.linear(x, w, b, input_grad=input_grad)
         weight, bias = self.weight, self.bias
 
         def backward(dy: Any) -> Any:

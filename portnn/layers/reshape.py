@@ -30,7 +30,7 @@ class Flatten(Layer):
             flat = None if d is None or flat is None else flat * d
         return (*input_shape[: self.start_dim], flat)
 
-    def forward(self, x: Any, *, training: bool = False) -> tuple[Any, Callable[[Any], Any]]:
+    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         xp = array_namespace(x)
         if x.ndim <= self.start_dim:
             raise ShapeError(f"{self!r} got input of shape {tuple(x.shape)}: needs more than {self.start_dim} dimensions")
