@@ -22,8 +22,11 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train an MLP on MNIST and report test accuracy and seconds per epoch")
     train.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
-    train.add_argument("--backend", default=os.environ.get("PORTNN_BACKEND", "numpy").partition(":")[0] or "numpy",
-                       help="numpy (default), cupy, torch, array_api_strict or auto")
+    train.add_argument(
+        "--backend",
+        default=os.environ.get("PORTNN_BACKEND", "numpy").partition(":")[0] or "numpy",
+        help="numpy (default), cupy, torch, array_api_strict or auto",
+    )
     train.add_argument("--device", default=None, help="device of the backend, e.g. cuda:1 (default: the backend's)")
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=128)
@@ -70,10 +73,13 @@ def train_command(args: argparse.Namespace) -> int:
         model.summary()
     try:
         history = model.fit(
-            x_train, y_train,
+            x_train,
+            y_train,
             loss=pn.losses.CrossEntropy(),
             optimizer=pn.optim.SGD(lr=args.lr, momentum=args.momentum),
-            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
             validation_data=(x_test, y_test),
             verbose=0 if args.quiet else "auto",
         )
@@ -90,8 +96,10 @@ def train_command(args: argparse.Namespace) -> int:
     print("per-class accuracy: " + "  ".join(f"{c}: {a:.4f}" for c, a in enumerate(per_class)))
     times = history["epoch_time"]
     if times:
-        print(f"seconds per epoch: {np.mean(times):.2f} (mean of {len(times)}; includes validation), "
-              f"test-set prediction {predict_time:.2f}s")
+        print(
+            f"seconds per epoch: {np.mean(times):.2f} (mean of {len(times)}; includes validation), "
+            f"test-set prediction {predict_time:.2f}s"
+        )
     return 0
 
 

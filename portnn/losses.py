@@ -63,7 +63,9 @@ class Loss:
 
 def _same_rows(loss: Loss, pred_shape: tuple[int, ...], target: Any) -> None:
     if target.shape[0] != pred_shape[0]:
-        raise ValueError(f"{loss!r}: predictions have {pred_shape[0]} rows but target has {target.shape[0]} (shape {tuple(target.shape)})")
+        raise ValueError(
+            f"{loss!r}: predictions have {pred_shape[0]} rows but target has {target.shape[0]} (shape {tuple(target.shape)})"
+        )
 
 
 class CrossEntropy(Loss):
@@ -126,7 +128,9 @@ class CrossEntropy(Loss):
                 )
             _same_rows(self, pred_shape, target)
         else:
-            raise TypeError(f"{self!r}: targets must be integer labels or float probabilities; got dtype {dtype_name(target.dtype)}")
+            raise TypeError(
+                f"{self!r}: targets must be integer labels or float probabilities; got dtype {dtype_name(target.dtype)}"
+            )
 
     def correct(self, y_pred: Any, target: Any) -> Any:
         xp = array_namespace(y_pred, target)

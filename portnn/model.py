@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from array_api_compat import array_namespace
-
 from . import backends
 from ._array import dtype_name
 from ._progress import progress_bar, resolve_verbose
@@ -100,7 +98,9 @@ class Sequential:
     def add(self, layer: Layer) -> Sequential:
         """Append one layer after checking that its input fits the current output shape. Returns self."""
         if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential takes portnn layers; got {type(layer).__name__} ({layer!r}) at position {len(self.layers)}")
+            raise TypeError(
+                f"Sequential takes portnn layers; got {type(layer).__name__} ({layer!r}) at position {len(self.layers)}"
+            )
         shape = self._shapes[-1] if self._shapes else self.input_shape
         if shape is None and hasattr(layer, "in_features"):
             shape = (None, layer.in_features)
@@ -110,7 +110,7 @@ class Sequential:
             except ShapeError as exc:
                 where = f"layer {len(self.layers)} ({layer!r})"
                 after = f"layer {len(self.layers) - 1} ({self.layers[-1]!r})" if self.layers else "the model's input"
-                raise ShapeError(f"{where} does not fit after {after}, which outputs {_fmt(self._shapes[-1] if self.layers else self.input_shape)}: {exc}") from None
+                raise ShapeError(f"{where} does not fit after {after}, which outputs {_fmt(shape)}: {exc}") from None
         self.layers.append(layer)
         self._shapes.append(shape)
         return self
@@ -229,7 +229,9 @@ class Sequential:
             rows.append((str(i), repr(layer), _fmt(shape), f"{sum(p.size for p in layer.parameters()):,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = [f"Sequential on {self.backend}, {self.dtype}"]
-        lines += ["  ".join(cell.ljust(w) if c < 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths))) for r in rows]
+        lines += [
+            "  ".join(cell.ljust(w) if c < 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths))) for r in rows
+        ]
         total = sum(p.size for p in self.parameters())
         trainable = sum(p.size for p in self.parameters() if p.trainable)
         lines.append(f"Total params: {total:,} (trainable: {trainable:,})")
@@ -296,7 +298,9 @@ class Sequential:
         loss = self._check_loss(loss if loss is not None else self._loss, "fit")
         optimizer = optimizer if optimizer is not None else self._optimizer
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"fit needs an optimizer such as pn.optim.SGD(lr=0.1) (got {optimizer!r}); pass optimizer= or call compile()")
+            raise TypeError(
+                f"fit needs an optimizer such as pn.optim.SGD(lr=0.1) (got {optimizer!r}); pass optimizer= or call compile()"
+            )
         _check_positive_int("epochs", epochs, allow_zero=True)
         _check_positive_int("batch_size", batch_size)
         self._loss, self._optimizer = loss, optimizer
@@ -417,7 +421,9 @@ class Sequential:
         if bad:
             raise ValueError(f"Sequential.{where}: x holds {bad} NaN or infinite values; clean or impute them first")
         if self.input_shape is not None and tuple(X.shape[1:]) != tuple(self.input_shape[1:]):
-            raise ShapeError(f"Sequential.{where}: x has examples of shape {tuple(X.shape[1:])}; the model takes {tuple(self.input_shape[1:])}")
+            raise ShapeError(
+                f"Sequential.{where}: x has examples of shape {tuple(X.shape[1:])}; the model takes {tuple(self.input_shape[1:])}"
+            )
         return X
 
     def _ingest(self, x: Any, y: Any, loss: Loss, where: str) -> tuple[Any, Any]:

@@ -44,7 +44,9 @@ def test_set_backend_with_device_places_new_parameters() -> None:
 
 
 def test_unknown_backend_and_device_are_clear_errors() -> None:
-    with pytest.raises(ValueError, match=r"unknown backend 'tensorflow'; choose one of 'numpy', 'cupy', 'torch', 'array_api_strict', 'auto'"):
+    with pytest.raises(
+        ValueError, match=r"unknown backend 'tensorflow'; choose one of 'numpy', 'cupy', 'torch', 'array_api_strict', 'auto'"
+    ):
         pn.set_backend("tensorflow")
     with pytest.raises(ValueError, match="the numpy backend has one device, 'cpu'"):
         pn.set_backend("numpy", device="cuda:0")

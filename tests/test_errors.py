@@ -50,7 +50,10 @@ def test_two_libraries_in_one_call() -> None:
     layer = Linear(3, 2)  # numpy parameters
     with pytest.raises(TypeError, match=r"Linear\(3, 2\): got arrays from different libraries.*torch"):
         layer(torch.ones((1, 3)))
-    with pytest.raises(TypeError, match=r"Sequential.fit: x is a torch array on cpu but the model's parameters live on numpy:cpu.*model.to\('torch'\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"Sequential.fit: x is a torch array on cpu but the model's parameters live on numpy:cpu.*model.to\('torch'\)",
+    ):
         fit(net(), torch.ones((10, 4)), Y)
 
 
@@ -61,16 +64,23 @@ def test_two_strict_devices_in_one_call() -> None:
         layer = Linear(3, 2)
         model = net()
     x_other = xs.ones((1, 3), device=xs.Device("device2"))
-    with pytest.raises(ValueError, match=r"Linear\(3, 2\) got input on device .*device2.* but its parameters are on .*device1.*model.to"):
+    with pytest.raises(
+        ValueError, match=r"Linear\(3, 2\) got input on device .*device2.* but its parameters are on .*device1.*model.to"
+    ):
         layer(x_other)
-    with pytest.raises(TypeError, match=r"x is a array_api_strict array on device2 but the model's parameters live on array_api_strict:device1"):
+    with pytest.raises(
+        TypeError, match=r"x is a array_api_strict array on device2 but the model's parameters live on array_api_strict:device1"
+    ):
         fit(model, xs.ones((10, 4), device=xs.Device("device2")), Y)
     # host data is moved onto the model's device
     fit(model, X, Y)
 
 
 def test_labels_out_of_range(case: Any) -> None:
-    with pytest.raises(ValueError, match=r"CrossEntropy\(\): labels must be class indices in 0..2 for a model with 3 outputs; got values from 0 to 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"CrossEntropy\(\): labels must be class indices in 0..2 for a model with 3 outputs; got values from 0 to 3",
+    ):
         fit(net(), X, np.arange(10) % 4)
     with pytest.raises(ValueError, match="got values from -1 to 2"):
         fit(net(), X, np.where(Y == 0, -1, Y))
@@ -80,7 +90,10 @@ def test_labels_out_of_range(case: Any) -> None:
 
 
 def test_label_encoding_mistakes(case: Any) -> None:
-    with pytest.raises(ValueError, match=r"float targets are probabilities of shape \(batch, 3\); got \(10,\) \(class indices\? pass them as integers"):
+    with pytest.raises(
+        ValueError,
+        match=r"float targets are probabilities of shape \(batch, 3\); got \(10,\) \(class indices\? pass them as integers",
+    ):
         fit(net(), X, Y.astype(np.float64))
     with pytest.raises(ValueError, match=r"integer labels must have shape \(batch,\); got \(10, 3\) \(one-hot labels\?"):
         fit(net(), X, np.eye(3, dtype=np.int64)[Y])
@@ -98,7 +111,9 @@ def test_nan_and_inf_inputs_are_refused(case: Any) -> None:
     with pytest.raises(ValueError, match="Sequential.predict: x holds 2 NaN"):
         net().predict(bad)
     with pytest.raises(ValueError, match="y holds NaN"):
-        pn.Sequential([Linear(4, 1)]).fit(X, np.full((10, 1), np.nan), loss=pn.losses.MSE(), optimizer=pn.optim.SGD(lr=0.1), verbose=0)
+        pn.Sequential([Linear(4, 1)]).fit(
+            X, np.full((10, 1), np.nan), loss=pn.losses.MSE(), optimizer=pn.optim.SGD(lr=0.1), verbose=0
+        )
 
 
 def test_wrong_input_shape_in_fit_names_the_layer() -> None:

@@ -17,7 +17,9 @@ except ImportError:
 
 
 def mlp(seed: int = 0, dtype: str = "float32") -> pn.Sequential:
-    return pn.Sequential([Linear(6, 16, dtype=dtype), Tanh(), Linear(16, 8, dtype=dtype), ReLU(), Linear(8, 3, dtype=dtype)], seed=seed)
+    return pn.Sequential(
+        [Linear(6, 16, dtype=dtype), Tanh(), Linear(16, 8, dtype=dtype), ReLU(), Linear(8, 3, dtype=dtype)], seed=seed
+    )
 
 
 def toy(n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +56,9 @@ def test_sgd_steps_match_numpy_float64_reference(case: Any, dtype: str) -> None:
         ref_losses, ref_state = mlp(seed=1, dtype="float64"), None
         model = ref_losses
         opt = pn.optim.SGD(lr=0.2, momentum=0.9, nesterov=True, weight_decay=1e-3)
-        ref_losses = model.fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=opt, epochs=3, batch_size=16, seed=5, verbose=0)["loss"]
+        ref_losses = model.fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=opt, epochs=3, batch_size=16, seed=5, verbose=0)[
+            "loss"
+        ]
         ref_state = {k: np.asarray(v) for k, v in model.state_dict().items()}
     losses, state = run()
     tol = {"float32": 1e-4, "float64": 1e-10}[dtype]
@@ -66,7 +70,9 @@ def test_sgd_steps_match_numpy_float64_reference(case: Any, dtype: str) -> None:
 
 
 @pytest.mark.skipif(torch is None, reason="PyTorch not installed: the oracle needs torch==2.13.0")
-@pytest.mark.parametrize("momentum,nesterov,weight_decay", [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 0.01), (0.5, False, 0.1)])
+@pytest.mark.parametrize(
+    "momentum,nesterov,weight_decay", [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 0.01), (0.5, False, 0.1)]
+)
 def test_training_matches_torch(momentum: float, nesterov: bool, weight_decay: float) -> None:
     """The same net, data and batches trained by torch.nn + torch.optim.SGD in float64 follow the same trajectory."""
     x, y = toy(48)
@@ -74,7 +80,7 @@ def test_training_matches_torch(momentum: float, nesterov: bool, weight_decay: f
         model = pn.Sequential([Linear(6, 10, dtype="float64"), ReLU(), Linear(10, 3, dtype="float64")], seed=2)
     tmodel = torch.nn.Sequential(torch.nn.Linear(6, 10), torch.nn.ReLU(), torch.nn.Linear(10, 3)).double()
     with torch.no_grad():
-        for (name, value), tparam in zip(model.state_dict().items(), tmodel.parameters()):
+        for value, tparam in zip(model.state_dict().values(), tmodel.parameters()):
             tparam.copy_(torch.from_numpy(np.array(value)))
     loss_fn = pn.losses.CrossEntropy()
     opt = pn.optim.SGD(model.parameters(), lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
@@ -95,8 +101,14 @@ def test_fit_evaluate_predict(case: Any) -> None:
     x, y = toy(256)
     model = mlp()
     history = model.fit(
-        x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1, momentum=0.9), epochs=8, batch_size=32,
-        validation_data=(x[:64], y[:64]), verbose=0,
+        x,
+        y,
+        loss=pn.losses.CrossEntropy(),
+        optimizer=pn.optim.SGD(lr=0.1, momentum=0.9),
+        epochs=8,
+        batch_size=32,
+        validation_data=(x[:64], y[:64]),
+        verbose=0,
     )
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"}
     assert len(history["loss"]) == 8 and history.epoch == list(range(8))
@@ -161,13 +173,17 @@ def test_overfits_ten_examples_per_digit(mnist_dir: Any) -> None:
     idx = np.concatenate([np.flatnonzero(y == d)[:10] for d in range(10)])
     xs, ys = x[idx].reshape(100, 784) / 255, y[idx]
     model = pn.Sequential([Linear(784, 64), ReLU(), Linear(64, 10)], seed=0)
-    model.fit(xs, ys, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1, momentum=0.9), epochs=60, batch_size=20, verbose=0)
+    model.fit(
+        xs, ys, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1, momentum=0.9), epochs=60, batch_size=20, verbose=0
+    )
     assert model.evaluate(xs, ys)["accuracy"] == 1.0
 
 
 def test_build_checks_each_layer_against_the_previous() -> None:
     model = pn.Sequential().build([Linear(784, 256), ReLU()])
-    with pytest.raises(ShapeError, match=r"layer 2 \(Linear\(100, 10\)\) does not fit after layer 1 \(ReLU\(\)\), which outputs \(batch, 256\)"):
+    with pytest.raises(
+        ShapeError, match=r"layer 2 \(Linear\(100, 10\)\) does not fit after layer 1 \(ReLU\(\)\), which outputs \(batch, 256\)"
+    ):
         model.build([Linear(100, 10)])
     assert len(model.layers) == 2  # the bad layer was not appended
     model.add(Linear(256, 10))

@@ -99,7 +99,9 @@ def _t(name: str) -> Callable[..., Any]:
 
 
 SPECS: dict[str, Spec] = {
-    "linear": Spec(lambda r: [r.normal(size=(5, 4)), r.normal(size=(3, 4)), r.normal(size=3)], _layer_op(F.linear), _t("linear"), 3),
+    "linear": Spec(
+        lambda r: [r.normal(size=(5, 4)), r.normal(size=(3, 4)), r.normal(size=3)], _layer_op(F.linear), _t("linear"), 3
+    ),
     "linear_nobias": Spec(lambda r: [r.normal(size=(5, 4)), r.normal(size=(3, 4))], _layer_op(F.linear), _t("linear_nobias"), 2),
     "relu": Spec(lambda r: [_away_from_zero(r, (4, 5))], _layer_op(F.relu), _t("relu")),
     "leaky_relu": Spec(lambda r: [_away_from_zero(r, (4, 5))], _layer_op(lambda x: F.leaky_relu(x, 0.2)), _t("leaky_relu")),
@@ -109,7 +111,9 @@ SPECS: dict[str, Spec] = {
     "flatten": Spec(lambda r: [r.normal(size=(3, 2, 4))], _layer_op(pn.layers.Flatten().forward), _t("flatten")),
     "ce": Spec(lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy()), _t("ce"), extra=_labels),
     "ce_sum": Spec(lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy(reduction="sum")), _t("ce_sum"), extra=_labels),
-    "ce_smooth": Spec(lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy(label_smoothing=0.1)), _t("ce_smooth"), extra=_labels),
+    "ce_smooth": Spec(
+        lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy(label_smoothing=0.1)), _t("ce_smooth"), extra=_labels
+    ),
     "ce_probs": Spec(lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy()), _t("ce_probs"), extra=_probs),
     "ce_probs_smooth": Spec(
         lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy(label_smoothing=0.2)), _t("ce_probs_smooth"), extra=_probs
@@ -157,7 +161,9 @@ def test_gradient_matches_finite_differences(name: str) -> None:
         np.testing.assert_allclose(grads[k], numeric, rtol=1e-6, atol=1e-8, err_msg=f"{name}: input {k}")
 
 
-@pytest.mark.skipif(torch is None, reason="PyTorch not installed: the autograd oracle needs torch==2.13.0 (pip install torch==2.13.0)")
+@pytest.mark.skipif(
+    torch is None, reason="PyTorch not installed: the autograd oracle needs torch==2.13.0 (pip install torch==2.13.0)"
+)
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_matches_torch_autograd(name: str) -> None:
     spec = SPECS[name]

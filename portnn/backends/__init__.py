@@ -33,9 +33,7 @@ __all__ = [
     "use_backend",
 ]
 
-_ADAPTERS: dict[str, Adapter] = {
-    a.name: a for a in (NumpyAdapter(), CupyAdapter(), TorchAdapter(), StrictAdapter())
-}
+_ADAPTERS: dict[str, Adapter] = {a.name: a for a in (NumpyAdapter(), CupyAdapter(), TorchAdapter(), StrictAdapter())}
 _ALIASES = {"np": "numpy", "cp": "cupy", "pytorch": "torch", "strict": "array_api_strict"}
 NAMES = (*_ADAPTERS, "auto")
 
@@ -88,7 +86,9 @@ def _resolve(name: str, device: Any = None) -> Backend:
     adapter = get_adapter(name)
     why = adapter.import_error()
     if why is not None:
-        hint = " Use set_backend('auto') to take CuPy when a CUDA GPU works and NumPy otherwise." if adapter.name == "cupy" else ""
+        hint = (
+            " Use set_backend('auto') to take CuPy when a CUDA GPU works and NumPy otherwise." if adapter.name == "cupy" else ""
+        )
         raise BackendUnavailableError(f"backend {adapter.name!r} is unavailable: {why}.{hint}")
     return Backend(adapter, adapter.device(device))
 
@@ -214,9 +214,13 @@ def as_backend_array(x: Any, backend: Backend, *, what: str = "x", where: str = 
         try:
             host = np.asarray(x)
         except Exception as exc:
-            raise TypeError(f"{where}{what} is ragged or not numeric, so it is not an array ({exc}); pass a rectangular numeric array") from exc
+            raise TypeError(
+                f"{where}{what} is ragged or not numeric, so it is not an array ({exc}); pass a rectangular numeric array"
+            ) from exc
         if host.dtype == object:
-            raise TypeError(f"{where}{what} is ragged or not numeric (NumPy made an object array); pass a rectangular numeric array")
+            raise TypeError(
+                f"{where}{what} is ragged or not numeric (NumPy made an object array); pass a rectangular numeric array"
+            )
         return adapter.from_numpy(host, backend.device)
     raise TypeError(
         f"{where}{what} is a {_describe(x)} but the model's parameters live on "

@@ -65,8 +65,7 @@ class StrictAdapter(Adapter):
         return array_api_strict.asarray(a, device=self.device(device))
 
     def to_numpy(self, x: Any) -> Any:
-        import numpy as np
-
         import array_api_strict
+        import numpy as np
 
         return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))

@@ -53,8 +53,8 @@ class CupyAdapter(Adapter):
         if text in ("cuda", "gpu"):
             return cupy.cuda.Device()
         for prefix in ("cuda:", "gpu:"):
-            if text.startswith(prefix) and text[len(prefix):].isdigit():
-                return cupy.cuda.Device(int(text[len(prefix):]))
+            if text.startswith(prefix) and text[len(prefix) :].isdigit():
+                return cupy.cuda.Device(int(text[len(prefix) :]))
         raise ValueError(f"the cupy backend takes devices like 'cuda:0' or 0; got device={name!r}")
 
     def device_name(self, device: Any) -> str:

@@ -37,9 +37,7 @@ def _reduce(xp: Any, per_item: Any, count: int, reduction: str) -> tuple[Any, fl
     raise ValueError(f"reduction must be 'mean' or 'sum'; got {reduction!r}")
 
 
-def cross_entropy(
-    logits: Any, target: Any, *, label_smoothing: float = 0.0, reduction: str = "mean"
-) -> tuple[Any, Backward]:
+def cross_entropy(logits: Any, target: Any, *, label_smoothing: float = 0.0, reduction: str = "mean") -> tuple[Any, Backward]:
     r"""Softmax cross-entropy fused with log-softmax, from logits.
 
     ``target`` holds integer class indices (N,) or probabilities (N, C). With label smoothing

@@ -73,8 +73,9 @@ class Linear(Layer):
 
     def reset_parameters(self, rng: Any = None) -> None:
         w = self.weight.data
-        self._materialize(backends.host_rng() if rng is None else rng, backends.adapter_for(w), self.weight.device,
-                          dtype_name(w.dtype))
+        self._materialize(
+            backends.host_rng() if rng is None else rng, backends.adapter_for(w), self.weight.device, dtype_name(w.dtype)
+        )
 
     def _materialize(self, rng: Any, adapter: Any, device: Any, dtype: str) -> None:
         shape = (self.out_features, self.in_features)
@@ -86,9 +87,7 @@ class Linear(Layer):
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 2 or input_shape[1] not in (None, self.in_features):
-            raise ShapeError(
-                f"{self!r} expects input of shape (batch, {self.in_features}); got {_fmt(input_shape)}"
-            )
+            raise ShapeError(f"{self!r} expects input of shape (batch, {self.in_features}); got {_fmt(input_shape)}")
         return (input_shape[0], self.out_features)
 
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
@@ -97,9 +96,7 @@ class Linear(Layer):
         if x.ndim != 2 or x.shape[1] != self.in_features:
             hint = " (add pn.layers.Flatten() before it)" if x.ndim > 2 else ""
             hint = " (a single example? use x.reshape(1, -1))" if x.ndim == 1 else hint
-            raise ShapeError(
-                f"{self!r} got input of shape {_fmt(x.shape)}: expected (batch, {self.in_features}){hint}"
-            )
+            raise ShapeError(f"{self!r} got input of shape {_fmt(x.shape)}: expected (batch, {self.in_features}){hint}")
         b = self.bias.data if self.bias is not None else None
         y, backward_fn = F.linear(x, w, b, input_grad=input_grad)
         weight, bias = self.weight, self.bias

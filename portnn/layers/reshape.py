@@ -24,7 +24,7 @@ class Flatten(Layer):
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) <= self.start_dim:
             raise ShapeError(f"{self!r} needs at least {self.start_dim + 1} dimensions; got input of rank {len(input_shape)}")
-        rest = input_shape[self.start_dim:]
+        rest = input_shape[self.start_dim :]
         flat: int | None = 1
         for d in rest:
             flat = None if d is None or flat is None else flat * d

@@ -49,7 +49,9 @@ class Optimizer:
     def step(self) -> None:
         """Update every trainable parameter that has a gradient."""
         if not self.params:
-            raise RuntimeError(f"{type(self).__name__} has no parameters: build it with model.parameters() or pass it to model.fit")
+            raise RuntimeError(
+                f"{type(self).__name__} has no parameters: build it with model.parameters() or pass it to model.fit"
+            )
         for p in self.params:
             if p.trainable and p.grad is not None:
                 self._update(p, p.grad, self.state.setdefault(id(p), {}))
@@ -80,7 +82,9 @@ class Optimizer:
         per_param = state.get("state", {})
         bad = [i for i in per_param if not 0 <= int(i) < len(self.params)]
         if bad:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: state for parameter indices {bad}, but {len(self.params)} are bound")
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: state for parameter indices {bad}, but {len(self.params)} are bound"
+            )
         for name, value in state.get("hyperparameters", {}).items():
             setattr(self, name, value)
         self.step_count = int(state.get("step_count", 0))
