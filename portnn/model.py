@@ -417,7 +417,7 @@ class Sequential:
             if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral") or X.dtype == xp.bool):
                 raise TypeError(f"Sequential.{where}: x has dtype {dtype_name(X.dtype)}; pass real numbers")
             X = xp.astype(X, target)
-        bad = int(xp.sum(xp.astype(~xp.isfinite(X), xp.int64)))
+        bad = _count_nonfinite(xp, X)
         if bad:
             raise ValueError(f"Sequential.{where}: x holds {bad} NaN or infinite values; clean or impute them first")
         if self.input_shape is not None and tuple(X.shape[1:]) != tuple(self.input_shape[1:]):
@@ -441,9 +441,16 @@ class Sequential:
             Y = xp.astype(Y, getattr(xp, self.dtype))
         pred_shape = (X.shape[0], *tuple(self.forward(X[:1, ...])[0].shape[1:]))
         loss.check_target(pred_shape, Y, values=True)
-        if xp.isdtype(Y.dtype, "real floating") and int(xp.sum(xp.astype(~xp.isfinite(Y), xp.int64))):
+        if xp.isdtype(Y.dtype, "real floating") and _count_nonfinite(xp, Y):
             raise ValueError(f"Sequential.{where}: y holds NaN or infinite values")
         return X, Y
+
+
+def _count_nonfinite(xp: Any, a: Any) -> int:
+    """How many NaN/inf values ``a`` holds. One sum (NaN and inf propagate) settles the usual case in one pass."""
+    if bool(xp.isfinite(xp.sum(a))):
+        return 0
+    return int(xp.count_nonzero(~xp.isfinite(a)))  # also 0 when only the sum overflowed
 
 
 def _pair(data: Any) -> tuple[Any, Any]:
