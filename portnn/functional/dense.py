@@ -34,7 +34,7 @@ def linear(x: Any, weight: Any, bias: Any = None, *, input_grad: bool = True) ->
     xp = array_namespace(x, weight)
     y = x @ weight.T
     if bias is not None:
-        y = y + bias
+        y += bias  # y is fresh: add in place, no second (N, out) buffer
 
     def backward(dy: Any) -> tuple[Any, Any, Any]:
         dx = dy @ weight if input_grad else None
