@@ -8,7 +8,7 @@ Examples
 >>> model = pn.Sequential([pn.layers.Linear(784, 128), pn.layers.ReLU(), pn.layers.Linear(128, 10)], seed=0)
 """
 
-from . import backends, datasets, functional, init, layers, losses, optim
+from . import backends, callbacks, datasets, functional, init, layers, losses, optim
 from .backends import (
     Backend,
     BackendUnavailableError,
@@ -19,6 +19,7 @@ from .backends import (
     use_backend,
 )
 from .model import History, Sequential
+from .optim import schedules as _schedules  # noqa: F401  (makes pn.optim.schedules available)
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "backends",
+    "callbacks",
     "datasets",
     "functional",
     "get_backend",

@@ -7,9 +7,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from array_api_compat import array_namespace
+
 from . import backends
 from ._array import dtype_name
 from ._progress import progress_bar, resolve_verbose
+from .callbacks import Callback, CallbackList
 from .layers.activations import Sigmoid, Softmax
 from .layers.base import Layer, Parameter, Shape, ShapeError
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
@@ -82,6 +85,8 @@ class Sequential:
         init_rng, self._rng = backends.host_rng(seed).spawn(2)
         self._loss: Loss | None = None
         self._optimizer: Optimizer | None = None
+        #: Set to True (by a callback) to end :meth:`fit` after the current batch.
+        self.stop_training = False
         if layers is not None:
             self.build(layers)
         if seed is not None:
@@ -152,12 +157,27 @@ class Sequential:
     def __call__(self, x: Any) -> Any:
         return self.forward(x)[0]
 
-    def train_step(self, x: Any, y: Any, loss: Loss, optimizer: Optimizer, *, validate: bool = True) -> tuple[Any, Any]:
-        """One SGD step on a batch already on the model's device: returns ``(loss value, predictions)`` as arrays."""
+    def train_step(
+        self, x: Any, y: Any, loss: Loss, optimizer: Optimizer, *, validate: bool = True, l2: float = 0.0
+    ) -> tuple[Any, Any]:
+        """One step on a batch already on the model's device: returns ``(loss value, predictions)`` as arrays.
+
+        ``l2 > 0`` adds the penalty ``0.5 * l2 * sum(W**2)`` over the regularised parameters
+        (weights, not biases) to the loss and ``l2 * W`` to their gradients. With plain SGD
+        this equals ``SGD(weight_decay=l2)`` except that weight decay also shrinks biases;
+        with adaptive optimizers (Adam) a penalty in the loss is rescaled per parameter,
+        while AdamW's decoupled decay is not.
+        """
         optimizer.zero_grad()
         y_pred, backward = self.forward(x, training=True)
         value, loss_backward = loss.forward(y_pred, y, validate=validate)
         backward(loss_backward())
+        if l2:
+            xp = array_namespace(value)
+            for p in self.parameters():
+                if p.regularize and p.trainable:
+                    value = value + (0.5 * l2) * xp.sum(p.data * p.data)
+                    p.accumulate(l2 * p.data)
         optimizer.step()
         return value, y_pred
 
@@ -197,6 +217,18 @@ class Sequential:
         for name, data in staged.items():
             params[name].data = data
             params[name].grad = None
+
+    def save_weights(self, path: str) -> None:
+        """Write :meth:`state_dict` to ``path`` (``.npz``, atomically, on the host)."""
+        from .io import save_state
+
+        save_state(path, self.state_dict())
+
+    def load_weights(self, path: str) -> None:
+        """Read weights written by :meth:`save_weights` (checked like :meth:`load_state_dict`)."""
+        from .io import load_state
+
+        self.load_state_dict(load_state(path))
 
     @property
     def backend(self) -> backends.Backend:
@@ -264,6 +296,8 @@ class Sequential:
         validation_data: tuple[Any, Any] | None = None,
         verbose: int | str = "auto",
         seed: int | None = None,
+        callbacks: Iterable[Callback] | None = None,
+        l2: float = 0.0,
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -287,12 +321,23 @@ class Sequential:
         verbose
             0 silent; 1 a progress bar and a line per epoch; 2 a line per epoch; ``"auto"``
             is 1 on a terminal, else 2.
+        seed
+            Seed of the shuffling (default: the model's generator, seeded by ``Sequential(seed=)``).
+        callbacks
+            Callbacks (:class:`~portnn.callbacks.Callback`): early stopping, checkpoints, learning-rate
+            schedules (:mod:`portnn.optim.schedules`), your own.
+        l2
+            L2 penalty ``0.5 * l2 * sum(W**2)`` over the weights (not biases) added to the loss;
+            see :meth:`train_step`.
+
+        A batch whose loss is NaN or infinite stops training with an error that names the
+        epoch and step, unless a callback rolls back (:class:`~portnn.optim.schedules.Backtracking`).
 
         Returns
         -------
         History
             Per-epoch ``loss``, ``accuracy`` (classification losses), ``val_loss``,
-            ``val_accuracy`` and ``epoch_time``. Training accuracy is accumulated during the
+            ``val_accuracy``, ``lr`` (the learning rate used) and ``epoch_time``. Training accuracy is accumulated during the
             epoch, as Keras does (no second pass over the data).
         """
         loss = self._check_loss(loss if loss is not None else self._loss, "fit")
@@ -315,12 +360,16 @@ class Sequential:
         xp, n = backend.xp, X.shape[0]
         rng = backends.host_rng(seed) if seed is not None else self._rng
         history = History()
+        callbacks = CallbackList(callbacks)
+        callbacks.set_context(self, optimizer)
+        self.stop_training = False
+        callbacks.on_train_begin({})
         for epoch in range(epochs):
             start_time = time.perf_counter()
+            callbacks.on_epoch_begin(epoch, {})
             order = backend.adapter.from_numpy(rng.permutation(n), backend.device) if shuffle else None
-            loss_sum = correct_sum = 0
-            steps = math.ceil(n / batch_size)
-            bar = progress_bar(steps, f"Epoch {epoch + 1}/{epochs}", verbose == 1)
+            loss_sum, seen, correct_sum = 0.0, 0, 0
+            bar = progress_bar(math.ceil(n / batch_size), f"Epoch {epoch + 1}/{epochs}", verbose == 1)
             for step, start in enumerate(range(0, n, batch_size)):
                 stop = min(start + batch_size, n)
                 if order is None:
@@ -328,30 +377,44 @@ class Sequential:
                 else:
                     idx = order[start:stop]
                     xb, yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
-                value, y_pred = self.train_step(xb, yb, loss, optimizer, validate=False)
-                loss_sum = loss_sum + (value * (stop - start) if loss.reduction == "mean" else value)
+                callbacks.on_batch_begin(step, {})
+                value, y_pred = self.train_step(xb, yb, loss, optimizer, validate=False, l2=l2)
+                value = float(value) * ((stop - start) if loss.reduction == "mean" else 1)  # summed over the batch
+                if not math.isfinite(value):
+                    if callbacks.on_nonfinite_loss(epoch, step, value):
+                        continue  # a callback rolled back
+                    raise FloatingPointError(
+                        f"fit: the training loss became {value} in epoch {epoch + 1}, step {step + 1} (batch {start}:{stop}); "
+                        f"the learning rate ({optimizer.lr:g}) is probably too large, or the inputs are unscaled. "
+                        "pn.optim.schedules.Backtracking() rolls back and lowers it instead"
+                    )
+                loss_sum += value
+                seen += stop - start
                 if loss.classification:
                     correct_sum = correct_sum + loss.correct(y_pred, yb)
+                callbacks.on_batch_end(step, {"loss": value / (stop - start), "size": stop - start})
                 bar.update(1)
                 if verbose == 1 and step % 50 == 0:
-                    bar.set_postfix_str(f"loss {float(value):.4f}")
+                    bar.set_postfix_str(f"loss {value / (stop - start):.4f}")
+                if self.stop_training:
+                    break
             bar.close()
-            logs = {"loss": float(loss_sum) / n}
-            if not math.isfinite(logs["loss"]):
-                raise FloatingPointError(
-                    f"fit: the training loss became {logs['loss']} in epoch {epoch + 1}; "
-                    f"the learning rate ({optimizer.lr}) is probably too large, or the inputs are unscaled"
-                )
+            logs = {"loss": loss_sum / max(seen, 1)}
             if loss.classification:
-                logs["accuracy"] = float(correct_sum) / loss.count(Y)
+                logs["accuracy"] = float(correct_sum) / max(seen * loss.count(Y) // n, 1)
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*val, loss, max(batch_size, 256)).items()})
+            logs["lr"] = optimizer.lr
+            callbacks.on_epoch_end(epoch, logs)
             backend.adapter.synchronize(backend.device)
             logs["epoch_time"] = time.perf_counter() - start_time
             history.append(epoch, logs)
             if verbose:
-                shown = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items() if k != "epoch_time")
+                shown = " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in logs.items() if k != "epoch_time")
                 print(f"Epoch {epoch + 1}/{epochs} - {logs['epoch_time']:.1f}s - {shown}", flush=True)
+            if self.stop_training:
+                break
+        callbacks.on_train_end({})
         return history
 
     def evaluate(self, x: Any, y: Any, *, loss: Loss | None = None, batch_size: int = 256) -> dict[str, float]:

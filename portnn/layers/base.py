@@ -24,15 +24,17 @@ class Parameter:
 
     ``grad`` is None until a backward pass writes it; :meth:`portnn.optim.Optimizer.zero_grad`
     sets it back to None. ``trainable = False`` freezes it: backward skips its gradient.
+    ``regularize`` says whether an L2 penalty in the loss applies (weights yes, biases no).
     """
 
-    __slots__ = ("data", "grad", "name", "trainable")
+    __slots__ = ("data", "grad", "name", "regularize", "trainable")
 
-    def __init__(self, data: Any, name: str = "", *, trainable: bool = True) -> None:
+    def __init__(self, data: Any, name: str = "", *, trainable: bool = True, regularize: bool | None = None) -> None:
         self.data = data
         self.grad: Any = None
         self.name = name
         self.trainable = trainable
+        self.regularize = name == "weight" if regularize is None else regularize
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -91,8 +93,8 @@ class Layer:
         return input_shape
 
     # -- parameters -------------------------------------------------------------------
-    def add_parameter(self, name: str, data: Any) -> Parameter:
-        p = Parameter(data, name)
+    def add_parameter(self, name: str, data: Any, *, regularize: bool | None = None) -> Parameter:
+        p = Parameter(data, name, regularize=regularize)
         self._params[name] = p
         return p
 
