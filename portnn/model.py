@@ -410,7 +410,7 @@ class Sequential:
             logs["epoch_time"] = time.perf_counter() - start_time
             history.append(epoch, logs)
             if verbose:
-                shown = " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in logs.items() if k != "epoch_time")
+                shown = " - ".join(f"{k}: {v:{'.4g' if k == 'lr' else '.4f'}}" for k, v in logs.items() if k != "epoch_time")
                 print(f"Epoch {epoch + 1}/{epochs} - {logs['epoch_time']:.1f}s - {shown}", flush=True)
             if self.stop_training:
                 break

@@ -110,7 +110,7 @@ def test_fit_evaluate_predict(case: Any) -> None:
         validation_data=(x[:64], y[:64]),
         verbose=0,
     )
-    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"}
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time"}
     assert len(history["loss"]) == 8 and history.epoch == list(range(8))
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     result = model.evaluate(x, y)
