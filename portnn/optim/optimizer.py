@@ -78,7 +78,7 @@ class Optimizer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (arrays are moved to each parameter's device)."""
+        """Restore what :meth:`state_dict` returned (arrays are copied onto each parameter's device)."""
         per_param = state.get("state", {})
         bad = [i for i in per_param if not 0 <= int(i) < len(self.params)]
         if bad:
@@ -93,7 +93,9 @@ class Optimizer:
             p = self.params[int(i)]
             adapter = backends.adapter_for(p.data)
             self.state[id(p)] = {
-                k: adapter.from_numpy(backends.to_numpy(v), p.device) if hasattr(v, "shape") else v for k, v in entries.items()
+                # a copy: in-place updates must not write into the caller's state (or another optimizer's)
+                k: adapter.from_numpy(backends.to_numpy(v).copy(), p.device) if hasattr(v, "shape") else v
+                for k, v in entries.items()
             }
 
     def __repr__(self) -> str:
