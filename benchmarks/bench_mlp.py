@@ -139,7 +139,11 @@ def numpy_forward(params: list[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
 
 
 def numpy_train_epoch(
-    params: list[np.ndarray], bufs: list[np.ndarray | None], x: np.ndarray, y: np.ndarray, batch_size: int,
+    params: list[np.ndarray],
+    bufs: list[np.ndarray | None],
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
     rng: np.random.Generator,
 ) -> tuple[float, float]:
     """One epoch of momentum SGD over (x, y); updates ``params`` and ``bufs`` in place; returns (loss, accuracy)."""
@@ -338,17 +342,27 @@ def print_table(results: dict[str, dict[str, float]]) -> None:
     print()
     print(f"Targets: portnn <= {TARGET_VS_NUMPY:.2f}x the numpy loop, <= {TARGET_VS_TORCH:.2f}x PyTorch CPU")
     for name, (vs_numpy, vs_torch) in ratios.items():
-        print(f"  {name:14s} vs numpy-loop {vs_numpy:.2f}x {verdict(vs_numpy, TARGET_VS_NUMPY)}"
-              f"   vs torch {cell(vs_torch, '.2f')}x {verdict(vs_torch, TARGET_VS_TORCH)}")
+        print(
+            f"  {name:14s} vs numpy-loop {vs_numpy:.2f}x {verdict(vs_numpy, TARGET_VS_NUMPY)}"
+            f"   vs torch {cell(vs_torch, '.2f')}x {verdict(vs_torch, TARGET_VS_TORCH)}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per config, after one warm-up round (default 3)")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), metavar="NAME",
-                        help=f"subset of {', '.join(CONFIGS)} (space- or comma-separated; default all)")
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (default: $PORTNN_DATA_DIR, then "
-                        "../shared/datasets/mnist beside the repository)")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=list(CONFIGS),
+        metavar="NAME",
+        help=f"subset of {', '.join(CONFIGS)} (space- or comma-separated; default all)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the MNIST IDX files (default: $PORTNN_DATA_DIR, then ../shared/datasets/mnist beside the repository)",
+    )
     parser.add_argument("--quick", action="store_true", help="train on the first 10000 images only (a smoke run)")
     args = parser.parse_args(argv)
     configs = [c for arg in args.configs for c in arg.split(",") if c]
@@ -360,8 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data(args.data_dir, args.quick)
     for line in machine_facts():
         print(line)
-    print(f"MNIST: {len(data[0])} training images{' (--quick)' if args.quick else ''}, {len(data[2])} test; "
-          f"SGD lr {LR} momentum {MOMENTUM}, float32; 1 warm-up + {args.repeats} timed rounds, round-robin; medians")
+    print(
+        f"MNIST: {len(data[0])} training images{' (--quick)' if args.quick else ''}, {len(data[2])} test; "
+        f"SGD lr {LR} momentum {MOMENTUM}, float32; 1 warm-up + {args.repeats} timed rounds, round-robin; medians"
+    )
     if torch is None:
         print(f"torch contender skipped: {TORCH_MISSING}")
     print()

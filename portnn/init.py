@@ -5,7 +5,20 @@ Each initialiser draws on the host from a seeded NumPy generator (see
 on every backend; the layer then casts and moves the result to its device once.
 
 An initialiser is ``f(rng, shape, fan_in, fan_out) -> host array``; pass a name from
-:data:`INITIALIZERS` or such a callable as ``Linear(..., init=...)``.
+:data:`INITIALIZERS` or such a callable as ``Linear(..., init=...)``. The factories
+:func:`normal`, :func:`uniform`, :func:`constant` and :func:`orthogonal` build one from their
+parameters: ``Linear(784, 128, init=normal(0.2))`` is the from-scratch write-ups' ``0.2 * randn``.
+
+This module names no array library: it calls the generator's methods, and the NumPy namespace
+it needs for QR comes from the drawn array itself (:func:`array_api_compat.array_namespace`).
+
+Examples
+--------
+>>> import portnn as pn
+>>> rng = pn.backends.host_rng(0)
+>>> w = pn.init.get_initializer("orthogonal")(rng, (3, 5), 5, 3)
+>>> bool(abs(w @ w.T - [[1, 0, 0], [0, 1, 0], [0, 0, 1]]).max() < 1e-12)
+True
 """
 
 from __future__ import annotations
@@ -14,29 +27,113 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from array_api_compat import array_namespace
+
 __all__ = [
     "INITIALIZERS",
+    "constant",
     "get_initializer",
     "glorot_normal",
     "glorot_uniform",
     "he_normal",
     "he_uniform",
     "lecun_normal",
+    "lecun_uniform",
     "normal",
+    "ones",
+    "orthogonal",
     "torch_default",
+    "uniform",
     "zeros",
 ]
 
 Initializer = Callable[[Any, tuple[int, ...], int, int], Any]
 
 
+def _finite(where: str, name: str, value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not math.isfinite(x) or isinstance(value, bool):
+        raise ValueError(f"{where}: {name} must be a finite number; got {value!r}")
+    return x
+
+
+def _named(init: Initializer, name: str) -> Initializer:
+    init.__name__ = init.__qualname__ = name
+    return init
+
+
 def normal(std: float = 0.01) -> Initializer:
-    """Normal(0, std²) — the from-scratch write-ups' ``c * randn`` (e.g. ``normal(0.2)``)."""
+    """Normal(0, std²) — the from-scratch write-ups' ``c * randn`` (e.g. ``normal(0.2)``).
+
+    Examples
+    --------
+    >>> import portnn as pn
+    >>> layer = pn.layers.Linear(784, 128, init=pn.init.normal(0.2), seed=0)
+    """
+    std = _finite("normal", "std", std)
+    if std < 0:
+        raise ValueError(f"normal: std must be >= 0; got {std!r}")
 
     def init(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
         return rng.normal(0.0, std, shape)
 
-    return init
+    return _named(init, f"normal({std!r})")
+
+
+def uniform(low: float = -0.05, high: float = 0.05) -> Initializer:
+    """U(low, high) (Keras's ``RandomUniform`` defaults)."""
+    low, high = _finite("uniform", "low", low), _finite("uniform", "high", high)
+    if low > high:
+        raise ValueError(f"uniform: low must not exceed high; got low={low!r}, high={high!r}")
+
+    def init(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
+        return rng.uniform(low, high, shape)
+
+    return _named(init, f"uniform({low!r}, {high!r})")
+
+
+def constant(value: float) -> Initializer:
+    """Every entry equal to ``value`` (drawn as U(value, value), so no array library is named)."""
+    value = _finite("constant", "value", value)
+
+    def init(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
+        return rng.uniform(value, value, shape)
+
+    return _named(init, f"constant({value!r})")
+
+
+def orthogonal(gain: float = 1.0) -> Initializer:
+    """A (semi-)orthogonal matrix times ``gain`` (Saxe et al. 2014; ``torch.nn.init.orthogonal_``).
+
+    The weight is viewed as ``(rows, cols) = (shape[0], prod(shape[1:]))``. A standard normal
+    matrix of that shape (transposed when ``rows < cols``) is factored as ``QR``, and ``Q``'s
+    columns are multiplied by the signs of ``R``'s diagonal, which makes ``Q`` uniformly
+    (Haar) distributed. The result has orthonormal rows when ``rows <= cols``
+    (``W @ W.T = gain² I``), orthonormal columns otherwise (``W.T @ W = gain² I``).
+    """
+    gain = _finite("orthogonal", "gain", gain)
+
+    def init(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(
+                f"orthogonal: needs a weight of 2 or more dimensions; got shape {shape} (use zeros or constant(...) for biases)"
+            )
+        rows, cols = shape[0], math.prod(shape[1:])
+        a = rng.standard_normal((rows, cols))
+        if rows < cols:
+            a = a.T
+        xp = array_namespace(a)  # NumPy's, without naming it
+        q, r = xp.linalg.qr(a)
+        q = q * xp.where(xp.linalg.diagonal(r) < 0, -1.0, 1.0)
+        if rows < cols:
+            q = q.T
+        return (gain * q).reshape(shape).copy()  # C order
+
+    return _named(init, f"orthogonal({gain!r})")
 
 
 def he_normal(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
@@ -66,6 +163,12 @@ def lecun_normal(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) ->
     return rng.normal(0.0, math.sqrt(1.0 / fan_in), shape)
 
 
+def lecun_uniform(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
+    """LeCun uniform: U(-a, a), a = sqrt(3 / fan_in) (std sqrt(1 / fan_in)). Suits SELU nets."""
+    a = math.sqrt(3.0 / fan_in)
+    return rng.uniform(-a, a, shape)
+
+
 def torch_default(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
     """PyTorch's ``nn.Linear`` default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias."""
     a = 1.0 / math.sqrt(fan_in)
@@ -75,6 +178,11 @@ def torch_default(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -
 def zeros(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
     """All zeros (biases by default)."""
     return rng.uniform(0.0, 0.0, shape)
+
+
+def ones(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
+    """All ones (e.g. the scale of a normalisation layer)."""
+    return rng.uniform(1.0, 1.0, shape)
 
 
 INITIALIZERS: dict[str, Initializer] = {
@@ -87,7 +195,10 @@ INITIALIZERS: dict[str, Initializer] = {
     "xavier_normal": glorot_normal,
     "xavier_uniform": glorot_uniform,
     "lecun_normal": lecun_normal,
+    "lecun_uniform": lecun_uniform,
     "normal": normal(0.01),
+    "ones": ones,
+    "orthogonal": orthogonal(1.0),
     "torch": torch_default,
     "zeros": zeros,
 }

@@ -14,7 +14,7 @@ from ._array import dtype_name
 from ._progress import progress_bar, resolve_verbose
 from .callbacks import Callback, CallbackList
 from .layers.activations import Sigmoid, Softmax
-from .layers.base import Layer, Parameter, Shape, ShapeError
+from .layers.base import Buffer, Layer, Parameter, Shape, ShapeError
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
 from .optim import Optimizer
 
@@ -189,34 +189,39 @@ class Sequential:
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
+    def named_buffers(self) -> Iterator[tuple[str, Buffer]]:
+        for i, layer in enumerate(self.layers):
+            yield from layer.named_buffers(f"{i}.")
+
     def state_dict(self) -> dict[str, Any]:
-        """Parameter arrays by name (``"0.weight"``, ``"0.bias"``, …), on their device, PyTorch's naming."""
-        return {name: p.data for name, p in self.named_parameters()}
+        """Parameter and buffer arrays by name (``"0.weight"``, ``"2.running_mean"``…), on their device: PyTorch's naming."""
+        return {name: b.data for name, b in (*self.named_parameters(), *self.named_buffers())}
 
     def load_state_dict(self, state: dict[str, Any], *, strict: bool = True) -> None:
-        """Copy arrays (of any backend) into the parameters, on their backend, device and dtype.
+        """Copy arrays (of any backend) into the parameters and buffers, on their backend, device and dtype.
 
         Everything is checked before anything is written: missing or unexpected names (with
         ``strict``) or a wrong shape raise and leave the model as it was.
         """
-        params = dict(self.named_parameters())
-        missing = [k for k in params if k not in state]
-        unexpected = [k for k in state if k not in params]
+        targets: dict[str, Buffer] = dict((*self.named_parameters(), *self.named_buffers()))
+        missing = [k for k in targets if k not in state]
+        unexpected = [k for k in state if k not in targets]
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}")
         staged = {}
         for name, value in state.items():
-            if name not in params:
+            if name not in targets:
                 continue
-            host = backends.to_numpy(value) if not isinstance(value, list) else value
-            p = params[name]
-            if tuple(host.shape) != p.shape:
-                raise ValueError(f"load_state_dict: {name} has shape {tuple(host.shape)} in the state but {p.shape} in the model")
-            adapter = backends.adapter_for(p.data)
-            staged[name] = adapter.from_numpy(host.astype(dtype_name(p.dtype), copy=True), p.device)
+            host = backends.to_numpy(value)
+            b = targets[name]
+            if tuple(host.shape) != b.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {tuple(host.shape)} in the state but {b.shape} in the model")
+            adapter = backends.adapter_for(b.data)
+            staged[name] = adapter.from_numpy(host.astype(dtype_name(b.dtype), copy=True), b.device)
         for name, data in staged.items():
-            params[name].data = data
-            params[name].grad = None
+            targets[name].data = data
+            if isinstance(targets[name], Parameter):
+                targets[name].grad = None
 
     def save_weights(self, path: str) -> None:
         """Write :meth:`state_dict` to ``path`` (``.npz``, atomically, on the host)."""

@@ -122,6 +122,34 @@ SPECS: dict[str, Spec] = {
     "bce": Spec(
         lambda r: [4 * r.normal(size=(6, 2))], _loss_op(L.BinaryCrossEntropy()), _t("bce"), extra=lambda r: [r.random((6, 2))]
     ),
+    # batch norm in training mode (batch statistics): gradients w.r.t. input, weight and bias
+    "batch_norm": Spec(
+        lambda r: [2 * r.normal(size=(6, 4)) + 1, r.normal(size=4), r.normal(size=4)],
+        _layer_op(F.batch_norm),
+        lambda x, w, b: torch.nn.functional.batch_norm(x, None, None, w, b, training=True, eps=1e-5),
+        3,
+    ),
+    "batch_norm_ncl": Spec(
+        lambda r: [2 * r.normal(size=(3, 4, 5)) - 1, r.normal(size=4), r.normal(size=4)],
+        _layer_op(F.batch_norm),
+        lambda x, w, b: torch.nn.functional.batch_norm(x, None, None, w, b, training=True, eps=1e-5),
+        3,
+    ),
+    # evaluation mode: given running statistics (the extra inputs) are constants
+    "batch_norm_eval": Spec(
+        lambda r: [2 * r.normal(size=(6, 4)), r.normal(size=4), r.normal(size=4)],
+        _layer_op(lambda x, w, b, rm, rv: F.batch_norm(x, w, b, mean=rm, var=rv, training=False)),
+        lambda x, w, b, rm, rv: torch.nn.functional.batch_norm(x, rm, rv, w, b, training=False, eps=1e-5),
+        3,
+        extra=lambda r: [r.normal(size=4), 0.5 + r.random(4)],
+    ),
+    # dropout with fixed uniform draws (kept 0.05 away from p, so float32 rounding flips no element)
+    "dropout": Spec(
+        lambda r: [r.normal(size=(5, 6))],
+        _layer_op(lambda x, u: F.dropout(x, u, p=0.3)),
+        lambda x, u: x * (u >= 0.3).to(x.dtype) / 0.7,
+        extra=lambda r: [(lambda u: np.where(np.abs(u - 0.3) < 0.05, u + 0.1, u))(r.random((5, 6)))],
+    ),
 }
 
 

@@ -19,6 +19,20 @@ class Adapter:
     library can do (``supports_float64``, ``inplace``).
 
     Subclasses set the class attributes and override the methods that differ.
+
+    Random numbers on the device: train-time randomness (dropout masks) is drawn where
+    the data lives, from a generator the adapter makes and the layer keeps::
+
+        gen = adapter.make_generator(seed, device)
+        u = adapter.random_uniform(gen, (32, 128), x.dtype, device)  # U[0, 1), on device
+
+    ``random_uniform`` returns an array of this library on ``device`` with ``dtype`` (float32
+    or float64, the input's): no host round trip and no float64 creep. One seed gives one
+    stream per backend; the streams of different backends differ (PCG64 on NumPy, XORWOW on
+    CuPy, PyTorch's own generators), except NumPy and array-api-strict, which share the host
+    PCG64. The default here draws on the host with NumPy's PCG64 and copies the draws to
+    ``device`` with :meth:`from_numpy`: right for host-backed test libraries
+    (array-api-strict); device libraries override both methods.
     """
 
     #: The name used by :func:`portnn.set_backend`.
@@ -68,8 +82,32 @@ class Adapter:
         """Return ``x`` as a NumPy array on the host (a copy for device memory)."""
         raise NotImplementedError
 
+    # -- random numbers ---------------------------------------------------------------
+    def make_generator(self, seed: int, device: Any = None) -> Any:
+        """A random generator seeded with the int ``seed``, drawing onto ``device``.
+
+        Keep it with the device it was made for: a generator belongs to one device.
+        """
+        import numpy as np
+
+        return np.random.Generator(np.random.PCG64(seed))
+
+    def random_uniform(self, generator: Any, shape: tuple[int, ...], dtype: Any, device: Any = None) -> Any:
+        """Uniform draws in [0, 1) of ``shape`` and float ``dtype`` (this library's), born on ``device``."""
+        from .._array import dtype_name
+
+        host = generator.random(shape, dtype=_float_name(dtype_name(dtype)))
+        return self.from_numpy(host, device)
+
     def synchronize(self, device: Any = None) -> None:
         """Wait for queued device work to finish (for timing). No-op on synchronous backends."""
 
     def __repr__(self) -> str:
         return f"<portnn backend {self.name!r}>"
+
+
+def _float_name(name: str) -> str:
+    """Check that ``name`` is a float dtype the generators can draw (float32 or float64)."""
+    if name not in ("float32", "float64"):
+        raise TypeError(f"random_uniform draws float32 or float64; got dtype {name}")
+    return name

@@ -69,3 +69,5 @@ class StrictAdapter(Adapter):
         import numpy as np
 
         return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
+
+    # make_generator / random_uniform: the Adapter defaults (host PCG64, copied to the device)

@@ -74,5 +74,15 @@ class CupyAdapter(Adapter):
     def to_numpy(self, x: Any) -> Any:
         return x.get()
 
+    def make_generator(self, seed: int, device: Any = None) -> Any:
+        import cupy
+
+        with self.device(device):  # the XORWOW state is allocated on the current device
+            return cupy.random.default_rng(seed)
+
+    def random_uniform(self, generator: Any, shape: tuple[int, ...], dtype: Any, device: Any = None) -> Any:
+        with self.device(device):
+            return generator.random(tuple(shape), dtype=dtype)
+
     def synchronize(self, device: Any = None) -> None:
         self.device(device).synchronize()

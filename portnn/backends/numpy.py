@@ -35,3 +35,10 @@ class NumpyAdapter(Adapter):
 
     def to_numpy(self, x: Any) -> Any:
         return np.asarray(x)
+
+    def make_generator(self, seed: int, device: Any = None) -> Any:
+        self.device(device)
+        return np.random.Generator(np.random.PCG64(seed))
+
+    def random_uniform(self, generator: Any, shape: tuple[int, ...], dtype: Any, device: Any = None) -> Any:
+        return generator.random(tuple(shape), dtype=dtype)  # float32 draws stay float32

@@ -64,6 +64,16 @@ class TorchAdapter(Adapter):
     def to_numpy(self, x: Any) -> Any:
         return x.detach().cpu().numpy()
 
+    def make_generator(self, seed: int, device: Any = None) -> Any:
+        import torch
+
+        return torch.Generator(device=self.device(device)).manual_seed(seed)
+
+    def random_uniform(self, generator: Any, shape: tuple[int, ...], dtype: Any, device: Any = None) -> Any:
+        import torch
+
+        return torch.rand(tuple(shape), generator=generator, dtype=dtype, device=self.device(device))
+
     def synchronize(self, device: Any = None) -> None:
         import torch
 

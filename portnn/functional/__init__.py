@@ -8,11 +8,16 @@ parameters and call these.
 
 from .activations import leaky_relu, relu, sigmoid, softmax, tanh
 from .dense import linear
+from .dropout import dropout
 from .losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse
+from .normalization import batch_moments, batch_norm
 
 __all__ = [
+    "batch_moments",
+    "batch_norm",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
+    "dropout",
     "leaky_relu",
     "linear",
     "log_softmax",

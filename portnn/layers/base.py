@@ -10,7 +10,7 @@ from array_api_compat import device as device_of
 from .. import backends
 from .._array import dtype_name
 
-__all__ = ["Layer", "Parameter", "ShapeError"]
+__all__ = ["Buffer", "Layer", "Parameter", "ShapeError"]
 
 Shape = tuple[int | None, ...]
 
@@ -19,22 +19,18 @@ class ShapeError(ValueError):
     """An input or a layer stack whose shapes do not fit. The message names the layer."""
 
 
-class Parameter:
-    """A trainable array and the gradient accumulated for it by the last backward pass.
+class Buffer:
+    """An array that is part of a layer's state but not trained (BatchNorm's running statistics).
 
-    ``grad`` is None until a backward pass writes it; :meth:`portnn.optim.Optimizer.zero_grad`
-    sets it back to None. ``trainable = False`` freezes it: backward skips its gradient.
-    ``regularize`` says whether an L2 penalty in the loss applies (weights yes, biases no).
+    Saved and loaded with the model and moved by ``to()``, never seen by an optimizer: layers
+    list buffers in :meth:`Layer.named_buffers`. A layer replaces ``data`` as it updates it.
     """
 
-    __slots__ = ("data", "grad", "name", "regularize", "trainable")
+    __slots__ = ("data", "name")
 
-    def __init__(self, data: Any, name: str = "", *, trainable: bool = True, regularize: bool | None = None) -> None:
+    def __init__(self, data: Any, name: str = "") -> None:
         self.data = data
-        self.grad: Any = None
         self.name = name
-        self.trainable = trainable
-        self.regularize = name == "weight" if regularize is None else regularize
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -55,13 +51,30 @@ class Parameter:
             n *= d
         return n
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, shape={self.shape}, dtype={dtype_name(self.dtype)})"
+
+
+class Parameter(Buffer):
+    """A trainable array and the gradient accumulated for it by the last backward pass.
+
+    ``grad`` is None until a backward pass writes it; :meth:`portnn.optim.Optimizer.zero_grad`
+    sets it back to None. ``trainable = False`` freezes it: backward skips its gradient.
+    ``regularize`` says whether an L2 penalty in the loss applies (weights yes, biases no).
+    """
+
+    __slots__ = ("grad", "regularize", "trainable")
+
+    def __init__(self, data: Any, name: str = "", *, trainable: bool = True, regularize: bool | None = None) -> None:
+        super().__init__(data, name)
+        self.grad: Any = None
+        self.trainable = trainable
+        self.regularize = name == "weight" if regularize is None else regularize
+
     def accumulate(self, g: Any) -> None:
         """Add ``g`` to ``grad`` (gradients of a parameter used twice add up)."""
         if self.trainable:
             self.grad = g if self.grad is None else self.grad + g
-
-    def __repr__(self) -> str:
-        return f"Parameter({self.name!r}, shape={self.shape}, dtype={dtype_name(self.dtype)})"
 
 
 class Layer:
@@ -80,6 +93,7 @@ class Layer:
 
     def __init__(self) -> None:
         self._params: dict[str, Parameter] = {}
+        self._buffers: dict[str, Buffer] = {}
 
     # -- the pass ---------------------------------------------------------------------
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
@@ -105,6 +119,18 @@ class Layer:
         for name, p in self._params.items():
             yield prefix + name, p
 
+    def add_buffer(self, name: str, data: Any) -> Buffer:
+        b = Buffer(data, name)
+        self._buffers[name] = b
+        return b
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Buffer]]:
+        for name, b in self._buffers.items():
+            yield prefix + name, b
+
+    def buffers(self) -> list[Buffer]:
+        return list(self._buffers.values())
+
     def reset_parameters(self, rng: Any = None) -> None:
         """Draw fresh parameters from the host generator ``rng`` (None: fresh entropy)."""
 
@@ -118,10 +144,11 @@ class Layer:
             p.trainable = bool(value)
 
     def to(self, backend: str, device: Any = None) -> Layer:
-        """Move the parameters to another backend/device (through the host). Returns self."""
+        """Move the parameters and buffers to another backend/device (through the host). Returns self."""
         target = backends._resolve(backend, device)
+        for b in (*self._params.values(), *self._buffers.values()):
+            b.data = target.adapter.from_numpy(backends.to_numpy(b.data).copy(), target.device)
         for p in self._params.values():
-            p.data = target.adapter.from_numpy(backends.to_numpy(p.data).copy(), target.device)
             p.grad = None
         return self
 

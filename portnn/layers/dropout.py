@@ -1,0 +1,81 @@
+"""Dropout: random zeroing at training time, the identity at evaluation time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from array_api_compat import device as device_of
+
+from .. import backends
+from .. import functional as F
+from ..functional.dropout import check_dropout_p
+from .base import Layer
+
+__all__ = ["Dropout"]
+
+
+class Dropout(Layer):
+    """Inverted dropout, as PyTorch's ``nn.Dropout``.
+
+    In training (``model.fit``, ``forward(..., training=True)``) each element is zeroed with
+    probability ``p`` and the survivors are scaled by ``1 / (1 - p)``, so the expected output
+    is the input; at evaluation (``predict``, ``evaluate``, ``layer(x)``) it is the identity.
+
+    Parameters
+    ----------
+    p
+        Probability of zeroing an element, ``0 <= p <= 1``. ``p = 1`` gives zeros.
+    seed
+        Seed of the layer's mask generator; None takes fresh entropy. :class:`portnn.Sequential`
+        with ``seed=`` re-seeds it (through :meth:`reset_parameters`) from the model's seed.
+
+    Notes
+    -----
+    Masks are drawn on the input's device, in its dtype, by a generator the backend's adapter
+    makes (:meth:`portnn.backends.Adapter.make_generator`). It is made for the backend and
+    device of the first training input and made again, from the same seed, if they change.
+    One seed gives the same masks on one backend; different backends draw different streams.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> layer = pn.layers.Dropout(0.5, seed=0)
+    >>> x = np.ones((2, 4), dtype=np.float32)
+    >>> bool((layer(x) == x).all())  # evaluation: the identity
+    True
+    >>> sorted(set(layer.forward(x, training=True)[0].ravel().tolist()))
+    [0.0, 2.0]
+    """
+
+    def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
+        super().__init__()
+        self.p = check_dropout_p(p, where="Dropout")
+        self.seed = _fresh_seed() if seed is None else int(seed)
+        self._generator: Any = None
+        self._generator_for: tuple[str, Any] | None = None
+
+    def reset_parameters(self, rng: Any = None) -> None:
+        """Re-seed the mask generator with an int drawn from the host generator ``rng`` (None: fresh entropy)."""
+        self.seed = _fresh_seed() if rng is None else int(rng.integers(2**63))
+        self._generator = self._generator_for = None
+
+    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        if not training or self.p == 0.0:
+            return x, (lambda dy: dy) if input_grad else (lambda dy: None)
+        u = None
+        if self.p < 1.0:
+            adapter, dev = backends.adapter_for(x), device_of(x)
+            if self._generator is None or self._generator_for != (adapter.name, dev):
+                self._generator = adapter.make_generator(self.seed, dev)
+                self._generator_for = (adapter.name, dev)
+            u = adapter.random_uniform(self._generator, tuple(x.shape), x.dtype, dev)
+        return F.dropout(x, u, p=self.p, input_grad=input_grad)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def _fresh_seed() -> int:
+    return int(backends.host_rng().integers(2**63))

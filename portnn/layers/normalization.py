@@ -1,0 +1,208 @@
+"""Normalisation layers, and the buffers (non-trainable state) they keep."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from array_api_compat import array_namespace
+from array_api_compat import device as device_of
+
+from .. import backends
+from .. import functional as F
+from .._array import check_input, dtype_name, resolve_dtype
+from .base import Layer, Shape, ShapeError
+
+__all__ = ["BatchNorm1d"]
+
+
+class BatchNorm1d(Layer):
+    """Batch normalisation of (N, C) or (N, C, L) inputs per channel, exactly as PyTorch's ``nn.BatchNorm1d``.
+
+    In training (``model.fit``, ``forward(..., training=True)``) each channel is normalised
+    with the batch mean and biased variance, and the running statistics move towards the
+    batch mean and *unbiased* variance::
+
+        running_mean = (1 - momentum) * running_mean + momentum * batch_mean
+        running_var  = (1 - momentum) * running_var  + momentum * batch_var * m / (m - 1)
+
+    where ``m`` is the number of values per channel (``N``, or ``N * L``). At evaluation
+    (``predict``, ``evaluate``, ``layer(x)``) the running statistics are used instead. The
+    gradients are in :func:`portnn.functional.batch_norm`.
+
+    Parameters
+    ----------
+    num_features
+        Number of channels ``C``.
+    eps
+        Added to the variance before the square root.
+    momentum
+        Weight of the new batch in the running statistics; None for a cumulative average
+        (``1 / num_batches_tracked``), as in PyTorch.
+    affine
+        Learn a per-channel scale ``weight`` (ones) and shift ``bias`` (zeros).
+    track_running_stats
+        Keep ``running_mean`` (zeros), ``running_var`` (ones) and ``num_batches_tracked``
+        (int64) buffers. Without them, batch statistics are used at evaluation too.
+    dtype
+        ``"float32"`` (default) or ``"float64"``.
+
+    Parameters and buffers live on the backend and device in force when the layer is built
+    (:func:`portnn.set_backend`); the buffers are listed by :meth:`named_buffers`, not by
+    :meth:`named_parameters`, so no optimizer updates them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> layer = pn.layers.BatchNorm1d(3)
+    >>> x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    >>> y, backward = layer.forward(x, training=True)
+    >>> np.round(y[:, 0], 3)
+    array([-1.342, -0.447,  0.447,  1.342], dtype=float32)
+    >>> [name for name, _ in layer.named_buffers()]
+    ['running_mean', 'running_var', 'num_batches_tracked']
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: Any = "float32",
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features <= 0:
+            raise ValueError(f"BatchNorm1d: num_features must be a positive int; got {num_features!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
+            raise ValueError(f"BatchNorm1d({num_features}): eps must be a number >= 0; got {eps!r}")
+        if momentum is not None and (
+            isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1
+        ):
+            raise ValueError(f"BatchNorm1d({num_features}): momentum must be in [0, 1] or None; got {momentum!r}")
+        self.num_features = num_features
+        self.eps = float(eps)
+        self.momentum = None if momentum is None else float(momentum)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        backend = backends.get_backend()
+        dt = resolve_dtype(backend.xp, dtype)
+        if dtype_name(dt) == "float64" and not backend.adapter.supports_float64(backend.device):
+            raise ValueError(f"{self!r}: backend {backend} has no float64; use dtype='float32'")
+        # the scale is not an L2 target (Keras and PyTorch practice)
+        self.weight = self.add_parameter("weight", None, regularize=False) if self.affine else None
+        self.bias = self.add_parameter("bias", None) if self.affine else None
+        if self.track_running_stats:
+            self.running_mean = self.add_buffer("running_mean", None)
+            self.running_var = self.add_buffer("running_var", None)
+            self.num_batches_tracked = self.add_buffer("num_batches_tracked", None)
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+        self._materialize(backend.xp, backend.device, dt)
+
+    # -- state ------------------------------------------------------------------------
+    def _reference(self) -> Any:
+        """An array of the layer's (parameters or buffers), to learn its backend, device and dtype; None if it has none."""
+        if self.weight is not None:
+            return self.weight.data
+        return self.running_mean.data if self.running_mean is not None else None
+
+    def _materialize(self, xp: Any, device: Any, dtype: Any) -> None:
+        shape = (self.num_features,)
+        if self.weight is not None:
+            self.weight.data, self.weight.grad = xp.ones(shape, dtype=dtype, device=device), None
+            self.bias.data, self.bias.grad = xp.zeros(shape, dtype=dtype, device=device), None
+        self.reset_running_stats(xp, device, dtype)
+
+    def reset_running_stats(self, xp: Any = None, device: Any = None, dtype: Any = None) -> None:
+        """Running mean back to zeros, variance to ones, batch count to 0 (on the buffers' device and dtype)."""
+        if self.running_mean is None:
+            return
+        if xp is None:
+            ref = self.running_mean.data
+            xp, device, dtype = array_namespace(ref), device_of(ref), ref.dtype
+        shape = (self.num_features,)
+        self.running_mean.data = xp.zeros(shape, dtype=dtype, device=device)
+        self.running_var.data = xp.ones(shape, dtype=dtype, device=device)
+        self.num_batches_tracked.data = xp.zeros((), dtype=xp.int64, device=device)
+
+    def reset_parameters(self, rng: Any = None) -> None:
+        """Weight back to ones, bias to zeros and the running statistics reset (nothing random is drawn)."""
+        ref = self._reference()
+        if ref is not None:
+            self._materialize(array_namespace(ref), device_of(ref), ref.dtype)
+
+    # -- the pass ---------------------------------------------------------------------
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) not in (2, 3) or input_shape[1] not in (None, self.num_features):
+            raise ShapeError(f"{self!r} expects input of shape {self._expected()}; got {_fmt(input_shape)}")
+        return input_shape
+
+    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        ref = self._reference()
+        if ref is not None:
+            check_input(repr(self), x, ref)
+        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
+            hint = " (a single example? use x.reshape(1, -1))" if x.ndim == 1 else ""
+            raise ShapeError(f"{self!r} got input of shape {_fmt(x.shape)}: expected {self._expected()}{hint}")
+        batch_stats = training or not self.track_running_stats
+        w = self.weight.data if self.weight is not None else None
+        b = self.bias.data if self.bias is not None else None
+        if batch_stats:
+            m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1)
+            if m <= 1:
+                raise ValueError(
+                    f"{self!r}: Expected more than 1 value per channel when training, got input of shape {_fmt(x.shape)}; "
+                    "use batches of 2 or more (in fit, a batch_size that leaves no last batch of 1)"
+                )
+            mean, var = F.batch_moments(x)
+            if training and self.track_running_stats:
+                self._update_running_stats(x, mean, var, m)
+            y, backward_fn = F.batch_norm(x, w, b, mean=mean, var=var, training=True, eps=self.eps, input_grad=input_grad)
+        else:
+            rm, rv = self.running_mean.data, self.running_var.data
+            y, backward_fn = F.batch_norm(x, w, b, mean=rm, var=rv, training=False, eps=self.eps, input_grad=input_grad)
+        weight, bias = self.weight, self.bias
+
+        def backward(dy: Any) -> Any:
+            dx, dw, db = backward_fn(dy)
+            if weight is not None:
+                weight.accumulate(dw)
+                bias.accumulate(db)
+            return dx
+
+        return y, backward
+
+    def _update_running_stats(self, x: Any, mean: Any, var: Any, m: int) -> None:
+        xp = array_namespace(x)
+        count = self.num_batches_tracked.data + 1
+        self.num_batches_tracked.data = count
+        # the cumulative average's factor stays on the device: no host sync per step
+        factor = 1.0 / xp.astype(count, x.dtype) if self.momentum is None else self.momentum
+        rm, rv = self.running_mean, self.running_var
+        rm.data = (1.0 - factor) * rm.data + factor * mean
+        rv.data = (1.0 - factor) * rv.data + factor * (var * (m / (m - 1)))
+
+    # -- text -------------------------------------------------------------------------
+    def _expected(self) -> str:
+        return f"(batch, {self.num_features}) or (batch, {self.num_features}, length)"
+
+    def extra_repr(self) -> str:
+        extra = [str(self.num_features)]
+        if self.eps != 1e-5:
+            extra.append(f"eps={self.eps}")
+        if self.momentum != 0.1:
+            extra.append(f"momentum={self.momentum}")
+        if not self.affine:
+            extra.append("affine=False")
+        if not self.track_running_stats:
+            extra.append("track_running_stats=False")
+        return ", ".join(extra)
+
+
+def _fmt(shape: Any) -> str:
+    dims = tuple("batch" if d is None else int(d) for d in shape)
+    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
