@@ -9,11 +9,11 @@ backend must then reproduce it in float32 and float64.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
+from opspec import Spec, away_from_zero, layer_op, loss_op
 
 import portnn as pn
 from portnn import functional as F
@@ -23,42 +23,6 @@ try:
     import torch
 except ImportError:  # the oracle tests skip with a reason
     torch = None
-
-
-@dataclass
-class Spec:
-    make: Callable[[np.random.Generator], list[np.ndarray]]  # float64 inputs; the first n_diff are differentiable
-    op: Callable[..., tuple[Any, Callable[[Any], tuple[Any, ...]]]]
-    oracle: Callable[..., Any] | None  # the same op on torch tensors
-    n_diff: int = 1
-    extra: Callable[[np.random.Generator], list[np.ndarray]] | None = None  # non-differentiable inputs (targets)
-
-
-def _layer_op(fn: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Callable[..., Any]:
-    def op(*args: Any) -> Any:
-        y, back = fn(*args)
-
-        def vjp(dy: Any) -> tuple[Any, ...]:
-            g = back(dy)
-            return tuple(x for x in g if x is not None) if isinstance(g, tuple) else (g,)
-
-        return y, vjp
-
-    return op
-
-
-def _loss_op(loss: L.Loss) -> Callable[..., Any]:
-    def op(y_pred: Any, target: Any) -> Any:
-        value, back = loss.forward(y_pred, target)
-        return value, lambda dy: (back() * dy,)
-
-    return op
-
-
-def _away_from_zero(r: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    # kinks (relu at 0) break central differences; keep |x| >= 0.1
-    x = r.normal(size=shape)
-    return np.where(np.abs(x) < 0.1, 0.1 * np.sign(x) + 0.1 * (x == 0), x)
 
 
 def _labels(r: np.random.Generator) -> list[np.ndarray]:
@@ -100,45 +64,45 @@ def _t(name: str) -> Callable[..., Any]:
 
 SPECS: dict[str, Spec] = {
     "linear": Spec(
-        lambda r: [r.normal(size=(5, 4)), r.normal(size=(3, 4)), r.normal(size=3)], _layer_op(F.linear), _t("linear"), 3
+        lambda r: [r.normal(size=(5, 4)), r.normal(size=(3, 4)), r.normal(size=3)], layer_op(F.linear), _t("linear"), 3
     ),
-    "linear_nobias": Spec(lambda r: [r.normal(size=(5, 4)), r.normal(size=(3, 4))], _layer_op(F.linear), _t("linear_nobias"), 2),
-    "relu": Spec(lambda r: [_away_from_zero(r, (4, 5))], _layer_op(F.relu), _t("relu")),
-    "leaky_relu": Spec(lambda r: [_away_from_zero(r, (4, 5))], _layer_op(lambda x: F.leaky_relu(x, 0.2)), _t("leaky_relu")),
-    "sigmoid": Spec(lambda r: [3 * r.normal(size=(4, 5))], _layer_op(F.sigmoid), _t("sigmoid")),
-    "tanh": Spec(lambda r: [2 * r.normal(size=(4, 5))], _layer_op(F.tanh), _t("tanh")),
-    "softmax": Spec(lambda r: [3 * r.normal(size=(4, 5))], _layer_op(F.softmax), _t("softmax")),
-    "flatten": Spec(lambda r: [r.normal(size=(3, 2, 4))], _layer_op(pn.layers.Flatten().forward), _t("flatten")),
-    "ce": Spec(lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy()), _t("ce"), extra=_labels),
-    "ce_sum": Spec(lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy(reduction="sum")), _t("ce_sum"), extra=_labels),
+    "linear_nobias": Spec(lambda r: [r.normal(size=(5, 4)), r.normal(size=(3, 4))], layer_op(F.linear), _t("linear_nobias"), 2),
+    "relu": Spec(lambda r: [away_from_zero(r, (4, 5))], layer_op(F.relu), _t("relu")),
+    "leaky_relu": Spec(lambda r: [away_from_zero(r, (4, 5))], layer_op(lambda x: F.leaky_relu(x, 0.2)), _t("leaky_relu")),
+    "sigmoid": Spec(lambda r: [3 * r.normal(size=(4, 5))], layer_op(F.sigmoid), _t("sigmoid")),
+    "tanh": Spec(lambda r: [2 * r.normal(size=(4, 5))], layer_op(F.tanh), _t("tanh")),
+    "softmax": Spec(lambda r: [3 * r.normal(size=(4, 5))], layer_op(F.softmax), _t("softmax")),
+    "flatten": Spec(lambda r: [r.normal(size=(3, 2, 4))], layer_op(pn.layers.Flatten().forward), _t("flatten")),
+    "ce": Spec(lambda r: [3 * r.normal(size=(6, 4))], loss_op(L.CrossEntropy()), _t("ce"), extra=_labels),
+    "ce_sum": Spec(lambda r: [3 * r.normal(size=(6, 4))], loss_op(L.CrossEntropy(reduction="sum")), _t("ce_sum"), extra=_labels),
     "ce_smooth": Spec(
-        lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy(label_smoothing=0.1)), _t("ce_smooth"), extra=_labels
+        lambda r: [3 * r.normal(size=(6, 4))], loss_op(L.CrossEntropy(label_smoothing=0.1)), _t("ce_smooth"), extra=_labels
     ),
-    "ce_probs": Spec(lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy()), _t("ce_probs"), extra=_probs),
+    "ce_probs": Spec(lambda r: [3 * r.normal(size=(6, 4))], loss_op(L.CrossEntropy()), _t("ce_probs"), extra=_probs),
     "ce_probs_smooth": Spec(
-        lambda r: [3 * r.normal(size=(6, 4))], _loss_op(L.CrossEntropy(label_smoothing=0.2)), _t("ce_probs_smooth"), extra=_probs
+        lambda r: [3 * r.normal(size=(6, 4))], loss_op(L.CrossEntropy(label_smoothing=0.2)), _t("ce_probs_smooth"), extra=_probs
     ),
-    "mse": Spec(lambda r: [r.normal(size=(6, 3))], _loss_op(L.MSE()), _t("mse"), extra=lambda r: [r.normal(size=(6, 3))]),
+    "mse": Spec(lambda r: [r.normal(size=(6, 3))], loss_op(L.MSE()), _t("mse"), extra=lambda r: [r.normal(size=(6, 3))]),
     "bce": Spec(
-        lambda r: [4 * r.normal(size=(6, 2))], _loss_op(L.BinaryCrossEntropy()), _t("bce"), extra=lambda r: [r.random((6, 2))]
+        lambda r: [4 * r.normal(size=(6, 2))], loss_op(L.BinaryCrossEntropy()), _t("bce"), extra=lambda r: [r.random((6, 2))]
     ),
     # batch norm in training mode (batch statistics): gradients w.r.t. input, weight and bias
     "batch_norm": Spec(
         lambda r: [2 * r.normal(size=(6, 4)) + 1, r.normal(size=4), r.normal(size=4)],
-        _layer_op(F.batch_norm),
+        layer_op(F.batch_norm),
         lambda x, w, b: torch.nn.functional.batch_norm(x, None, None, w, b, training=True, eps=1e-5),
         3,
     ),
     "batch_norm_ncl": Spec(
         lambda r: [2 * r.normal(size=(3, 4, 5)) - 1, r.normal(size=4), r.normal(size=4)],
-        _layer_op(F.batch_norm),
+        layer_op(F.batch_norm),
         lambda x, w, b: torch.nn.functional.batch_norm(x, None, None, w, b, training=True, eps=1e-5),
         3,
     ),
     # evaluation mode: given running statistics (the extra inputs) are constants
     "batch_norm_eval": Spec(
         lambda r: [2 * r.normal(size=(6, 4)), r.normal(size=4), r.normal(size=4)],
-        _layer_op(lambda x, w, b, rm, rv: F.batch_norm(x, w, b, mean=rm, var=rv, training=False)),
+        layer_op(lambda x, w, b, rm, rv: F.batch_norm(x, w, b, mean=rm, var=rv, training=False)),
         lambda x, w, b, rm, rv: torch.nn.functional.batch_norm(x, rm, rv, w, b, training=False, eps=1e-5),
         3,
         extra=lambda r: [r.normal(size=4), 0.5 + r.random(4)],
@@ -146,7 +110,7 @@ SPECS: dict[str, Spec] = {
     # dropout with fixed uniform draws (kept 0.05 away from p, so float32 rounding flips no element)
     "dropout": Spec(
         lambda r: [r.normal(size=(5, 6))],
-        _layer_op(lambda x, u: F.dropout(x, u, p=0.3)),
+        layer_op(lambda x, u: F.dropout(x, u, p=0.3)),
         lambda x, u: x * (u >= 0.3).to(x.dtype) / 0.7,
         extra=lambda r: [(lambda u: np.where(np.abs(u - 0.3) < 0.05, u + 0.1, u))(r.random((5, 6)))],
     ),
