@@ -11,16 +11,20 @@ from .dense import linear
 from .dropout import dropout
 from .losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse
 from .normalization import batch_moments, batch_norm
+from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d
 
 __all__ = [
+    "avg_pool2d",
     "batch_moments",
     "batch_norm",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
     "dropout",
+    "global_avg_pool2d",
     "leaky_relu",
     "linear",
     "log_softmax",
+    "max_pool2d",
     "mse",
     "relu",
     "sigmoid",

@@ -4,17 +4,22 @@ from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Buffer, Layer, Parameter, ShapeError
 from .dense import Linear
 from .dropout import Dropout
-from .normalization import BatchNorm1d
+from .normalization import BatchNorm1d, BatchNorm2d
+from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .reshape import Flatten
 
 __all__ = [
+    "AvgPool2d",
     "BatchNorm1d",
+    "BatchNorm2d",
     "Buffer",
     "Dropout",
     "Flatten",
+    "GlobalAvgPool2d",
     "Layer",
     "LeakyReLU",
     "Linear",
+    "MaxPool2d",
     "Parameter",
     "ReLU",
     "ShapeError",

@@ -13,56 +13,17 @@ from .. import functional as F
 from .._array import check_input, dtype_name, resolve_dtype
 from .base import Layer, Shape, ShapeError
 
-__all__ = ["BatchNorm1d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d"]
 
 
-class BatchNorm1d(Layer):
-    """Batch normalisation of (N, C) or (N, C, L) inputs per channel, exactly as PyTorch's ``nn.BatchNorm1d``.
+class _BatchNorm(Layer):
+    """What BatchNorm1d and BatchNorm2d share: parameters, buffers, the pass on an (N, C, L) view.
 
-    In training (``model.fit``, ``forward(..., training=True)``) each channel is normalised
-    with the batch mean and biased variance, and the running statistics move towards the
-    batch mean and *unbiased* variance::
-
-        running_mean = (1 - momentum) * running_mean + momentum * batch_mean
-        running_var  = (1 - momentum) * running_var  + momentum * batch_var * m / (m - 1)
-
-    where ``m`` is the number of values per channel (``N``, or ``N * L``). At evaluation
-    (``predict``, ``evaluate``, ``layer(x)``) the running statistics are used instead. The
-    gradients are in :func:`portnn.functional.batch_norm`.
-
-    Parameters
-    ----------
-    num_features
-        Number of channels ``C``.
-    eps
-        Added to the variance before the square root.
-    momentum
-        Weight of the new batch in the running statistics; None for a cumulative average
-        (``1 / num_batches_tracked``), as in PyTorch.
-    affine
-        Learn a per-channel scale ``weight`` (ones) and shift ``bias`` (zeros).
-    track_running_stats
-        Keep ``running_mean`` (zeros), ``running_var`` (ones) and ``num_batches_tracked``
-        (int64) buffers. Without them, batch statistics are used at evaluation too.
-    dtype
-        ``"float32"`` (default) or ``"float64"``.
-
-    Parameters and buffers live on the backend and device in force when the layer is built
-    (:func:`portnn.set_backend`); the buffers are listed by :meth:`named_buffers`, not by
-    :meth:`named_parameters`, so no optimizer updates them.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import portnn as pn
-    >>> layer = pn.layers.BatchNorm1d(3)
-    >>> x = np.arange(12, dtype=np.float32).reshape(4, 3)
-    >>> y, backward = layer.forward(x, training=True)
-    >>> np.round(y[:, 0], 3)
-    array([-1.342, -0.447,  0.447,  1.342], dtype=float32)
-    >>> [name for name, _ in layer.named_buffers()]
-    ['running_mean', 'running_var', 'num_batches_tracked']
+    A subclass sets ``_ranks`` (the input ranks it takes) and ``_expected`` (their shapes, in
+    words), as PyTorch's ``_BatchNorm`` subclasses set ``_check_input_dim``.
     """
+
+    _ranks: tuple[int, ...] = ()
 
     def __init__(
         self,
@@ -76,13 +37,13 @@ class BatchNorm1d(Layer):
     ) -> None:
         super().__init__()
         if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features <= 0:
-            raise ValueError(f"BatchNorm1d: num_features must be a positive int; got {num_features!r}")
+            raise ValueError(f"{type(self).__name__}: num_features must be a positive int; got {num_features!r}")
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
-            raise ValueError(f"BatchNorm1d({num_features}): eps must be a number >= 0; got {eps!r}")
+            raise ValueError(f"{type(self).__name__}({num_features}): eps must be a number >= 0; got {eps!r}")
         if momentum is not None and (
             isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1
         ):
-            raise ValueError(f"BatchNorm1d({num_features}): momentum must be in [0, 1] or None; got {momentum!r}")
+            raise ValueError(f"{type(self).__name__}({num_features}): momentum must be in [0, 1] or None; got {momentum!r}")
         self.num_features = num_features
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
@@ -137,7 +98,7 @@ class BatchNorm1d(Layer):
 
     # -- the pass ---------------------------------------------------------------------
     def output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) not in (2, 3) or input_shape[1] not in (None, self.num_features):
+        if len(input_shape) not in self._ranks or input_shape[1] not in (None, self.num_features):
             raise ShapeError(f"{self!r} expects input of shape {self._expected()}; got {_fmt(input_shape)}")
         return input_shape
 
@@ -145,9 +106,12 @@ class BatchNorm1d(Layer):
         ref = self._reference()
         if ref is not None:
             check_input(repr(self), x, ref)
-        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
-            hint = " (a single example? use x.reshape(1, -1))" if x.ndim == 1 else ""
-            raise ShapeError(f"{self!r} got input of shape {_fmt(x.shape)}: expected {self._expected()}{hint}")
+        if x.ndim not in self._ranks or x.shape[1] != self.num_features:
+            raise ShapeError(f"{self!r} got input of shape {_fmt(x.shape)}: expected {self._expected()}{self._hint(x)}")
+        shape = tuple(x.shape)
+        if x.ndim > 3:  # per-channel statistics over N and every spatial axis: an (N, C, L) view
+            x = array_namespace(x).reshape(x, (shape[0], shape[1], -1))
+        flat = tuple(x.shape)
         batch_stats = training or not self.track_running_stats
         w = self.weight.data if self.weight is not None else None
         b = self.bias.data if self.bias is not None else None
@@ -155,7 +119,7 @@ class BatchNorm1d(Layer):
             m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1)
             if m <= 1:
                 raise ValueError(
-                    f"{self!r}: Expected more than 1 value per channel when training, got input of shape {_fmt(x.shape)}; "
+                    f"{self!r}: Expected more than 1 value per channel when training, got input of shape {_fmt(shape)}; "
                     "use batches of 2 or more (in fit, a batch_size that leaves no last batch of 1)"
                 )
             mean, var = F.batch_moments(x)
@@ -166,13 +130,17 @@ class BatchNorm1d(Layer):
             rm, rv = self.running_mean.data, self.running_var.data
             y, backward_fn = F.batch_norm(x, w, b, mean=rm, var=rv, training=False, eps=self.eps, input_grad=input_grad)
         weight, bias = self.weight, self.bias
+        if len(shape) > 3:
+            y = array_namespace(y).reshape(y, shape)
 
         def backward(dy: Any) -> Any:
+            if len(shape) > 3:
+                dy = array_namespace(dy).reshape(dy, flat)
             dx, dw, db = backward_fn(dy)
             if weight is not None:
                 weight.accumulate(dw)
                 bias.accumulate(db)
-            return dx
+            return dx if dx is None or len(shape) <= 3 else array_namespace(dx).reshape(dx, shape)
 
         return y, backward
 
@@ -188,7 +156,10 @@ class BatchNorm1d(Layer):
 
     # -- text -------------------------------------------------------------------------
     def _expected(self) -> str:
-        return f"(batch, {self.num_features}) or (batch, {self.num_features}, length)"
+        raise NotImplementedError
+
+    def _hint(self, x: Any) -> str:
+        return ""
 
     def extra_repr(self) -> str:
         extra = [str(self.num_features)]
@@ -201,6 +172,122 @@ class BatchNorm1d(Layer):
         if not self.track_running_stats:
             extra.append("track_running_stats=False")
         return ", ".join(extra)
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) inputs per channel, exactly as PyTorch's ``nn.BatchNorm1d``.
+
+    In training (``model.fit``, ``forward(..., training=True)``) each channel is normalised
+    with the batch mean and biased variance, and the running statistics move towards the
+    batch mean and *unbiased* variance::
+
+        running_mean = (1 - momentum) * running_mean + momentum * batch_mean
+        running_var  = (1 - momentum) * running_var  + momentum * batch_var * m / (m - 1)
+
+    where ``m`` is the number of values per channel (``N``, or ``N * L``). At evaluation
+    (``predict``, ``evaluate``, ``layer(x)``) the running statistics are used instead. The
+    gradients are in :func:`portnn.functional.batch_norm`.
+
+    Parameters
+    ----------
+    num_features
+        Number of channels ``C``.
+    eps
+        Added to the variance before the square root.
+    momentum
+        Weight of the new batch in the running statistics; None for a cumulative average
+        (``1 / num_batches_tracked``), as in PyTorch.
+    affine
+        Learn a per-channel scale ``weight`` (ones) and shift ``bias`` (zeros).
+    track_running_stats
+        Keep ``running_mean`` (zeros), ``running_var`` (ones) and ``num_batches_tracked``
+        (int64) buffers. Without them, batch statistics are used at evaluation too.
+    dtype
+        ``"float32"`` (default) or ``"float64"``.
+
+    Parameters and buffers live on the backend and device in force when the layer is built
+    (:func:`portnn.set_backend`); the buffers are listed by :meth:`named_buffers`, not by
+    :meth:`named_parameters`, so no optimizer updates them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> layer = pn.layers.BatchNorm1d(3)
+    >>> x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    >>> y, backward = layer.forward(x, training=True)
+    >>> np.round(y[:, 0], 3)
+    array([-1.342, -0.447,  0.447,  1.342], dtype=float32)
+    >>> [name for name, _ in layer.named_buffers()]
+    ['running_mean', 'running_var', 'num_batches_tracked']
+    """
+
+    _ranks = (2, 3)
+
+    def _expected(self) -> str:
+        return f"(batch, {self.num_features}) or (batch, {self.num_features}, length)"
+
+    def _hint(self, x: Any) -> str:
+        return " (a single example? use x.reshape(1, -1))" if x.ndim == 1 else ""
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) inputs per channel, exactly as PyTorch's ``nn.BatchNorm2d``.
+
+    :class:`BatchNorm1d` on the (N, C, H·W) view of the input: each channel is normalised with
+    the mean and biased variance of its ``m = N * H * W`` values in training, and the running
+    statistics move towards the batch mean and *unbiased* variance (times ``m / (m - 1)``)::
+
+        running_mean = (1 - momentum) * running_mean + momentum * batch_mean
+        running_var  = (1 - momentum) * running_var  + momentum * batch_var * m / (m - 1)
+
+    At evaluation (``predict``, ``evaluate``, ``layer(x)``) the running statistics are used
+    instead. The gradients are in :func:`portnn.functional.batch_norm`.
+
+    Parameters
+    ----------
+    num_features
+        Number of channels ``C``.
+    eps
+        Added to the variance before the square root.
+    momentum
+        Weight of the new batch in the running statistics; None for a cumulative average
+        (``1 / num_batches_tracked``), as in PyTorch.
+    affine
+        Learn a per-channel scale ``weight`` (ones) and shift ``bias`` (zeros).
+    track_running_stats
+        Keep ``running_mean`` (zeros), ``running_var`` (ones) and ``num_batches_tracked``
+        (int64) buffers. Without them, batch statistics are used at evaluation too.
+    dtype
+        ``"float32"`` (default) or ``"float64"``.
+
+    Parameters and buffers live on the backend and device in force when the layer is built
+    (:func:`portnn.set_backend`); the buffers are listed by :meth:`named_buffers`, not by
+    :meth:`named_parameters`, so no optimizer updates them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from portnn.layers.normalization import BatchNorm2d
+    >>> layer = BatchNorm2d(2)
+    >>> x = np.arange(16, dtype=np.float32).reshape(2, 2, 2, 2)
+    >>> y, backward = layer.forward(x, training=True)
+    >>> y.shape
+    (2, 2, 2, 2)
+    >>> np.round(y[0, 0], 3)
+    array([[-1.324, -1.083],
+           [-0.843, -0.602]], dtype=float32)
+    >>> layer.running_mean.data
+    array([0.55, 0.95], dtype=float32)
+    """
+
+    _ranks = (4,)
+
+    def _expected(self) -> str:
+        return f"(batch, {self.num_features}, H, W)"
+
+    def _hint(self, x: Any) -> str:
+        return " (a single image? use x.reshape(1, *x.shape))" if x.ndim == 3 and x.shape[0] == self.num_features else ""
 
 
 def _fmt(shape: Any) -> str:
