@@ -66,3 +66,12 @@ def test_missing_data_is_a_clear_failure(
 def test_console_script_lists_backends() -> None:
     out = subprocess.run([sys.executable, "-m", "portnn.cli", "backends"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("numpy") and "available" in out and "auto" in out
+
+
+def test_presets_and_their_overrides(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--preset", "mlp-best", "--data-dir", str(mnist_dir), "--epochs", "1", "--limit", "2000",
+                 "--hidden", "64", "64"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "preset mlp-best (mlp): Adam(lr=0.001" in out and "Dropout(p=0.2)" in out and "Linear(64, 64)" in out
+    assert "test accuracy: " in out

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from opspec import Spec, away_from_zero, layer_op, loss_op
+from specs_conv import SPECS as CONV_SPECS
 from specs_pool import SPECS as POOL_SPECS
 
 import portnn as pn
@@ -116,6 +117,7 @@ SPECS: dict[str, Spec] = {
         extra=lambda r: [(lambda u: np.where(np.abs(u - 0.3) < 0.05, u + 0.1, u))(r.random((5, 6)))],
     ),
 }
+SPECS.update(CONV_SPECS)
 SPECS.update(POOL_SPECS)
 
 

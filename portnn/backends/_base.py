@@ -16,7 +16,8 @@ class Adapter:
     namespace from its inputs. An adapter holds what the standard leaves out:
     turning device names into device objects, moving host (NumPy) data in and
     out, a seeded random generator, synchronisation for timing, and what the
-    library can do (``supports_float64``, ``inplace``).
+    library can do (``supports_float64``, ``inplace``), and optional fast kernels for hot
+    loops (``conv2d``) that return None where the library has none.
 
     Subclasses set the class attributes and override the methods that differ.
 
@@ -101,6 +102,30 @@ class Adapter:
 
     def synchronize(self, device: Any = None) -> None:
         """Wait for queued device work to finish (for timing). No-op on synchronous backends."""
+
+    # -- optional fast kernels --------------------------------------------------------
+    # Each returns None here, and the core runs its generic array-API path. An override
+    # computes the same function on the same device in the input's dtype (equal up to the
+    # rounding of a different summation order), and may return None for arguments it does
+    # not speed up.
+    def conv2d(
+        self,
+        x: Any,
+        weight: Any,
+        bias: Any,
+        *,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+        input_grad: bool,
+    ) -> tuple[Any, Any] | None:
+        """A fast :func:`portnn.functional.conv.conv2d` for this library: ``(y, backward)``, or None.
+
+        Called with checked arguments (shapes that fit, one dtype, pairs of ints, an output
+        of at least 1 x 1); ``backward(dy)`` returns ``(dx, dweight, dbias)`` as the generic
+        path does.
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"<portnn backend {self.name!r}>"

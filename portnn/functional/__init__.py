@@ -7,6 +7,7 @@ parameters and call these.
 """
 
 from .activations import leaky_relu, relu, sigmoid, softmax, tanh
+from .conv import conv2d
 from .dense import linear
 from .dropout import dropout
 from .losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse
@@ -18,6 +19,7 @@ __all__ = [
     "batch_moments",
     "batch_norm",
     "binary_cross_entropy_with_logits",
+    "conv2d",
     "cross_entropy",
     "dropout",
     "global_avg_pool2d",

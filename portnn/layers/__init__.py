@@ -2,6 +2,7 @@
 
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Buffer, Layer, Parameter, ShapeError
+from .conv import Conv2d
 from .dense import Linear
 from .dropout import Dropout
 from .normalization import BatchNorm1d, BatchNorm2d
@@ -13,6 +14,7 @@ __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "Buffer",
+    "Conv2d",
     "Dropout",
     "Flatten",
     "GlobalAvgPool2d",

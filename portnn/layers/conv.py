@@ -1,0 +1,180 @@
+"""Convolution layers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .. import backends
+from .._array import check_input, dtype_name, resolve_dtype
+from ..functional.conv import conv2d, pair
+from ..init import Initializer, get_initializer
+from .base import Layer, Shape, ShapeError
+
+__all__ = ["Conv2d"]
+
+
+class Conv2d(Layer):
+    """2-D convolution over (batch, channels, height, width) input, PyTorch's ``nn.Conv2d`` names and layout.
+
+    ``weight`` is (out_channels, in_channels, kh, kw), ``bias`` (out_channels,); the output is
+    (batch, out_channels, Ho, Wo) with ``Ho = (H + 2 * padding - dilation * (kh - 1) - 1) // stride + 1``
+    (likewise ``Wo``). The math, and the memory it takes, is in
+    :func:`portnn.functional.conv.conv2d`.
+
+    Parameters
+    ----------
+    in_channels, out_channels
+        Channels of the input and of the output.
+    kernel_size, stride, padding, dilation
+        Ints or ``(along H, along W)`` pairs. ``padding`` adds zeros on both sides.
+    bias
+        Whether to learn an additive bias (initialised to zero).
+    init
+        Weight initialiser, as for :class:`~portnn.layers.Linear`: a name from
+        :data:`portnn.init.INITIALIZERS` or a callable ``f(rng, shape, fan_in, fan_out)``, with
+        ``fan_in = in_channels * kh * kw`` and ``fan_out = out_channels * kh * kw`` (PyTorch's
+        convention). The default, ``"he_uniform"`` (U(±sqrt(6 / fan_in))), is Linear's and suits
+        ReLU; ``"torch"`` draws PyTorch's default weights, U(±1/sqrt(fan_in)) (PyTorch also
+        draws its bias from that range; here the bias starts at zero, as in Linear).
+    dtype
+        ``"float32"`` (default) or ``"float64"``.
+    seed
+        Seed of the initial weights. :class:`portnn.Sequential` with ``seed=`` re-draws all
+        layers from one generator on the host, so every backend starts from the same weights.
+
+    Parameters live on the backend and device in force when the layer is built
+    (:func:`portnn.set_backend`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from portnn.layers.conv import Conv2d
+    >>> layer = Conv2d(1, 8, 3, padding=1, seed=0)
+    >>> layer
+    Conv2d(1, 8, kernel_size=(3, 3), padding=(1, 1))
+    >>> layer(np.ones((4, 1, 28, 28), dtype=np.float32)).shape
+    (4, 8, 28, 28)
+    >>> layer.output_shape((None, 1, 28, 28))
+    (None, 8, 28, 28)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+        *,
+        init: str | Initializer = "he_uniform",
+        dtype: Any = "float32",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Conv2d: {name} must be a positive int; got {value!r}")
+        where = f"Conv2d({in_channels}, {out_channels})"
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = pair(kernel_size, "kernel_size", where=where)
+        self.stride = pair(stride, "stride", where=where)
+        self.padding = pair(padding, "padding", minimum=0, where=where)
+        self.dilation = pair(dilation, "dilation", where=where)
+        self.use_bias = bool(bias)
+        self.init = get_initializer(init, where=f"{where}: ")
+        backend = backends.get_backend()
+        name = dtype_name(resolve_dtype(backend.xp, dtype))
+        if name == "float64" and not backend.adapter.supports_float64(backend.device):
+            raise ValueError(f"{self!r}: backend {backend} has no float64; use dtype='float32'")
+        self.weight = self.add_parameter("weight", None)
+        self.bias = self.add_parameter("bias", None) if bias else None
+        self._materialize(backends.host_rng(seed), backend.adapter, backend.device, name)
+
+    def reset_parameters(self, rng: Any = None) -> None:
+        w = self.weight.data
+        self._materialize(
+            backends.host_rng() if rng is None else rng, backends.adapter_for(w), self.weight.device, dtype_name(w.dtype)
+        )
+
+    def _materialize(self, rng: Any, adapter: Any, device: Any, dtype: str) -> None:
+        kh, kw = self.kernel_size
+        shape = (self.out_channels, self.in_channels, kh, kw)
+        w = self.init(rng, shape, self.in_channels * kh * kw, self.out_channels * kh * kw)
+        self.weight.data, self.weight.grad = adapter.from_numpy(w.astype(dtype), device), None
+        if self.bias is not None:
+            b = rng.uniform(0.0, 0.0, (self.out_channels,))  # zeros, without naming numpy here
+            self.bias.data, self.bias.grad = adapter.from_numpy(b.astype(dtype), device), None
+
+    def _out(self, axis: int, size: int) -> int:
+        k, s, p, d = self.kernel_size[axis], self.stride[axis], self.padding[axis], self.dilation[axis]
+        return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+    def _too_small(self, shape: Any) -> str:
+        span = tuple(self.dilation[a] * (self.kernel_size[a] - 1) + 1 for a in range(2))
+        padded = tuple(None if shape[2 + a] is None else int(shape[2 + a]) + 2 * self.padding[a] for a in range(2))
+        dilated = f" (dilated to {span})" if span != self.kernel_size else ""
+        return (
+            f"{self!r} got input of shape {_fmt(shape)}: its padded size (H, W) = {padded} is smaller than "
+            f"the kernel {self.kernel_size}{dilated}; use larger inputs, more padding or a smaller kernel"
+        )
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 4 or input_shape[1] not in (None, self.in_channels):
+            raise ShapeError(f"{self!r} expects input of shape (batch, {self.in_channels}, H, W); got {_fmt(input_shape)}")
+        out = [None if size is None else self._out(a, int(size)) for a, size in enumerate(input_shape[2:])]
+        if any(n is not None and n < 1 for n in out):
+            raise ShapeError(self._too_small(input_shape))
+        return (input_shape[0], self.out_channels, *out)
+
+    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        w = self.weight.data
+        check_input(repr(self), x, w)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ShapeError(
+                f"{self!r} got input of shape {_fmt(x.shape)}: expected (batch, {self.in_channels}, H, W){self._hint(x.shape)}"
+            )
+        if self._out(0, int(x.shape[2])) < 1 or self._out(1, int(x.shape[3])) < 1:
+            raise ShapeError(self._too_small(x.shape))
+        b = self.bias.data if self.bias is not None else None
+        y, backward_fn = conv2d(x, w, b, stride=self.stride, padding=self.padding, dilation=self.dilation, input_grad=input_grad)
+        weight, bias = self.weight, self.bias
+
+        def backward(dy: Any) -> Any:
+            dx, dw, db = backward_fn(dy)
+            weight.accumulate(dw)
+            if bias is not None:
+                bias.accumulate(db)
+            return dx
+
+        return y, backward
+
+    def _hint(self, shape: Any) -> str:
+        c = self.in_channels
+        if len(shape) == 2 and shape[1] % c == 0 and math.isqrt(shape[1] // c) ** 2 == shape[1] // c:
+            side = math.isqrt(shape[1] // c)
+            return f" (flat images? use x.reshape(-1, {c}, {side}, {side}))"
+        if len(shape) == 3:
+            hints = [f"a single image? use x.reshape(1, {c}, H, W)"] if shape[0] == c else []
+            hints += ["grey images without a channel axis? use x.reshape(-1, 1, H, W)"] if c == 1 else []
+            return f" ({'; '.join(hints)})" if hints else ""
+        if len(shape) == 4 and shape[3] == c:
+            return " (channels last? portnn is NCHW: use x.transpose(0, 3, 1, 2))"
+        return ""
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        for name, default in (("stride", (1, 1)), ("padding", (0, 0)), ("dilation", (1, 1))):
+            value = getattr(self, name)
+            if value != default:
+                text += f", {name}={value}"
+        return text + ("" if self.use_bias else ", bias=False")
+
+
+def _fmt(shape: Any) -> str:
+    dims = tuple(("batch" if i == 0 else "None") if d is None else int(d) for i, d in enumerate(shape))
+    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
