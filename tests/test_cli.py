@@ -75,3 +75,12 @@ def test_presets_and_their_overrides(mnist_dir: Path, capsys: pytest.CaptureFixt
     assert code == 0
     assert "preset mlp-best (mlp): Adam(lr=0.001" in out and "Dropout(p=0.2)" in out and "Linear(64, 64)" in out
     assert "test accuracy: " in out
+
+
+def test_cnn_preset_trains(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--preset", "cnn", "--data-dir", str(mnist_dir), "--epochs", "1", "--limit", "1000",
+                 "--channels", "4", "8", "--hidden", "16"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Conv2d(1, 4, kernel_size=(3, 3), padding=(1, 1))" in out and "MaxPool2d(kernel_size=2)" in out
+    assert "(batch, 8, 7, 7)" in out and float(out.split("test accuracy: ")[1].split()[0]) > 0.5
