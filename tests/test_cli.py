@@ -78,9 +78,10 @@ def test_presets_and_their_overrides(mnist_dir: Path, capsys: pytest.CaptureFixt
 
 
 def test_cnn_preset_trains(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["train", "--preset", "cnn", "--data-dir", str(mnist_dir), "--epochs", "1", "--limit", "1000",
-                 "--channels", "4", "8", "--hidden", "16"])  # fmt: skip
+    code = main(["train", "--preset", "cnn", "--data-dir", str(mnist_dir), "--epochs", "2", "--limit", "3000",
+                 "--channels", "8", "16", "--hidden", "32", "--dropout", "0"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
-    assert "Conv2d(1, 4, kernel_size=(3, 3), padding=(1, 1))" in out and "MaxPool2d(kernel_size=2)" in out
-    assert "(batch, 8, 7, 7)" in out and float(out.split("test accuracy: ")[1].split()[0]) > 0.5
+    assert "Conv2d(1, 8, kernel_size=(3, 3), padding=(1, 1))" in out and "MaxPool2d(kernel_size=2)" in out
+    assert "(batch, 16, 7, 7)" in out
+    assert float(out.split("test accuracy: ")[1].split()[0]) > 0.7  # 3000 images, 2 epochs: 0.787 measured
