@@ -8,6 +8,7 @@ backend must then reproduce it in float32 and float64.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -123,7 +124,7 @@ SPECS.update(POOL_SPECS)
 
 def _inputs(name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
     spec = SPECS[name]
-    r = np.random.default_rng(abs(hash(name)) % 2**32)
+    r = np.random.default_rng(zlib.crc32(name.encode()))  # stable across runs (str hash is salted per process)
     return spec.make(r), (spec.extra(r) if spec.extra else [])
 
 
@@ -154,7 +155,8 @@ def test_gradient_matches_finite_differences(name: str) -> None:
             minus = np.sum(np.asarray(spec.op(*diff, *extra)[0]) * dy)
             flat[i] = old
             numeric.reshape(-1)[i] = (plus - minus) / (2 * eps)
-        np.testing.assert_allclose(grads[k], numeric, rtol=1e-6, atol=1e-8, err_msg=f"{name}: input {k}")
+        # central differences carry ~1e-16 * |L| / eps of rounding: 1e-7 absolute for the larger convolutions
+        np.testing.assert_allclose(grads[k], numeric, rtol=1e-6, atol=1e-7, err_msg=f"{name}: input {k}")
 
 
 @pytest.mark.skipif(
