@@ -31,7 +31,8 @@ PRESETS: dict[str, dict[str, object]] = {
         "model": "cnn",
         "hidden": [128],
         "channels": [16, 32],
-        "epochs": 10,
+        "augment": 2,
+        "epochs": 12,
         "batch_size": 128,
         "optimizer": "adam",
         "lr": 1e-3,
@@ -72,11 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         default="mlp",
         help="mlp: 784-1024-10, SGD with momentum, 10 epochs (>= 98.0%%); "
         "mlp-best: 784-800-800-10 with dropout, Adam and a cosine schedule (>= 98.5%%); "
-        "cnn: two conv-BN-ReLU-pool blocks (16, 32 channels), dense 128, dropout, Adam, cosine (>= 99.3%%). "
+        "cnn: random shifts of 2 px, two conv-BN-ReLU-pool blocks (16, 32 channels), dense 128, dropout, Adam, cosine. "
         "Options below override the preset",
     )
     train.add_argument("--model", choices=("mlp", "cnn"), help="multilayer perceptron, or a CNN (conv-BN-ReLU-pool blocks)")
     train.add_argument("--channels", type=int, nargs="+", metavar="C", help="CNN: output channels of each conv block")
+    train.add_argument("--augment", type=int, metavar="PIXELS", help="CNN: random shifts of up to PIXELS in training (0: none)")
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--optimizer", choices=sorted(OPTIMIZERS))
@@ -117,11 +119,12 @@ def build_cnn(
     n_out: int,
     *,
     dropout: float = 0.0,
+    augment: int = 0,
     seed: int | None = None,
 ) -> pn.Sequential:
-    """Per block: 3x3 conv (padding 1), BatchNorm2d, ReLU, 2x2 max-pool; then Linear-ReLU(-Dropout) layers and a logits head."""
+    """Optional random shifts; per block 3x3 conv (padding 1), BatchNorm2d, ReLU, 2x2 max-pool; Linear-ReLU(-Dropout); logits."""
     c, h, w = image
-    layers: list[pn.layers.Layer] = []
+    layers: list[pn.layers.Layer] = [pn.layers.RandomTranslation(augment)] if augment else []
     for c_out in channels:
         layers += [
             pn.layers.Conv2d(c, c_out, 3, padding=1),
@@ -179,7 +182,9 @@ def train_command(args: argparse.Namespace) -> int:
     x_train = x_train.reshape(len(x_train), *shape).astype(np.float32) / np.float32(255)
     x_test = x_test.reshape(len(x_test), *shape).astype(np.float32) / np.float32(255)
     if args.model == "cnn":
-        model = build_cnn(shape, args.channels, args.hidden, n_classes, dropout=args.dropout, seed=args.seed)
+        model = build_cnn(
+            shape, args.channels, args.hidden, n_classes, dropout=args.dropout, augment=args.augment or 0, seed=args.seed
+        )
     else:
         model = build_mlp(shape[0], args.hidden, n_classes, dropout=args.dropout, seed=args.seed)
     optimizer = make_optimizer(args)

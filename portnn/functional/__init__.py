@@ -7,6 +7,7 @@ parameters and call these.
 """
 
 from .activations import leaky_relu, relu, sigmoid, softmax, tanh
+from .augment import translate
 from .conv import conv2d
 from .dense import linear
 from .dropout import dropout
@@ -32,4 +33,5 @@ __all__ = [
     "sigmoid",
     "softmax",
     "tanh",
+    "translate",
 ]

@@ -1,6 +1,7 @@
 """Layers: objects that own parameters and call :mod:`portnn.functional`."""
 
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .augment import RandomTranslation
 from .base import Buffer, Layer, Parameter, ShapeError
 from .conv import Conv2d
 from .dense import Linear
@@ -23,6 +24,7 @@ __all__ = [
     "Linear",
     "MaxPool2d",
     "Parameter",
+    "RandomTranslation",
     "ReLU",
     "ShapeError",
     "Sigmoid",

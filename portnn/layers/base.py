@@ -8,9 +8,9 @@ from typing import Any
 from array_api_compat import device as device_of
 
 from .. import backends
-from .._array import dtype_name
+from .._array import dtype_name, resolve_dtype
 
-__all__ = ["Buffer", "Layer", "Parameter", "ShapeError"]
+__all__ = ["Buffer", "Layer", "Parameter", "RandomLayer", "ShapeError"]
 
 Shape = tuple[int | None, ...]
 
@@ -134,6 +134,13 @@ class Layer:
     def reset_parameters(self, rng: Any = None) -> None:
         """Draw fresh parameters from the host generator ``rng`` (None: fresh entropy)."""
 
+    def new_parameter_home(self, dtype: Any) -> backends.Backend:
+        """Where a new layer's parameters are born: the global backend (its float64 support checked for ``dtype``)."""
+        backend = backends.get_backend()
+        if dtype_name(resolve_dtype(backend.xp, dtype)) == "float64" and not backend.adapter.supports_float64(backend.device):
+            raise ValueError(f"{self!r}: backend {backend} has no float64; use dtype='float32'")
+        return backend
+
     @property
     def trainable(self) -> bool:
         return any(p.trainable for p in self._params.values())
@@ -158,3 +165,34 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class RandomLayer(Layer):
+    """A layer that draws random numbers at training time (Dropout, RandomTranslation).
+
+    The numbers come from a generator the backend's adapter makes
+    (:meth:`portnn.backends.Adapter.make_generator`) on the input's device, seeded by ``seed``
+    (None: fresh entropy). It is made for the backend and device of the first training input
+    and made again, from the same seed, if they change. :class:`portnn.Sequential` with
+    ``seed=`` re-seeds it through :meth:`reset_parameters`. One seed gives the same draws on one
+    backend; different backends draw different streams.
+    """
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        super().__init__()
+        self.seed = int(backends.host_rng().integers(2**63)) if seed is None else int(seed)
+        self._generator: Any = None
+        self._generator_for: tuple[str, Any] | None = None
+
+    def reset_parameters(self, rng: Any = None) -> None:
+        """Re-seed the generator with an int drawn from the host generator ``rng`` (None: fresh entropy)."""
+        self.seed = int((backends.host_rng() if rng is None else rng).integers(2**63))
+        self._generator = self._generator_for = None
+
+    def uniform(self, x: Any, shape: tuple[int, ...]) -> Any:
+        """U[0, 1) draws of ``shape`` on ``x``'s device, in ``x``'s dtype."""
+        adapter, dev = backends.adapter_for(x), device_of(x)
+        if self._generator is None or self._generator_for != (adapter.name, dev):
+            self._generator = adapter.make_generator(self.seed, dev)
+            self._generator_for = (adapter.name, dev)
+        return adapter.random_uniform(self._generator, shape, x.dtype, dev)

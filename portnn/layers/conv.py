@@ -87,10 +87,8 @@ class Conv2d(Layer):
         self.dilation = pair(dilation, "dilation", where=where)
         self.use_bias = bool(bias)
         self.init = get_initializer(init, where=f"{where}: ")
-        backend = backends.get_backend()
+        backend = self.new_parameter_home(dtype)
         name = dtype_name(resolve_dtype(backend.xp, dtype))
-        if name == "float64" and not backend.adapter.supports_float64(backend.device):
-            raise ValueError(f"{self!r}: backend {backend} has no float64; use dtype='float32'")
         self.weight = self.add_parameter("weight", None)
         self.bias = self.add_parameter("bias", None) if bias else None
         self._materialize(backends.host_rng(seed), backend.adapter, backend.device, name)

@@ -63,10 +63,8 @@ class Linear(Layer):
         self.out_features = out_features
         self.use_bias = bias
         self.init = get_initializer(init, where=f"Linear({in_features}, {out_features}): ")
-        backend = backends.get_backend()
+        backend = self.new_parameter_home(dtype)
         name = dtype_name(resolve_dtype(backend.xp, dtype))
-        if name == "float64" and not backend.adapter.supports_float64(backend.device):
-            raise ValueError(f"{self!r}: backend {backend} has no float64; use dtype='float32'")
         self.weight = self.add_parameter("weight", None)
         self.bias = self.add_parameter("bias", None) if bias else None
         self._materialize(backends.host_rng(seed), backend.adapter, backend.device, name)

@@ -5,17 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import device as device_of
-
-from .. import backends
 from .. import functional as F
 from ..functional.dropout import check_dropout_p
-from .base import Layer
+from .base import RandomLayer
 
 __all__ = ["Dropout"]
 
 
-class Dropout(Layer):
+class Dropout(RandomLayer):
     """Inverted dropout, as PyTorch's ``nn.Dropout``.
 
     In training (``model.fit``, ``forward(..., training=True)``) each element is zeroed with
@@ -50,32 +47,14 @@ class Dropout(Layer):
     """
 
     def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
-        super().__init__()
+        super().__init__(seed=seed)
         self.p = check_dropout_p(p, where="Dropout")
-        self.seed = _fresh_seed() if seed is None else int(seed)
-        self._generator: Any = None
-        self._generator_for: tuple[str, Any] | None = None
-
-    def reset_parameters(self, rng: Any = None) -> None:
-        """Re-seed the mask generator with an int drawn from the host generator ``rng`` (None: fresh entropy)."""
-        self.seed = _fresh_seed() if rng is None else int(rng.integers(2**63))
-        self._generator = self._generator_for = None
 
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         if not training or self.p == 0.0:
             return x, (lambda dy: dy) if input_grad else (lambda dy: None)
-        u = None
-        if self.p < 1.0:
-            adapter, dev = backends.adapter_for(x), device_of(x)
-            if self._generator is None or self._generator_for != (adapter.name, dev):
-                self._generator = adapter.make_generator(self.seed, dev)
-                self._generator_for = (adapter.name, dev)
-            u = adapter.random_uniform(self._generator, tuple(x.shape), x.dtype, dev)
+        u = self.uniform(x, tuple(x.shape)) if self.p < 1.0 else None
         return F.dropout(x, u, p=self.p, input_grad=input_grad)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
-
-
-def _fresh_seed() -> int:
-    return int(backends.host_rng().integers(2**63))

@@ -8,9 +8,8 @@ from typing import Any
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from .. import backends
 from .. import functional as F
-from .._array import check_input, dtype_name, resolve_dtype
+from .._array import check_input, resolve_dtype
 from .base import Layer, Shape, ShapeError
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -49,10 +48,8 @@ class _BatchNorm(Layer):
         self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
-        backend = backends.get_backend()
+        backend = self.new_parameter_home(dtype)
         dt = resolve_dtype(backend.xp, dtype)
-        if dtype_name(dt) == "float64" and not backend.adapter.supports_float64(backend.device):
-            raise ValueError(f"{self!r}: backend {backend} has no float64; use dtype='float32'")
         # the scale is not an L2 target (Keras and PyTorch practice)
         self.weight = self.add_parameter("weight", None, regularize=False) if self.affine else None
         self.bias = self.add_parameter("bias", None) if self.affine else None
