@@ -32,12 +32,12 @@ PRESETS: dict[str, dict[str, object]] = {
         "hidden": [128],
         "channels": [16, 32],
         "augment": 2,
-        "epochs": 12,
+        "epochs": 16,
         "batch_size": 128,
         "optimizer": "adam",
         "lr": 1e-3,
         "momentum": 0.9,
-        "dropout": 0.3,
+        "dropout": 0.2,
         "schedule": "cosine",
     },
     "mlp-best": {
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         default="mlp",
         help="mlp: 784-1024-10, SGD with momentum, 10 epochs (>= 98.0%%); "
         "mlp-best: 784-800-800-10 with dropout, Adam and a cosine schedule (>= 98.5%%); "
-        "cnn: random shifts of 2 px, two conv-BN-ReLU-pool blocks (16, 32 channels), dense 128, dropout, Adam, cosine. "
+        "cnn: 2 px random shifts, two conv-BN-ReLU-pool blocks (16, 32 channels), dense 128, dropout, Adam, cosine (>= 99.3%%). "
         "Options below override the preset",
     )
     train.add_argument("--model", choices=("mlp", "cnn"), help="multilayer perceptron, or a CNN (conv-BN-ReLU-pool blocks)")

@@ -27,7 +27,7 @@ class RandomTranslation(RandomLayer):
     >>> import portnn as pn
     >>> layer = pn.layers.RandomTranslation(2, seed=0)
     >>> x = np.ones((4, 1, 8, 8), dtype=np.float32)
-    >>> bool((layer(x) == x).all()), float(layer.forward(x, training=True)[0].sum()) < x.sum()
+    >>> bool((layer(x) == x).all()), float(layer.forward(x, training=True)[0].sum()) < float(x.sum())
     (True, True)
     """
 
