@@ -14,18 +14,11 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
+from .conv import Pair, pair
+
 __all__ = ["avg_pool2d", "check_pool2d_args", "global_avg_pool2d", "max_pool2d", "pool2d_output_size"]
 
 Backward = Callable[[Any], Any]
-Pair = tuple[int, int]
-
-
-def _pair(value: Any, name: str, *, minimum: int, where: str) -> Pair:
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items):
-        kind = "positive ints" if minimum >= 1 else "ints >= 0"
-        raise ValueError(f"{where}: {name} must be an int or a pair of {kind}; got {name}={value!r}")
-    return int(items[0]), int(items[1])
 
 
 def check_pool2d_args(
@@ -45,10 +38,10 @@ def check_pool2d_args(
     >>> check_pool2d_args((2, 3))
     ((2, 3), (2, 3), (0, 0))
     """
-    k = _pair(kernel_size, "kernel_size", minimum=1, where=where)
+    k = pair(kernel_size, "kernel_size", minimum=1, where=where)
     no_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
-    s = k if no_stride else _pair(stride, "stride", minimum=1, where=where)
-    p = _pair(padding, "padding", minimum=0, where=where)
+    s = k if no_stride else pair(stride, "stride", minimum=1, where=where)
+    p = pair(padding, "padding", minimum=0, where=where)
     if 2 * p[0] > k[0] or 2 * p[1] > k[1]:
         raise ValueError(
             f"{where}: padding must be at most half of kernel_size (PyTorch's rule); "

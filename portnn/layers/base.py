@@ -10,7 +10,7 @@ from array_api_compat import device as device_of
 from .. import backends
 from .._array import dtype_name, resolve_dtype
 
-__all__ = ["Buffer", "Layer", "Parameter", "RandomLayer", "ShapeError"]
+__all__ = ["Buffer", "Layer", "Parameter", "RandomLayer", "ShapeError", "WeightedLayer"]
 
 Shape = tuple[int | None, ...]
 
@@ -196,3 +196,37 @@ class RandomLayer(Layer):
             self._generator = adapter.make_generator(self.seed, dev)
             self._generator_for = (adapter.name, dev)
         return adapter.random_uniform(self._generator, shape, x.dtype, dev)
+
+
+class WeightedLayer(Layer):
+    """A layer with a ``weight`` drawn by its initialiser ``self.init`` and an optional zero ``bias`` (Linear, Conv2d).
+
+    Subclasses give :meth:`weight_spec` and call :meth:`build_weights` at the end of ``__init__``.
+    """
+
+    init: Any
+
+    def weight_spec(self) -> tuple[tuple[int, ...], int, int]:
+        """``(weight shape, fan_in, fan_out)``; the bias has ``weight shape[0]`` elements."""
+        raise NotImplementedError
+
+    def build_weights(self, *, bias: bool, dtype: Any, seed: int | None) -> None:
+        """Create ``weight`` (and ``bias``) on the global backend, drawn from a generator seeded with ``seed``."""
+        backend = self.new_parameter_home(dtype)
+        self.weight = self.add_parameter("weight", None)
+        self.bias = self.add_parameter("bias", None) if bias else None
+        name = dtype_name(resolve_dtype(backend.xp, dtype))
+        self._materialize(backends.host_rng(seed), backend.adapter, backend.device, name)
+
+    def reset_parameters(self, rng: Any = None) -> None:
+        w = self.weight.data
+        rng = backends.host_rng() if rng is None else rng
+        self._materialize(rng, backends.adapter_for(w), self.weight.device, dtype_name(w.dtype))
+
+    def _materialize(self, rng: Any, adapter: Any, device: Any, dtype: str) -> None:
+        shape, fan_in, fan_out = self.weight_spec()
+        w = self.init(rng, shape, fan_in, fan_out)
+        self.weight.data, self.weight.grad = adapter.from_numpy(w.astype(dtype), device), None
+        if self.bias is not None:
+            b = rng.uniform(0.0, 0.0, (shape[0],))  # zeros, without naming numpy here
+            self.bias.data, self.bias.grad = adapter.from_numpy(b.astype(dtype), device), None

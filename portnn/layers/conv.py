@@ -6,16 +6,15 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .. import backends
-from .._array import check_input, dtype_name, resolve_dtype
+from .._array import check_input
 from ..functional.conv import conv2d, pair
 from ..init import Initializer, get_initializer
-from .base import Layer, Shape, ShapeError
+from .base import Shape, ShapeError, WeightedLayer
 
 __all__ = ["Conv2d"]
 
 
-class Conv2d(Layer):
+class Conv2d(WeightedLayer):
     """2-D convolution over (batch, channels, height, width) input, PyTorch's ``nn.Conv2d`` names and layout.
 
     ``weight`` is (out_channels, in_channels, kh, kw), ``bias`` (out_channels,); the output is
@@ -87,26 +86,11 @@ class Conv2d(Layer):
         self.dilation = pair(dilation, "dilation", where=where)
         self.use_bias = bool(bias)
         self.init = get_initializer(init, where=f"{where}: ")
-        backend = self.new_parameter_home(dtype)
-        name = dtype_name(resolve_dtype(backend.xp, dtype))
-        self.weight = self.add_parameter("weight", None)
-        self.bias = self.add_parameter("bias", None) if bias else None
-        self._materialize(backends.host_rng(seed), backend.adapter, backend.device, name)
+        self.build_weights(bias=bias, dtype=dtype, seed=seed)
 
-    def reset_parameters(self, rng: Any = None) -> None:
-        w = self.weight.data
-        self._materialize(
-            backends.host_rng() if rng is None else rng, backends.adapter_for(w), self.weight.device, dtype_name(w.dtype)
-        )
-
-    def _materialize(self, rng: Any, adapter: Any, device: Any, dtype: str) -> None:
+    def weight_spec(self) -> tuple[tuple[int, ...], int, int]:
         kh, kw = self.kernel_size
-        shape = (self.out_channels, self.in_channels, kh, kw)
-        w = self.init(rng, shape, self.in_channels * kh * kw, self.out_channels * kh * kw)
-        self.weight.data, self.weight.grad = adapter.from_numpy(w.astype(dtype), device), None
-        if self.bias is not None:
-            b = rng.uniform(0.0, 0.0, (self.out_channels,))  # zeros, without naming numpy here
-            self.bias.data, self.bias.grad = adapter.from_numpy(b.astype(dtype), device), None
+        return (self.out_channels, self.in_channels, kh, kw), self.in_channels * kh * kw, self.out_channels * kh * kw
 
     def _out(self, axis: int, size: int) -> int:
         k, s, p, d = self.kernel_size[axis], self.stride[axis], self.padding[axis], self.dilation[axis]

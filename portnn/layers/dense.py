@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .. import backends
 from .. import functional as F
-from .._array import check_input, dtype_name, resolve_dtype
+from .._array import check_input
 from ..init import Initializer, get_initializer
-from .base import Layer, Shape, ShapeError
+from .base import Shape, ShapeError, WeightedLayer
 
 __all__ = ["Linear"]
 
 
-class Linear(Layer):
+class Linear(WeightedLayer):
     """``y = x @ weight.T + bias``, PyTorch's layout: ``weight`` is (out_features, in_features).
 
     Parameters
@@ -63,25 +62,10 @@ class Linear(Layer):
         self.out_features = out_features
         self.use_bias = bias
         self.init = get_initializer(init, where=f"Linear({in_features}, {out_features}): ")
-        backend = self.new_parameter_home(dtype)
-        name = dtype_name(resolve_dtype(backend.xp, dtype))
-        self.weight = self.add_parameter("weight", None)
-        self.bias = self.add_parameter("bias", None) if bias else None
-        self._materialize(backends.host_rng(seed), backend.adapter, backend.device, name)
+        self.build_weights(bias=bias, dtype=dtype, seed=seed)
 
-    def reset_parameters(self, rng: Any = None) -> None:
-        w = self.weight.data
-        self._materialize(
-            backends.host_rng() if rng is None else rng, backends.adapter_for(w), self.weight.device, dtype_name(w.dtype)
-        )
-
-    def _materialize(self, rng: Any, adapter: Any, device: Any, dtype: str) -> None:
-        shape = (self.out_features, self.in_features)
-        w = self.init(rng, shape, self.in_features, self.out_features)
-        self.weight.data, self.weight.grad = adapter.from_numpy(w.astype(dtype), device), None
-        if self.bias is not None:
-            b = rng.uniform(0.0, 0.0, (self.out_features,))  # zeros, without naming numpy here
-            self.bias.data, self.bias.grad = adapter.from_numpy(b.astype(dtype), device), None
+    def weight_spec(self) -> tuple[tuple[int, ...], int, int]:
+        return (self.out_features, self.in_features), self.in_features, self.out_features
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 2 or input_shape[1] not in (None, self.in_features):
