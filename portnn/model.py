@@ -116,9 +116,33 @@ class Sequential:
                 where = f"layer {len(self.layers)} ({layer!r})"
                 after = f"layer {len(self.layers) - 1} ({self.layers[-1]!r})" if self.layers else "the model's input"
                 raise ShapeError(f"{where} does not fit after {after}, which outputs {_fmt(shape)}: {exc}") from None
+        if layer.name is None:
+            layer.name = self._unique_name(type(layer).__name__.lower())
+        elif any(other.name == layer.name for other in self.layers):
+            raise ValueError(f"Sequential.add: a layer named {layer.name!r} is already in the model; give {layer!r} another name")
         self.layers.append(layer)
         self._shapes.append(shape)
         return self
+
+    def _unique_name(self, base: str) -> str:
+        taken = {layer.name for layer in self.layers}
+        name, k = base, 0
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
+    def get_layer(self, key: str | int) -> Layer:
+        """The layer named ``key`` (a str) or at position ``key`` (an int, negative counts from the end)."""
+        if isinstance(key, int) and not isinstance(key, bool):
+            if not -len(self.layers) <= key < len(self.layers):
+                raise IndexError(f"Sequential.get_layer: index {key} is out of range for a model of {len(self.layers)} layers")
+            return self.layers[key]
+        for layer in self.layers:
+            if layer.name == key:
+                return layer
+        names = [layer.name for layer in self.layers]
+        raise KeyError(f"Sequential.get_layer: no layer named {key!r}; the model has {names}")
 
     @property
     def output_shape(self) -> Shape | None:

@@ -89,11 +89,16 @@ class Layer:
 
     Layers with parameters implement :meth:`reset_parameters`; layers that change shapes
     implement :meth:`output_shape`.
+
+    ``name`` identifies the layer in a model (reports, records, transfer learning): set it
+    yourself, or :class:`portnn.Sequential` gives it a unique one, Keras style (``"linear"``,
+    ``"relu"``, ``"linear_1"``…).
     """
 
     def __init__(self) -> None:
         self._params: dict[str, Parameter] = {}
         self._buffers: dict[str, Buffer] = {}
+        self.name: str | None = None
 
     # -- the pass ---------------------------------------------------------------------
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
