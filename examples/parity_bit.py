@@ -14,21 +14,17 @@ import numpy as np
 import portnn as pn
 
 
-def bits(n: np.ndarray, width: int = 8) -> np.ndarray:
-    """Binary codes of ``n``, most significant bit first, as float32 rows."""
-    return ((n[:, None] >> np.arange(width - 1, -1, -1)) & 1).astype(np.float32)
-
-
 def main(epochs: int = 40, seed: int = 0, verbose: bool = True) -> dict[str, float]:
     rng = np.random.default_rng(seed)
+    bits, odd = pn.datasets.toy.parity_bits(8)  # row i: the 8 bits of i; label: i is odd
     numbers = rng.permutation(256)
     train, test = numbers[:192], numbers[192:]
     model = pn.Sequential([pn.layers.Linear(8, 4, init="glorot_uniform"), pn.layers.Sigmoid(), pn.layers.Linear(4, 2)], seed=seed)
     model.fit(
-        bits(train), train % 2, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.5, momentum=0.9),
+        bits[train], odd[train], loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.5, momentum=0.9),
         epochs=epochs, batch_size=16, verbose=0,
     )  # fmt: skip
-    result = model.evaluate(bits(test), test % 2)
+    result = model.evaluate(bits[test], odd[test])
     weights = np.abs(pn.to_numpy(model.layers[0].weight.data)).mean(axis=0)
     result["last_bit_weight_share"] = float(weights[-1] / weights.sum())
     if verbose:

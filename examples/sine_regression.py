@@ -11,9 +11,8 @@ import portnn as pn
 
 
 def main(epochs: int = 200, seed: int = 0, verbose: bool = True) -> dict[str, float]:
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-np.pi, np.pi, size=(512, 1)).astype(np.float32)
-    y = np.sin(x)
+    x, y = pn.datasets.toy.sine(512, seed=seed)  # y = sin(pi x), x in [-1, 1]
+    x = np.float32(np.pi) * x  # the net sees x in [-pi, pi] and learns sin(x)
     grid = np.linspace(-np.pi, np.pi, 101, dtype=np.float32)[:, None]
     model = pn.Sequential(
         [pn.layers.Linear(1, 32, init="glorot_uniform"), pn.layers.Tanh(), pn.layers.Linear(32, 32, init="glorot_uniform"),

@@ -11,8 +11,8 @@ import portnn as pn
 
 
 def main(epochs: int = 300, seed: int = 0, verbose: bool = True) -> dict[str, float]:
-    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
-    y = np.array([[0], [1], [1], [0]], dtype=np.float32)
+    x, labels = pn.datasets.toy.parity_bits(2, rule="xor")  # 00, 01, 10, 11 -> 0, 1, 1, 0
+    y = labels[:, None].astype(np.float32)  # one logit per example for binary cross-entropy
     model = pn.Sequential([pn.layers.Linear(2, 8, init="glorot_uniform"), pn.layers.Tanh(), pn.layers.Linear(8, 1)], seed=seed)
     history = model.fit(
         x, y, loss=pn.losses.BinaryCrossEntropy(), optimizer=pn.optim.SGD(lr=0.5, momentum=0.9),

@@ -6,6 +6,7 @@ download progress bars).  Convert to another backend after loading.
 
 from __future__ import annotations
 
+from . import toy
 from ._errors import DatasetError
 from ._idx import read_idx
 from .csv import load_csv
@@ -18,4 +19,5 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "read_idx",
+    "toy",
 ]
