@@ -20,12 +20,14 @@ from .backends import (
 )
 from .model import History, Sequential
 from .optim import schedules as _schedules  # noqa: F401  (makes pn.optim.schedules available)
+from .serialization import CheckpointError, load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend",
     "BackendUnavailableError",
+    "CheckpointError",
     "History",
     "Sequential",
     "__version__",
@@ -37,9 +39,11 @@ __all__ = [
     "get_backend",
     "init",
     "layers",
+    "load",
     "losses",
     "metrics",
     "optim",
+    "serialization",
     "set_backend",
     "to_numpy",
     "use_backend",

@@ -221,7 +221,7 @@ class EarlyStopping(_Monitor):
 
 
 class ModelCheckpoint(_Monitor):
-    """Save the weights to ``filepath`` (a ``.npz`` of the state dict) after epochs that improve ``monitor``.
+    """Save the weights to ``filepath`` (a ``.safetensors`` file of the state dict) after epochs that improve ``monitor``.
 
     The write is atomic (a temporary file in the same folder, then a rename): an interrupted
     save never leaves a half-written checkpoint. ``save_best_only=False`` saves every epoch.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -247,17 +248,87 @@ class Sequential:
             if isinstance(targets[name], Parameter):
                 targets[name].grad = None
 
-    def save_weights(self, path: str) -> None:
-        """Write :meth:`state_dict` to ``path`` (``.npz``, atomically, on the host)."""
-        from .io import save_state
+    def save_weights(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`state_dict` to ``path``: a portnn ``.safetensors`` file, atomically, from the host.
 
-        save_state(path, self.state_dict())
+        See :mod:`portnn.serialization` for the format; :meth:`save` adds the architecture.
+        """
+        from .serialization import save_weights
 
-    def load_weights(self, path: str) -> None:
-        """Read weights written by :meth:`save_weights` (checked like :meth:`load_state_dict`)."""
-        from .io import load_state
+        save_weights(self, path)
 
-        self.load_state_dict(load_state(path))
+    def load_weights(self, path: str | os.PathLike[str]) -> None:
+        """Read weights written by :meth:`save_weights` or :meth:`save` into this model, bit for bit.
+
+        The file is verified (checksum, format) and every name and shape is checked before
+        anything is written: a :class:`~portnn.serialization.CheckpointError` names the file
+        and lists the misfits, and leaves the model as it was. Values take this model's dtype.
+        """
+        from .serialization import load_weights
+
+        load_weights(self, path)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the architecture (:meth:`get_config`) and the state dict to one ``.safetensors`` file.
+
+        :func:`portnn.load` rebuilds the model from it on any backend. The write is atomic.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import portnn as pn
+        >>> model = pn.Sequential([pn.layers.Linear(4, 3)], seed=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+        >>> model.save(path)
+        >>> pn.load(path).get_config() == model.get_config()
+        True
+        """
+        from .serialization import save_model
+
+        save_model(self, path)
+
+    def get_config(self) -> dict[str, Any]:
+        """The architecture as JSON-able values: each layer's class name and config, the seed and input shape.
+
+        Examples
+        --------
+        >>> import portnn as pn
+        >>> config = pn.Sequential([pn.layers.Linear(4, 3), pn.layers.ReLU()]).get_config()
+        >>> [(layer["class_name"], layer["config"]["name"]) for layer in config["layers"]]
+        [('Linear', 'linear'), ('ReLU', 'relu')]
+        """
+        return {
+            "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in self.layers],
+            "seed": self.seed,
+            "input_shape": None if self.input_shape is None else list(self.input_shape[1:]),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        """Build a model from :meth:`get_config`'s dict, on the global backend, with fresh weights.
+
+        Layers are portnn's own classes, looked up by name (never imported from the config).
+        ``seed`` seeds the shuffling of :meth:`fit` as it did; the layers keep the seeds and
+        arguments of their configs, so the initial weights are not drawn again from it.
+        """
+        from .serialization import layer_from_config
+
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError(f"Sequential.from_config: expected a dict with a 'layers' list; got {config!r:.200}")
+        layers = []
+        for i, entry in enumerate(config["layers"]):
+            if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
+                raise ValueError(
+                    f"Sequential.from_config: layer {i} must be a dict with 'class_name' and 'config'; got {entry!r:.200}"
+                )
+            layers.append(layer_from_config(entry["class_name"], entry.get("config", {})))
+        input_shape = config.get("input_shape")
+        model = cls(layers, input_shape=None if input_shape is None else tuple(input_shape))
+        seed = config.get("seed")
+        if seed is not None:
+            model.seed = seed
+            _, model._rng = backends.host_rng(seed).spawn(2)  # as __init__ does, without re-drawing the weights
+        return model
 
     @property
     def backend(self) -> backends.Backend:

@@ -96,13 +96,13 @@ def test_early_stopping_restores_the_best_weights() -> None:
 
 def test_model_checkpoint_saves_the_best_epoch(tmp_path: Path) -> None:
     x, y = quadrants()
-    ckpt = ModelCheckpoint(str(tmp_path / "best.npz"), monitor="loss")
+    ckpt = ModelCheckpoint(str(tmp_path / "best.safetensors"), monitor="loss")
     model = net()
     history = model.fit(x, y, loss=CE(), optimizer=pn.optim.SGD(lr=0.5), epochs=5, batch_size=20, callbacks=[ckpt], verbose=0)
-    assert ckpt.saved and (tmp_path / "best.npz").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["best.npz"]  # no temporary file left behind
+    assert ckpt.saved and (tmp_path / "best.safetensors").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["best.safetensors"]  # no temporary file left behind
     restored = net(seed=9)
-    restored.load_weights(str(tmp_path / "best.npz"))
+    restored.load_weights(str(tmp_path / "best.safetensors"))
     assert history["loss"][-1] == min(history["loss"])  # the loss fell every epoch, so the last epoch was best
     for name, value in restored.state_dict().items():
         np.testing.assert_array_equal(value, model.state_dict()[name])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+import numbers
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from array_api_compat import device as device_of
 
 from .. import backends
+from .. import init as initializers
 from .._array import dtype_name, resolve_dtype
 
 __all__ = ["Buffer", "Layer", "Parameter", "RandomLayer", "ShapeError", "WeightedLayer"]
@@ -164,6 +169,64 @@ class Layer:
             p.grad = None
         return self
 
+    # -- configuration ----------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer, as JSON-able values, plus its ``name``.
+
+        The default reads, for each argument of ``__init__``, the attribute of the same name
+        (tuples become lists). Layers that store an argument differently override this and
+        pass the values through :meth:`config_from_signature`. A layer that cannot be
+        described raises a TypeError naming it. :meth:`from_config` is the inverse.
+
+        Examples
+        --------
+        >>> import portnn as pn
+        >>> pn.layers.LeakyReLU(0.2).get_config()
+        {'negative_slope': 0.2, 'name': None}
+        >>> pn.layers.MaxPool2d(2).get_config()
+        {'kernel_size': 2, 'stride': 2, 'padding': 0, 'name': None}
+        """
+        return self.config_from_signature()
+
+    def config_from_signature(self, **known: Any) -> dict[str, Any]:
+        """:meth:`get_config`'s default: ``known`` values, else the attribute named like each ``__init__`` argument."""
+        where = f"{type(self).__name__}.get_config ({self!r}, name={self.name!r})"
+        config: dict[str, Any] = {}
+        params = list(inspect.signature(type(self).__init__).parameters.values())[1:]
+        for param in params:
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise TypeError(f"{where}: __init__ takes *{param.name}, which a config cannot describe; override get_config")
+            if param.name in known:
+                value = known[param.name]
+            elif hasattr(self, param.name):
+                value = getattr(self, param.name)
+            else:
+                raise TypeError(
+                    f"{where}: __init__ takes {param.name!r} but the layer keeps no attribute of that name; "
+                    "override get_config to say how to rebuild it"
+                )
+            config[param.name] = _jsonable(value, f"{where}: argument {param.name!r}")
+        config["name"] = self.name
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """Build a layer from :meth:`get_config`'s dict (lists back to tuples; ``name`` set after construction).
+
+        Examples
+        --------
+        >>> import portnn as pn
+        >>> layer = pn.layers.Dropout(0.3, seed=1)
+        >>> pn.layers.Dropout.from_config(layer.get_config()).get_config() == layer.get_config()
+        True
+        """
+        if not isinstance(config, dict):
+            raise TypeError(f"{cls.__name__}.from_config: expected a dict of constructor arguments; got {type(config).__name__}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k != "name"}
+        layer = cls(**kwargs)
+        layer.name = config.get("name")
+        return layer
+
     # -- text -------------------------------------------------------------------------
     def extra_repr(self) -> str:
         return ""
@@ -194,6 +257,24 @@ class RandomLayer(Layer):
         self.seed = int((backends.host_rng() if rng is None else rng).integers(2**63))
         self._generator = self._generator_for = None
 
+    def get_rng_state(self) -> Any:
+        """The generator's state as a NumPy uint8 array; None before the first training draw or where the backend cannot say."""
+        if self._generator is None or self._generator_for is None:
+            return None
+        return backends.get_adapter(self._generator_for[0]).generator_state(self._generator)
+
+    def set_rng_state(self, state: Any, backend: backends.Backend, *, reseed: int | None = None) -> None:
+        """Make the generator for ``backend`` and restore ``state`` into it (from :meth:`get_rng_state`).
+
+        Where no state was saved, ``reseed`` (if given) seeds it from ``seed + reseed`` instead:
+        fresh draws that do not repeat the interrupted run's.
+        """
+        seed = self.seed if state is not None or reseed is None else (self.seed + reseed) % 2**63
+        self._generator = backend.adapter.make_generator(seed, backend.device)
+        self._generator_for = (backend.adapter.name, backend.device)
+        if state is not None:
+            backend.adapter.set_generator_state(self._generator, state)
+
     def uniform(self, x: Any, shape: tuple[int, ...]) -> Any:
         """U[0, 1) draws of ``shape`` on ``x``'s device, in ``x``'s dtype."""
         adapter, dev = backends.adapter_for(x), device_of(x)
@@ -223,6 +304,24 @@ class WeightedLayer(Layer):
         name = dtype_name(resolve_dtype(backend.xp, dtype))
         self._materialize(backends.host_rng(seed), backend.adapter, backend.device, name)
 
+    def get_config(self) -> dict[str, Any]:
+        """:meth:`Layer.get_config` with ``bias``, ``init`` (by name) and ``dtype`` (the weight's) as given to the constructor.
+
+        ``seed`` is None: the weights are state, saved with the state dict. An ``init`` that is
+        a callable of your own has no name to store and raises a TypeError.
+        """
+        where = f"{type(self).__name__}.get_config ({self!r}, name={self.name!r})"
+        return self.config_from_signature(
+            bias=self.bias is not None, init=_init_name(self.init, where), dtype=dtype_name(self.weight.dtype), seed=None
+        )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """:meth:`Layer.from_config`, reading ``init`` back from its name (a factory's too: ``"normal(0.2)"``)."""
+        if isinstance(config, dict) and isinstance(config.get("init"), str):
+            config = {**config, "init": _init_from_name(config["init"], f"{cls.__name__}.from_config")}
+        return super().from_config(config)
+
     def reset_parameters(self, rng: Any = None) -> None:
         w = self.weight.data
         rng = backends.host_rng() if rng is None else rng
@@ -235,3 +334,57 @@ class WeightedLayer(Layer):
         if self.bias is not None:
             b = rng.uniform(0.0, 0.0, (shape[0],))  # zeros, without naming numpy here
             self.bias.data, self.bias.grad = adapter.from_numpy(b.astype(dtype), device), None
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    """``value`` as JSON types (tuples to lists, NumPy-like scalars to int/float); a TypeError naming ``where`` otherwise."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        if not math.isfinite(float(value)):
+            raise TypeError(f"{where} is {value!r}, which JSON cannot hold")
+        return float(value)
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v, where) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _jsonable(v, where) for k, v in value.items()}
+    raise TypeError(f"{where} is a {type(value).__name__} ({value!r}), which a JSON config cannot hold; override get_config")
+
+
+# initialisers made by a factory are named after their call: "normal(0.2)", "uniform(-0.05, 0.05)"
+_FACTORIES = {"normal": initializers.normal, "uniform": initializers.uniform, "constant": initializers.constant}
+_FACTORIES["orthogonal"] = initializers.orthogonal
+_CALL = re.compile(r"^(\w+)\((.*)\)$")
+
+
+def _init_name(init: Any, where: str) -> str:
+    """The name that :func:`_init_from_name` turns back into ``init``; a TypeError for a callable of the user's."""
+    for name, known in initializers.INITIALIZERS.items():
+        if known is init:
+            return name
+    name = getattr(init, "__name__", "")
+    try:
+        if _CALL.match(name) and _init_from_name(name, where).__name__ == name:
+            return name  # made by a portnn.init factory
+    except ValueError:
+        pass
+    raise TypeError(
+        f"{where}: init is {init!r}, a callable of your own, which a saved architecture cannot name; "
+        f"use a name from portnn.init.INITIALIZERS or a portnn.init factory, or save only the weights (save_weights)"
+    )
+
+
+def _init_from_name(name: str, where: str) -> Any:
+    """The initialiser called ``name``: a key of ``INITIALIZERS`` or a factory call with numbers (never evaluated)."""
+    if name in initializers.INITIALIZERS:
+        return initializers.INITIALIZERS[name]
+    match = _CALL.match(name)
+    if match and match.group(1) in _FACTORIES:
+        try:
+            args = [float(a) for a in match.group(2).split(",")] if match.group(2).strip() else []
+            return _FACTORIES[match.group(1)](*args)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: cannot rebuild init {name!r}: {exc}") from None
+    raise ValueError(f"{where}: unknown init {name!r}; expected a name from portnn.init.INITIALIZERS or a factory call")

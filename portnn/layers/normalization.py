@@ -9,7 +9,7 @@ from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
 from .. import functional as F
-from .._array import check_input, resolve_dtype
+from .._array import check_input, dtype_name, resolve_dtype
 from .base import Layer, Shape, ShapeError
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -157,6 +157,11 @@ class _BatchNorm(Layer):
 
     def _hint(self, x: Any) -> str:
         return ""
+
+    def get_config(self) -> dict[str, Any]:
+        """:meth:`Layer.get_config` with ``dtype`` read from the parameters or buffers (float32 when it has none)."""
+        ref = self._reference()
+        return self.config_from_signature(dtype="float32" if ref is None else dtype_name(ref.dtype))
 
     def extra_repr(self) -> str:
         extra = [str(self.num_features)]
