@@ -8,7 +8,7 @@ Examples
 >>> model = pn.Sequential([pn.layers.Linear(784, 128), pn.layers.ReLU(), pn.layers.Linear(128, 10)], seed=0)
 """
 
-from . import backends, callbacks, datasets, functional, init, layers, losses, metrics, optim
+from . import backends, callbacks, datasets, functional, init, layers, losses, metrics, optim, plot
 from .backends import (
     Backend,
     BackendUnavailableError,
@@ -43,6 +43,7 @@ __all__ = [
     "losses",
     "metrics",
     "optim",
+    "plot",
     "serialization",
     "set_backend",
     "to_numpy",
