@@ -33,3 +33,15 @@ def test_parity_of_the_last_bit_is_learned_from_it(capsys: pytest.CaptureFixture
 def test_sine_regression_fits() -> None:
     result = load("sine_regression").main(epochs=100, verbose=False)
     assert result["train_mse"] < 0.005 and result["max_abs_error"] < 0.15
+
+
+def test_toy_boundaries_draws_one_figure(tmp_path: Path) -> None:
+    image = pytest.importorskip("matplotlib.image", reason="examples/toy_boundaries.py draws with matplotlib")
+    module = load("toy_boundaries")
+    out = tmp_path / "boundaries.png"
+    accuracies = module.main(["--quick", "--out", str(out)])
+    assert list(accuracies) == list(module.QUICK_DATASETS) and all(len(a) == len(module.DEPTHS) for a in accuracies.values())
+    pixels = image.imread(out)
+    rows, cols = len(module.QUICK_DATASETS), len(module.DEPTHS)
+    assert pixels.shape[:2] == (round(rows * module.PANEL * module.DPI), round(cols * module.PANEL * module.DPI))
+    assert pixels[..., :3].var() > 0  # not blank
