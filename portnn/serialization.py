@@ -16,7 +16,8 @@ A portnn file is an ordinary `safetensors <https://huggingface.co/docs/safetenso
     without ``architecture``.
 ``checksum``
     ``"sha256:<hex>"`` over every tensor (sorted by name: name, dtype, shape, raw bytes) and
-    then the ``meta`` string, so damage to the data or to the metadata is caught on reading.
+    then every other metadata entry (sorted by key: key, value), so damage to the data or
+    to the metadata is caught on reading.
 
 Reading never unpickles anything and never imports a name found in a file: layers are
 rebuilt from a fixed registry of portnn's own classes. This is the I/O edge: arrays are
@@ -170,18 +171,16 @@ def _encode(tensors: dict[str, np.ndarray], meta: dict[str, Any], *, where: str)
         raise TypeError(f"{where}: meta must hold only JSON values (str, int, float, bool, None, list, dict): {exc}") from None
     from . import __version__
 
-    metadata = {
-        "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
-        "portnn_version": __version__,
-        "meta": meta_json,
-        "checksum": _checksum(host, meta_json),
-    }
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "portnn_version": __version__, "meta": meta_json}
+    metadata["checksum"] = _checksum(host, metadata)
     return safetensors.numpy.save(host, metadata=metadata)
 
 
-def _checksum(tensors: dict[str, np.ndarray], meta_json: str) -> str:
-    """sha256 over the tensors (sorted names; name, dtype, shape, bytes, each length-prefixed) and the meta JSON."""
+def _checksum(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str:
+    """sha256 over the tensors (sorted names; name, dtype, shape, bytes) and the metadata but its checksum (sorted keys).
+
+    Every field is length-prefixed, so no two different contents hash the same bytes.
+    """
     h = hashlib.sha256()
 
     def field(b: bytes) -> None:
@@ -194,7 +193,9 @@ def _checksum(tensors: dict[str, np.ndarray], meta_json: str) -> str:
         field(a.dtype.name.encode("ascii"))
         field(json.dumps([int(d) for d in a.shape]).encode("ascii"))
         field(a.tobytes(order="C"))
-    field(meta_json.encode("utf-8"))
+    for key in sorted(k for k in metadata if k != "checksum"):
+        field(key.encode("utf-8"))
+        field(metadata[key].encode("utf-8"))
     return "sha256:" + h.hexdigest()
 
 
@@ -291,6 +292,9 @@ def _decode(data: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, A
             f"{where}: a safetensors file that portnn did not write ({found}, expected format={FORMAT!r}); "
             "read it with safetensors.numpy.load_file and pass the arrays to model.load_state_dict"
         )
+    odd = sorted(k for k, v in metadata.items() if not isinstance(v, str))
+    if odd:
+        raise CheckpointError(f"{where}: malformed metadata: {odd} are not strings, as safetensors requires; the file is damaged")
     version = metadata.get("format_version")
     if not (isinstance(version, str) and version.isdigit() and int(version) >= 1):
         raise CheckpointError(f"{where}: format_version {version!r} is not a version portnn knows; the file is damaged")
@@ -315,7 +319,7 @@ def _decode(data: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, A
     except Exception as exc:  # safetensors' own checks: offsets, dtypes, sizes
         raise CheckpointError(f"{where}: the safetensors data is invalid, so the file is damaged ({exc})") from None
     expected = metadata.get("checksum")
-    actual = _checksum(tensors, meta_json)
+    actual = _checksum(tensors, metadata)
     if expected != actual:
         raise CheckpointError(
             f"{where}: checksum mismatch: the tensors or metadata changed after writing (bit rot, a partial copy, "
@@ -411,10 +415,10 @@ def load_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
     Names and shapes are all checked before anything is written; a mismatch raises a
     :class:`CheckpointError` that lists them and leaves the model as it was.
     """
-    tensors, _ = read_file(path)
+    tensors, meta = read_file(path)
     _load_checked(
         model,
-        tensors,
+        model_tensors(tensors, meta),
         f"load_weights: {os.fspath(path)}",
         "build the model the file was saved from (pn.load rebuilds it when the file came from model.save)",
     )
@@ -424,7 +428,7 @@ def _load_checked(model: Sequential, tensors: dict[str, np.ndarray], where: str,
     """``model.load_state_dict(tensors)`` after checking every name and shape; a CheckpointError listing all misfits."""
     expected = {name: b.shape for name, b in (*model.named_parameters(), *model.named_buffers())}
     missing = [n for n in expected if n not in tensors]
-    unexpected = [n for n in tensors if n not in expected]
+    unexpected = sorted(n for n in tensors if n not in expected)
     shapes = [
         f"{n}: {tuple(tensors[n].shape)} in the file, {expected[n]} in the model"
         for n in expected
@@ -496,5 +500,23 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, device: An
             model = Sequential.from_config(architecture)
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: the architecture cannot be rebuilt: {exc}") from None
-    _load_checked(model, tensors, where, "the file is damaged or was edited")
+    _load_checked(model, model_tensors(tensors, meta), where, "the file is damaged or was edited")
     return model
+
+
+def model_meta(model: Sequential) -> dict[str, Any]:
+    """The metadata that lets :func:`load` rebuild ``model`` (architecture, dtype, backend, layer names), for other writers.
+
+    Training checkpoints carry it, so ``pn.load`` reads them too. The architecture is None
+    for a model with a layer portnn cannot rebuild (a layer class of your own).
+    """
+    known = _registry()
+    rebuildable = all(known.get(type(layer).__name__) is type(layer) for layer in model.layers)
+    return {"architecture": model.get_config() if rebuildable else None, **_common_meta(model)}
+
+
+def model_tensors(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The model's state dict among a file's tensors (a training checkpoint prefixes them with ``model.``)."""
+    if meta.get("kind") != "training":
+        return tensors
+    return {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}

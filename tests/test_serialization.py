@@ -1,0 +1,495 @@
+"""The checkpoint format: round trips on and across backends, damaged files, atomic writes, no pickle."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import safetensors.numpy
+from conftest import ALL_BACKENDS, _skip_reason
+
+import portnn as pn
+from portnn import backends, serialization
+from portnn.serialization import CheckpointError, read_file, write_file
+
+L = pn.layers
+
+
+def every_layer_model(dtype: str = "float32", seed: int = 0) -> pn.Sequential:
+    """A small CNN with one layer of every kind, on the global backend."""
+    return pn.Sequential(
+        [
+            L.RandomTranslation(1, seed=5),
+            L.Conv2d(1, 4, 3, padding=1, init="glorot_uniform", dtype=dtype),
+            L.BatchNorm2d(4, dtype=dtype),
+            L.ReLU(),
+            L.MaxPool2d(2),
+            L.Conv2d(4, 4, (3, 1), stride=(1, 2), bias=False, init=pn.init.normal(0.2), dtype=dtype),
+            L.AvgPool2d(2, 1),
+            L.Dropout(0.25),
+            L.Flatten(),
+            L.Linear(4, 6, init="torch", dtype=dtype),
+            L.BatchNorm1d(6, momentum=None, dtype=dtype),
+            L.LeakyReLU(0.1),
+            L.Tanh(),
+            L.Linear(6, 5, dtype=dtype),
+            L.Sigmoid(),
+            L.Linear(5, 3, bias=False, dtype=dtype),
+            L.Softmax(),
+        ],
+        seed=seed,
+        input_shape=(1, 8, 8),
+    )
+
+
+def pool_model(dtype: str = "float32") -> pn.Sequential:
+    return pn.Sequential([L.Conv2d(1, 2, 3, dtype=dtype), L.GlobalAvgPool2d(), L.Linear(2, 2, dtype=dtype)], seed=1)
+
+
+def images(n: int = 6, dtype: str = "float32") -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(n, 1, 8, 8)).astype(dtype)
+
+
+def train_a_little(model: pn.Sequential, dtype: str = "float32") -> None:
+    """A few training passes, so that BatchNorm's running statistics and count are not their initial values."""
+    backend = model.backend
+    x = backend.adapter.from_numpy(images(dtype=dtype), backend.device)
+    for _ in range(3):
+        model.forward(x, training=True)
+
+
+def host_state(model: pn.Sequential) -> dict[str, np.ndarray]:
+    return {name: backends.to_numpy(value).copy() for name, value in model.state_dict().items()}
+
+
+def assert_same_bytes(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    assert sorted(actual) == sorted(expected)
+    for name in expected:
+        a, e = actual[name], expected[name]
+        assert (a.dtype, a.shape) == (e.dtype, e.shape), f"{name}: {a.dtype}{a.shape} vs {e.dtype}{e.shape}"
+        assert a.tobytes() == e.tobytes(), f"{name} differs"
+
+
+def predict(model: pn.Sequential, dtype: str = "float32") -> np.ndarray:
+    backend = model.backend
+    return backends.to_numpy(model(backend.adapter.from_numpy(images(dtype=dtype), backend.device)))
+
+
+# -- round trips ----------------------------------------------------------------------
+def test_round_trip_every_layer(case: Any, tmp_path: Path) -> None:
+    model = every_layer_model()
+    train_a_little(model)
+    assert int(backends.to_numpy(model.state_dict()["2.num_batches_tracked"])) == 3
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    loaded = pn.load(path)
+    assert loaded.backend.name == case.name and loaded.backend.device == case.device
+    assert loaded.get_config() == model.get_config()
+    assert repr(loaded) == repr(model)
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    assert_same_bytes(host_state(loaded), host_state(model))
+    np.testing.assert_array_equal(predict(loaded), predict(model))
+    # the seeds of the random layers come back, so training draws the same numbers
+    assert [loaded.layers[i].seed for i in (0, 7)] == [model.layers[i].seed for i in (0, 7)]
+    # and the file also loads as weights only into a model built in code
+    fresh = every_layer_model(seed=9)
+    fresh.load_weights(path)
+    assert_same_bytes(host_state(fresh), host_state(model))
+
+
+def test_round_trip_global_pool_and_weights_file(case: Any, tmp_path: Path) -> None:
+    model = pool_model()
+    model.save_weights(tmp_path / "w.safetensors")
+    other = pn.Sequential([L.Conv2d(1, 2, 3), L.GlobalAvgPool2d(), L.Linear(2, 2)], seed=2)
+    other.load_weights(str(tmp_path / "w.safetensors"))
+    assert_same_bytes(host_state(other), host_state(model))
+    _, meta = read_file(tmp_path / "w.safetensors")
+    assert meta["kind"] == "weights" and "architecture" not in meta
+    assert meta["layer_names"] == ["conv2d", "globalavgpool2d", "linear"]
+
+
+def _targets() -> list[Any]:
+    params = []
+    for name, device in ALL_BACKENDS.items():
+        why = _skip_reason(name)
+        marks = [pytest.mark.skip(reason=f"load target {why}")] if why else []
+        params.append(pytest.param(name, device, id=f"to-{name}", marks=marks))
+    return params
+
+
+@pytest.mark.parametrize(("target", "device"), _targets())
+def test_saved_on_one_backend_loads_on_every_other(case: Any, target: str, device: Any, tmp_path: Path) -> None:
+    model = every_layer_model()
+    train_a_little(model)
+    path = tmp_path / f"from-{case.name}.safetensors"
+    model.save(path)
+    _, meta = read_file(path)
+    assert meta["backend"] == str(case.backend)
+    loaded = pn.load(path, backend=target, device=device)
+    assert loaded.backend.name == target
+    for p in loaded.parameters():
+        assert backends.adapter_for(p.data).name == target
+    assert loaded.get_config() == model.get_config()
+    assert_same_bytes(host_state(loaded), host_state(model))
+    np.testing.assert_allclose(predict(loaded), predict(model), rtol=2e-4, atol=2e-5)
+
+
+def test_float64_stays_float64(case: Any, tmp_path: Path) -> None:
+    if not case.supports("float64"):
+        pytest.skip(f"{case.name} has no float64")
+    model = every_layer_model("float64")
+    train_a_little(model, "float64")
+    model.save(tmp_path / "f64.safetensors")
+    loaded = pn.load(tmp_path / "f64.safetensors")
+    assert loaded.dtype == "float64"
+    assert read_file(tmp_path / "f64.safetensors")[1]["dtype"] == "float64"
+    for layer in loaded.get_config()["layers"]:
+        assert layer["config"].get("dtype", "float64") == "float64"
+    state = host_state(loaded)
+    assert state["1.weight"].dtype == np.float64 and state["2.num_batches_tracked"].dtype == np.int64
+    assert_same_bytes(state, host_state(model))
+    np.testing.assert_array_equal(predict(loaded, "float64"), predict(model, "float64"))
+
+
+# -- the low-level primitives ---------------------------------------------------------
+def test_write_file_read_file_any_tensors_and_meta(tmp_path: Path) -> None:
+    tensors = {
+        "z.scalar": np.array(7, dtype=np.int64),
+        "a.f64": np.linspace(0, 1, 6).reshape(2, 3),
+        "rng": np.array([2**64 - 1, 3], dtype=np.uint64),
+        "mask": np.array([True, False]),
+        "empty": np.zeros((0, 3), dtype=np.float32),
+        "strided": np.arange(12, dtype=np.int32).reshape(3, 4)[:, ::2],
+    }
+    meta = {"step": 12, "lr": 0.001, "ok": True, "none": None, "nested": {"list": [1, "two", [3.5]]}, "big": 2**100}
+    path = tmp_path / "sub" / "dir" / "state.safetensors"
+    write_file(path, tensors, meta)
+    back, meta_back = read_file(path)
+    assert meta_back == meta
+    assert sorted(back) == sorted(tensors)
+    for name, value in tensors.items():
+        assert back[name].dtype == value.dtype and back[name].shape == value.shape
+        np.testing.assert_array_equal(back[name], value)
+    _, header = _split(path.read_bytes())
+    md = header["__metadata__"]
+    assert md["format"] == "portnn" and md["format_version"] == "1" and md["portnn_version"] == pn.__version__
+    assert md["checksum"].startswith("sha256:") and json.loads(md["meta"]) == meta
+
+
+def test_write_file_refuses_what_it_cannot_store(tmp_path: Path) -> None:
+    path = tmp_path / "x.safetensors"
+    with pytest.raises(TypeError, match=r"write_file.*tensor 'w' is a .*list.*portnn.to_numpy"):
+        write_file(path, {"w": [1.0, 2.0]}, {})
+    with pytest.raises(TypeError, match="meta must hold only JSON values"):
+        write_file(path, {"w": np.ones(2)}, {"f": object()})
+    with pytest.raises(TypeError, match="meta must hold only JSON values"):
+        write_file(path, {"w": np.ones(2)}, {"x": float("nan")})
+    with pytest.raises(ValueError, match="tensor name '__metadata__' is not allowed"):
+        write_file(path, {"__metadata__": np.ones(2)}, {})
+    with pytest.raises(TypeError, match="dtype object"):
+        write_file(path, {"w": np.array([None])}, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- damaged and foreign files --------------------------------------------------------
+def _split(data: bytes) -> tuple[int, dict[str, Any]]:
+    (n,) = struct.unpack("<Q", data[:8])
+    return n, json.loads(data[8 : 8 + n])
+
+
+def _good_file(tmp_path: Path) -> Path:
+    path = tmp_path / "good.safetensors"
+    with pn.use_backend("numpy"):
+        model = pn.Sequential([L.Linear(3, 4), L.BatchNorm1d(4), L.ReLU(), L.Linear(4, 2)], seed=0)
+    train = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    model.forward(train, training=True)
+    model.save(path)
+    return path
+
+
+def _victim() -> pn.Sequential:
+    with pn.use_backend("numpy"):
+        return pn.Sequential([L.Linear(3, 4), L.BatchNorm1d(4), L.ReLU(), L.Linear(4, 2)], seed=7)
+
+
+def _with_metadata(path: Path, tmp_path: Path, **changes: str | None) -> Path:
+    """A copy of ``path`` rewritten with plain safetensors, its ``__metadata__`` entries changed."""
+    data = path.read_bytes()
+    _, header = _split(data)
+    metadata = dict(header["__metadata__"])
+    for key, value in changes.items():
+        if value is None:
+            metadata.pop(key, None)
+        else:
+            metadata[key] = value
+    out = tmp_path / "edited.safetensors"
+    out.write_bytes(safetensors.numpy.save(safetensors.numpy.load(data), metadata=metadata))
+    return out
+
+
+def _flip(data: bytes, i: int, mask: int = 0x01) -> bytes:
+    return data[:i] + bytes([data[i] ^ mask]) + data[i + 1 :]
+
+
+def _damaged(kind: str, good: Path, tmp_path: Path) -> Path:
+    data = good.read_bytes()
+    n, header = _split(data)
+    out = tmp_path / f"{kind}.safetensors"
+    if kind == "empty":
+        out.write_bytes(b"")
+    elif kind == "cut-in-length-field":
+        out.write_bytes(data[:5])
+    elif kind == "cut-in-header":
+        out.write_bytes(data[: 8 + n // 2])
+    elif kind == "cut-after-header":
+        out.write_bytes(data[: 8 + n])
+    elif kind == "cut-mid-data":
+        out.write_bytes(data[: 8 + n + (len(data) - 8 - n) // 2])
+    elif kind == "cut-last-byte":
+        out.write_bytes(data[:-1])
+    elif kind == "flipped-data-byte":
+        out.write_bytes(_flip(data, len(data) - 10))
+    elif kind == "flipped-header-json-byte":
+        out.write_bytes(_flip(data, 8 + data[8 : 8 + n].index(b'"format"') + 3, 0xFF))
+    elif kind == "random-bytes":
+        out.write_bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "text":
+        out.write_bytes(b"these are not the weights you are looking for\n" * 20)
+    elif kind == "npz":
+        out = tmp_path / "old.npz"
+        np.savez(out, **{"0.weight": np.ones((4, 3), np.float32)})
+    elif kind == "foreign-safetensors":
+        safetensors.numpy.save_file({"0.weight": np.ones((4, 3), np.float32)}, str(out))
+    elif kind == "other-format":
+        out = _with_metadata(good, tmp_path, format="pt")
+    elif kind == "format-version-999":
+        out = _with_metadata(good, tmp_path, format_version="999")
+    elif kind == "malformed-meta-json":
+        out = _with_metadata(good, tmp_path, meta='{"architecture": [1, 2')
+    elif kind == "checksum-missing":
+        out = _with_metadata(good, tmp_path, checksum=None)
+    elif kind == "missing":
+        out = tmp_path / "nowhere.safetensors"
+    elif kind == "folder":
+        out = tmp_path / "a-folder.safetensors"
+        out.mkdir()
+    else:
+        raise AssertionError(kind)
+    return out
+
+
+DAMAGE = {
+    "missing": "no such file",
+    "folder": "is a folder",
+    "empty": "the file is empty",
+    "cut-in-length-field": "too short for a safetensors file: truncated",
+    "cut-in-header": "truncated in its header",
+    "cut-after-header": "the file is truncated: its tensor data ends",
+    "cut-mid-data": "the file is truncated: its tensor data ends",
+    "cut-last-byte": "the file is truncated: its tensor data ends",
+    "flipped-data-byte": "checksum mismatch",
+    "flipped-header-json-byte": "header is not valid JSON",
+    "random-bytes": "not a portnn checkpoint",
+    "text": "not a portnn checkpoint: a text file",
+    "npz": r"a zip archive \(a NumPy \.npz",
+    "foreign-safetensors": r"a safetensors file that portnn did not write \(no __metadata__",
+    "other-format": r"a safetensors file that portnn did not write \(format='pt'",
+    "format-version-999": r"written by a newer portnn .*format_version 999.*upgrade portnn",
+    "malformed-meta-json": "malformed JSON metadata",
+    "checksum-missing": "checksum mismatch",
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_damaged_or_foreign_file_raises_checkpoint_error_and_leaves_the_model(kind: str, tmp_path: Path) -> None:
+    path = _damaged(kind, _good_file(tmp_path), tmp_path)
+    expected = DAMAGE[kind]
+    with pytest.raises(CheckpointError, match=expected) as info:
+        read_file(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(CheckpointError, match=expected) as info:
+        pn.load(path)
+    assert str(path) in str(info.value)
+    model = _victim()
+    before = host_state(model)
+    arrays = [b.data for _, b in (*model.named_parameters(), *model.named_buffers())]
+    with pytest.raises(CheckpointError, match=expected):
+        model.load_weights(path)
+    assert_same_bytes(host_state(model), before)
+    assert all(b.data is a for (_, b), a in zip((*model.named_parameters(), *model.named_buffers()), arrays))
+    assert isinstance(info.value, ValueError)
+
+
+def test_every_single_byte_flip_in_the_header_is_caught(tmp_path: Path) -> None:
+    data = _good_file(tmp_path).read_bytes()
+    n, _ = _split(data)
+    missed = []
+    for i in range(8 + n):  # checked in memory: read_file is this decoding after reading the bytes
+        for mask in (0x01, 0x20, 0xFF):
+            try:
+                serialization._decode(_flip(data, i, mask), "flipped")
+            except CheckpointError:
+                continue
+            missed.append((i, mask, data[i : i + 1]))
+    assert missed == []
+
+
+def test_every_single_byte_flip_in_the_data_fails_the_checksum(tmp_path: Path) -> None:
+    data = _good_file(tmp_path).read_bytes()
+    n, _ = _split(data)
+    for i in range(8 + n, len(data)):
+        with pytest.raises(CheckpointError, match="checksum mismatch"):
+            serialization._decode(_flip(data, i), "flipped")
+
+
+def test_architecture_naming_an_unknown_layer_is_refused(tmp_path: Path) -> None:
+    good = _good_file(tmp_path)
+    tensors, meta = read_file(good)
+    for evil in ("os.system", "Evil", "Layer", "WeightedLayer", "__import__"):
+        meta["architecture"]["layers"][2]["class_name"] = evil
+        path = tmp_path / "evil.safetensors"
+        write_file(path, tensors, meta)
+        with pytest.raises(CheckpointError, match=rf"{path}.*{evil!r} is not a portnn layer"):
+            pn.load(path)
+    meta["architecture"]["layers"][2] = {"class_name": "ReLU", "config": {"inplace": True, "name": "relu"}}
+    write_file(path, tensors, meta)
+    with pytest.raises(CheckpointError, match=rf"{path}: the architecture cannot be rebuilt.*ReLU"):
+        pn.load(path)
+
+
+def test_weights_that_do_not_fit_the_architecture(tmp_path: Path) -> None:
+    good = _good_file(tmp_path)
+    tensors, meta = read_file(good)
+    tensors["0.weight"] = np.zeros((5, 3), np.float32)
+    write_file(tmp_path / "bad.safetensors", tensors, meta)
+    with pytest.raises(CheckpointError, match=r"bad\.safetensors.*0\.weight: \(5, 3\) in the file, \(4, 3\) in the model"):
+        pn.load(tmp_path / "bad.safetensors")
+
+
+def test_load_of_a_weights_only_file_says_so(tmp_path: Path) -> None:
+    _victim().save_weights(tmp_path / "w.safetensors")
+    with pytest.raises(CheckpointError, match="holds weights only.*load_weights"):
+        pn.load(tmp_path / "w.safetensors")
+
+
+def test_load_weights_into_another_model_lists_every_misfit(tmp_path: Path) -> None:
+    path = _good_file(tmp_path)
+    with pn.use_backend("numpy"):
+        other = pn.Sequential([L.Linear(3, 5), L.ReLU(), L.Linear(5, 2), L.Linear(2, 2)], seed=3)
+    before = host_state(other)
+    with pytest.raises(CheckpointError) as info:
+        other.load_weights(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "missing from the file: ['2.weight', '2.bias']" in message
+    assert "not in the model: ['1.bias', '1.num_batches_tracked', '1.running_mean', '1.running_var', '1.weight']" in message
+    assert "0.weight: (4, 3) in the file, (5, 3) in the model; 0.bias: (4,) in the file, (5,) in the model" in message
+    assert "3.weight: (2, 4) in the file, (2, 2) in the model" in message
+    assert "3.bias" not in message  # it fits
+    assert_same_bytes(host_state(other), before)
+
+
+def test_layers_that_cannot_be_described_raise_naming_them(tmp_path: Path) -> None:
+    def my_init(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
+        return rng.normal(0.0, 0.1, shape)
+
+    model = pn.Sequential([L.Linear(3, 2, init=my_init)])
+    with pytest.raises(TypeError, match=r"Linear.get_config \(Linear\(3, 2\), name='linear'\): init is .*my_init"):
+        model.save(tmp_path / "m.safetensors")
+
+    class Scale(L.Layer):
+        def __init__(self, factor: float) -> None:
+            super().__init__()
+            self._factor = factor
+
+        def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> Any:
+            return x * self._factor, lambda dy: dy * self._factor
+
+    with pytest.raises(TypeError, match=r"Scale.get_config.*takes 'factor' but the layer keeps no attribute"):
+        Scale(2.0).get_config()
+
+    class Double(L.ReLU):
+        pass
+
+    with pytest.raises(TypeError, match=r"layer 1 \(Double\(\), name='double'\).*cannot rebuild.*save_weights"):
+        pn.Sequential([L.Linear(3, 2), Double()]).save(tmp_path / "m.safetensors")
+    pn.Sequential([L.Linear(3, 2), Double()]).save_weights(tmp_path / "w.safetensors")  # weights only: fine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+
+
+def test_init_names_and_factories_round_trip() -> None:
+    for init in ("he_normal", "kaiming_uniform", "torch", "zeros", "normal", pn.init.uniform(-0.1, 0.3), pn.init.orthogonal(2.0)):
+        layer = L.Linear(4, 3, init=init, seed=0)
+        rebuilt = L.Linear.from_config(layer.get_config())
+        assert rebuilt.init.__name__ == layer.init.__name__
+        a, b = rebuilt.init(backends.host_rng(1), (3, 4), 4, 3), layer.init(backends.host_rng(1), (3, 4), 4, 3)
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown init 'eval\\(1\\)'"):
+        L.Linear.from_config({**L.Linear(4, 3).get_config(), "init": "eval(1)"})
+
+
+# -- atomic writes --------------------------------------------------------------------
+@pytest.mark.parametrize("failing", ["replace", "fsync", "write"])
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(failing: str, tmp_path: Path, monkeypatch: Any) -> None:
+    path = _good_file(tmp_path)
+    old = path.read_bytes()
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(f"simulated failure in {failing}")
+
+    if failing == "write":
+        real_fdopen = os.fdopen
+
+        class Failing:
+            def __init__(self, f: Any) -> None:
+                self.f = f
+
+            def __enter__(self) -> Any:
+                self.f.__enter__()
+                return self
+
+            def __exit__(self, *exc: Any) -> Any:
+                return self.f.__exit__(*exc)
+
+            def write(self, data: bytes) -> int:
+                self.f.write(data[: len(data) // 2])  # half the bytes reach the disk, then the disk fills up
+                raise OSError("simulated failure in write")
+
+        monkeypatch.setattr(os, "fdopen", lambda *a, **k: Failing(real_fdopen(*a, **k)))
+    else:
+        monkeypatch.setattr(os, failing, boom)
+    with pytest.raises(OSError, match=f"simulated failure in {failing}"):
+        _victim().save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.safetensors"]
+    read_file(path)  # still whole
+
+
+def test_a_write_replaces_the_file_whole(tmp_path: Path) -> None:
+    path = _good_file(tmp_path)
+    model = _victim()
+    model.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.safetensors"]
+    assert_same_bytes(read_file(path)[0], host_state(model))
+
+
+# -- no pickle ------------------------------------------------------------------------
+@pytest.mark.parametrize("module", ["serialization.py", "io.py"])
+def test_no_pickle_anywhere_on_the_load_path(module: str) -> None:
+    source = (Path(pn.__file__).parent / module).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"pickle", "cPickle", "_pickle", "dill", "joblib", "shelve", "marshal", "torch", "importlib"}
+    for forbidden in ("allow_pickle=True", "torch.load", "pickle.load", "eval(", "exec(", "__import__"):
+        assert forbidden not in source, f"{module} contains {forbidden}"
