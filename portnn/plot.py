@@ -531,7 +531,7 @@ def worst_predictions(
         pred = int(probs[i].argmax())
         top3 = np.argsort(-probs[i], kind="stable")[:3]
         line1 = f"#{i}: true {_class_name(class_names, int(Y[i]))}, pred {_class_name(class_names, pred)}"
-        line2 = "  ".join(f"{_class_name(class_names, int(c))}:{probs[i, c]:.2f}" for c in top3)
+        line2 = "  ".join(f"{_class_name(class_names, int(c))}: {probs[i, c]:.2f}" for c in top3)
         ax.set_title(f"{line1}\n{line2}", fontsize=7.5, color="tab:red" if pred != Y[i] else "black")
     fig.suptitle(f"the {len(order)} examples of {len(Y)} with the highest loss (red: misclassified)", fontsize=11)
     return fig
