@@ -11,8 +11,10 @@ from collections.abc import Sequence
 import numpy as np
 
 import portnn as pn
+from portnn.datasets import toy
 
 DATASETS = {"mnist": "load_mnist", "fashion-mnist": "load_fashion_mnist"}
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 SCHEDULES = ("none", "cosine", "step", "plateau", "backtracking")
 PRESETS: dict[str, dict[str, object]] = {
@@ -94,7 +96,26 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-download", action="store_true", help="never download; fail if no local copy is found")
     train.add_argument("--limit", type=int, default=None, metavar="N", help="train on the first N examples only (quick runs)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    train.add_argument(
+        "--report",
+        metavar="DIR",
+        help="after training, write figures, metrics.json and index.html to DIR (trains with records; needs matplotlib)",
+    )
     train.set_defaults(run=train_command)
+
+    demo = commands.add_parser("demo", help="small end-to-end demonstrations")
+    demos = demo.add_subparsers(dest="demo", required=True)
+    toy_demo = demos.add_parser("toy", help="train an MLP on a 2-D toy dataset; report its decision boundary")
+    toy_demo.add_argument("--dataset", choices=list(toy.DATASETS), default="moons")
+    toy_demo.add_argument(
+        "--report", metavar="DIR", help="write the decision boundary, curves, metrics.json and index.html to DIR"
+    )
+    toy_demo.add_argument("--hidden", type=int, default=16, metavar="N", help="units per hidden layer")
+    toy_demo.add_argument("--layers", type=int, default=2, metavar="L", help="hidden layers (Linear-ReLU blocks)")
+    toy_demo.add_argument("--epochs", type=int, default=100)
+    toy_demo.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
+    toy_demo.add_argument("--seed", type=int, default=0, help="seed of the data, the weights and the shuffling")
+    toy_demo.set_defaults(run=demo_toy_command)
 
     info = commands.add_parser("backends", help="list the backends and whether each can run here")
     info.set_defaults(run=backends_command)
@@ -160,7 +181,21 @@ def make_schedule(args: argparse.Namespace) -> list[pn.callbacks.Callback]:
     }[args.schedule]
 
 
+def _report_needs(command: str, args: argparse.Namespace) -> bool:
+    """With --report, check for matplotlib before training rather than after."""
+    if getattr(args, "report", None) is None:
+        return True
+    try:
+        pn.plot._matplotlib("report")
+    except ImportError as exc:
+        print(f"portnn {command}: --report {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def train_command(args: argparse.Namespace) -> int:
+    if not _report_needs("train", args):
+        return 2
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -206,6 +241,8 @@ def train_command(args: argparse.Namespace) -> int:
             validation_data=(x_test, y_test),
             callbacks=callbacks,
             verbose=0 if args.quiet else "auto",
+            record=args.report is not None,
+            record_every=10,
         )
     except (ValueError, TypeError, FloatingPointError) as exc:
         print(f"portnn train: {exc}", file=sys.stderr)
@@ -224,6 +261,40 @@ def train_command(args: argparse.Namespace) -> int:
             f"seconds per epoch: {np.mean(times):.2f} (mean of {len(times)}; includes validation), "
             f"test-set prediction {predict_time:.2f}s"
         )
+    if args.report is not None:
+        class_names = FASHION_CLASSES if args.dataset == "fashion-mnist" else None
+        files = pn.report.write_report(
+            args.report, model, history, x_test, y_test, x_train=x_train, class_names=class_names,
+            title=f"portnn train: {args.dataset}, preset {args.preset} ({args.model}), {len(history['loss'])} epochs",
+        )  # fmt: skip
+        print(f"report: {files['index.html']} ({len(files)} files)")
+    return 0
+
+
+def demo_toy_command(args: argparse.Namespace) -> int:
+    """Train Linear-ReLU blocks with Adam (batches of 32) on a 2-D toy set; report on its points."""
+    if not _report_needs("demo toy", args):
+        return 2
+    for name in ("hidden", "layers", "epochs"):
+        if getattr(args, name) < (0 if name == "layers" else 1):
+            print(
+                f"portnn demo toy: --{name} must be >= {0 if name == 'layers' else 1}; got {getattr(args, name)}", file=sys.stderr
+            )
+            return 2
+    x, y = toy.load(args.dataset, seed=args.seed)
+    model = build_mlp(2, [args.hidden] * args.layers, int(y.max()) + 1, seed=args.seed)
+    history = model.fit(
+        x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.Adam(lr=args.lr), epochs=args.epochs, batch_size=32,
+        seed=args.seed, verbose=0, record=args.report is not None,
+    )  # fmt: skip
+    accuracy = history["accuracy"][-1]
+    final = model.evaluate(x, y)["accuracy"]
+    print(f"{args.dataset}: {len(x)} points, {args.layers} x {args.hidden} hidden, {args.epochs} epochs")
+    print(f"accuracy: {final:.4f} (last epoch while training: {accuracy:.4f})")
+    if args.report is not None:
+        title = f"{args.dataset}: {args.layers} hidden layers of {args.hidden}, {args.epochs} epochs"
+        files = pn.report.write_toy_report(args.report, model, history, x, y, title=title)
+        print(f"report: {files['index.html']} ({len(files)} files)")
     return 0
 
 

@@ -838,7 +838,19 @@ def grad_norms(history: History, *, log: bool = True, ax: Axes | None = None) ->
         values = np.asarray([float(v) for v in values])
         x = steps if len(steps) == len(values) else np.arange(len(values))
         color = cmap(0.9 * k / max(len(norms) - 1, 1))
-        ax.plot(x, values, label=name, color=color, linewidth=1.2, marker="o" if len(values) < 30 else None, markersize=3)
+        window = len(values) // 40
+        if window < 2:
+            ax.plot(x, values, label=name, color=color, linewidth=1.2, marker="o" if len(values) < 30 else None, markersize=3)
+            continue
+        # Many steps: the raw norms, faint, under a running mean (geometric on a log scale) of 1/40 of the run.
+        ax.plot(x, values, color=color, linewidth=0.5, alpha=0.25)
+        kernel = np.ones(window) / window
+        smooth = (
+            np.exp(np.convolve(np.log(np.maximum(values, 1e-30)), kernel, mode="valid"))
+            if log
+            else np.convolve(values, kernel, mode="valid")
+        )
+        ax.plot(x[window - 1 :], smooth, label=f"{name} (mean of {window} records)", color=color, linewidth=1.8)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("training step")

@@ -85,3 +85,67 @@ def test_cnn_preset_trains(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) 
     assert "Conv2d(1, 8, kernel_size=(3, 3), padding=(1, 1))" in out and "MaxPool2d(kernel_size=2)" in out
     assert "(batch, 16, 7, 7)" in out
     assert float(out.split("test accuracy: ")[1].split()[0]) > 0.7  # 3000 images, 2 epochs: 0.787 measured
+
+
+def _check_report_pngs(folder: Path, names: list[str]) -> None:
+    """Every PNG exists, has the pixel size of its figure (figsize x dpi) and is not blank; index.html links each one."""
+    image = pytest.importorskip("matplotlib.image")
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    for name in names:
+        pixels = image.imread(folder / name)
+        assert pixels[..., :3].var() > 0, f"{name} is blank"
+        assert f'<img src="{name}"' in page, f"index.html does not show {name}"
+    assert sorted(p.name for p in folder.glob("*.png")) == sorted(names)
+
+
+def test_demo_toy_writes_a_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    import json
+
+    from portnn import plot
+
+    code = main(["demo", "toy", "--dataset", "moons", "--report", str(tmp_path / "toy"), "--epochs", "60"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"report: {tmp_path / 'toy' / 'index.html'}" in out
+    pngs = ["decision_boundary.png", "learning_curves.png", "activation_stats.png", "grad_norms.png"]
+    _check_report_pngs(tmp_path / "toy", pngs)
+    image = pytest.importorskip("matplotlib.image")
+    assert image.imread(tmp_path / "toy" / "decision_boundary.png").shape[:2] == (5 * plot.DPI, 6 * plot.DPI)
+    assert image.imread(tmp_path / "toy" / "learning_curves.png").shape[:2] == (4 * plot.DPI, 10 * plot.DPI)
+    data = json.loads((tmp_path / "toy" / "metrics.json").read_text())
+    assert data["accuracy"] > 0.9 and data["epochs"] == 60
+    assert float(out.split("accuracy: ")[1].split()[0]) == pytest.approx(data["accuracy"], abs=1e-4)
+
+
+def test_demo_toy_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "toy", "--hidden", "0"]) == 2
+    assert "--hidden must be >= 1; got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", "toy", "--dataset", "nope"])
+
+
+def test_train_report_on_real_mnist(mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    import json
+
+    folder = tmp_path / "mnist"
+    code = main(["train", "--data-dir", str(mnist_dir), "--no-download", "--epochs", "1", "--limit", "3000",
+                 "--hidden", "32", "--quiet", "--report", str(folder)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and f"report: {folder / 'index.html'}" in out
+    neurons = sorted(p.name for p in folder.glob("neuron_linear_*.png"))
+    assert len(neurons) == 4
+    pngs = ["learning_curves.png", "confusion_matrix.png", "worst_predictions.png", "activation_stats.png", "grad_norms.png"]
+    _check_report_pngs(folder, pngs + neurons)
+    data = json.loads((folder / "metrics.json").read_text())
+    assert data["test"]["examples"] == 10000 and len(data["test"]["confusion_matrix"]) == 10
+    assert data["accuracy"] == pytest.approx(float(out.split("test accuracy: ")[1].split()[0]), abs=1e-4)
+    assert data["history"]["loss"] and "Linear(784, 32)" in data["model_summary"]
+
+
+def test_report_without_matplotlib_fails_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["demo", "toy", "--report", str(tmp_path)]) == 2
+    assert 'pip install "portnn[plot]"' in capsys.readouterr().err
