@@ -62,10 +62,25 @@ class CallbackList(Callback):
     """Several callbacks called in order."""
 
     def __init__(self, callbacks: Iterable[Callback] | None = None) -> None:
+        if isinstance(callbacks, Callback) or (callbacks is not None and not hasattr(callbacks, "__iter__")):
+            raise TypeError(
+                f"callbacks must be a list of portnn.callbacks.Callback instances; got a single {type(callbacks).__name__}: "
+                "pass callbacks=[...]"
+            )
         self.callbacks = list(callbacks or [])
-        for cb in self.callbacks:
+        for i, cb in enumerate(self.callbacks):
             if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be portnn.callbacks.Callback instances; got {type(cb).__name__}")
+                hint = (
+                    "wrap a function in pn.callbacks.LambdaCallback(on_epoch_end=fn)"
+                    if callable(cb) and not isinstance(cb, type)
+                    else "pass an instance, e.g. EarlyStopping() rather than EarlyStopping"
+                    if isinstance(cb, type) and issubclass(cb, Callback)
+                    else "subclass pn.callbacks.Callback"
+                )
+                raise TypeError(
+                    f"callbacks must be portnn.callbacks.Callback instances; got {type(cb).__name__} ({cb!r}) "
+                    f"at position {i}: {hint}"
+                )
 
     def set_context(self, model: Any, optimizer: Any) -> None:
         for cb in self.callbacks:

@@ -123,6 +123,18 @@ class CrossEntropy(Loss):
         elif xp.isdtype(target.dtype, "real floating"):
             if target.ndim != 2 or target.shape[1] != c:
                 hint = " (class indices? pass them as integers: y.astype(int))" if target.ndim == 1 else ""
+                if target.ndim == 1 and values and target.shape[0]:
+                    fractional = int(xp.count_nonzero(xp.floor(target) != target))
+                    if fractional:
+                        hint = (
+                            f" and {fractional} of its values are not whole numbers, so they are not class indices "
+                            f"either (pass integer labels in 0..{c - 1}, or probabilities of shape (batch, {c}))"
+                        )
+                if target.ndim == 2:
+                    hint = (
+                        f" (one-hot or probabilities over {target.shape[1]} classes, but the model has {c} outputs: "
+                        f"give the last layer {target.shape[1]} outputs, or encode the labels over {c} classes)"
+                    )
                 raise ValueError(
                     f"{self!r}: float targets are probabilities of shape (batch, {c}); got {tuple(target.shape)}{hint}"
                 )
@@ -170,7 +182,11 @@ class BinaryCrossEntropy(Loss):
             xp = array_namespace(target)
             lo, hi = float(xp.min(target)), float(xp.max(target))
             if lo < 0.0 or hi > 1.0:
-                raise ValueError(f"{self!r}: targets must lie in [0, 1]; got values from {lo} to {hi}")
+                n_out = int(xp.count_nonzero((target < 0.0) | (target > 1.0)))
+                raise ValueError(
+                    f"{self!r}: targets must lie in [0, 1]; got values from {lo} to {hi} ({n_out} outside); "
+                    "map labels to 0/1 (e.g. y == positive_label)"
+                )
 
     def correct(self, y_pred: Any, target: Any) -> Any:
         xp = array_namespace(y_pred, target)

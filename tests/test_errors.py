@@ -110,14 +110,14 @@ def test_nan_and_inf_inputs_are_refused(case: Any) -> None:
         fit(net(), bad, Y)
     with pytest.raises(ValueError, match="Sequential.predict: x holds 2 NaN"):
         net().predict(bad)
-    with pytest.raises(ValueError, match="y holds NaN"):
+    with pytest.raises(ValueError, match="Sequential.fit: y holds 10 NaN or infinite values"):
         pn.Sequential([Linear(4, 1)]).fit(
             X, np.full((10, 1), np.nan), loss=pn.losses.MSE(), optimizer=pn.optim.SGD(lr=0.1), verbose=0
         )
 
 
 def test_wrong_input_shape_in_fit_names_the_layer() -> None:
-    with pytest.raises(ShapeError, match=r"Linear\(4, 8\) got input of shape \(1, 5\): expected \(batch, 4\)"):
+    with pytest.raises(ShapeError, match=r"x has shape \(10, 5\).*layer 0 \(Linear\(4, 8\)\).*expects input of shape \(batch, 4"):
         fit(net(), np.ones((10, 5)), Y)
     with pytest.raises(ShapeError, match=r"examples of shape \(27, 28\); the model takes \(28, 28\)"):
         pn.Sequential([Flatten(), Linear(784, 3)], input_shape=(28, 28)).predict(np.ones((2, 27, 28)))

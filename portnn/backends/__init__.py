@@ -208,7 +208,8 @@ def as_backend_array(x: Any, backend: Backend, *, what: str = "x", where: str = 
         raise TypeError(
             f"{where}{what} is a {_describe(x)} but the model's parameters live on "
             f"{backend.name}:{adapter.device_name(backend.device)}. Move the data with "
-            f"x.to_device(...) or move the model with model.to({backend.name!r}, device=...)."
+            f"{what}.to_device(model.backend.device) or move the model with "
+            f"model.to({backend.name!r}, device={adapter.device_name(dev)!r})."
         )
     if isinstance(x, np.ndarray | np.generic) or not hasattr(x, "__array_namespace__") and not hasattr(x, "__dlpack__"):
         try:

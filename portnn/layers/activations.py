@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import functional as F
+from .._array import check_float
 from .base import Layer
 
 __all__ = ["LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"]
@@ -15,6 +16,7 @@ class ReLU(Layer):
     """``max(x, 0)``."""
 
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        check_float(repr(self), x)
         return F.relu(x)
 
 
@@ -26,6 +28,7 @@ class LeakyReLU(Layer):
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        check_float(repr(self), x)
         return F.leaky_relu(x, self.negative_slope)
 
     def extra_repr(self) -> str:
@@ -36,6 +39,7 @@ class Sigmoid(Layer):
     """Logistic sigmoid, computed as ``(1 + tanh(x/2)) / 2`` so it never overflows."""
 
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        check_float(repr(self), x)
         return F.sigmoid(x)
 
 
@@ -43,6 +47,7 @@ class Tanh(Layer):
     """Hyperbolic tangent."""
 
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        check_float(repr(self), x)
         return F.tanh(x)
 
 
@@ -59,6 +64,7 @@ class Softmax(Layer):
         self.axis = axis
 
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        check_float(repr(self), x)
         return F.softmax(x, self.axis)
 
     def extra_repr(self) -> str:

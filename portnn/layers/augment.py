@@ -7,6 +7,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from .._array import check_float
 from ..functional.augment import translate
 from .base import RandomLayer, Shape, ShapeError
 
@@ -43,6 +44,7 @@ class RandomTranslation(RandomLayer):
         return input_shape
 
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        check_float(repr(self), x)
         if x.ndim != 4:
             raise ShapeError(f"{self!r} got input of shape {tuple(x.shape)}: expected (batch, C, H, W)")
         if not training or self.max_shift == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .._array import check_float
 from ..functional.pooling import avg_pool2d, check_pool2d_args, global_avg_pool2d, max_pool2d, pool2d_output_size
 from .base import Layer, Shape, ShapeError
 
@@ -43,6 +44,7 @@ class _Pool2d(Layer):
         return (*input_shape[:2], None if h is None else out[0], None if w is None else out[1])
 
     def _check(self, x: Any) -> None:
+        check_float(repr(self), x)
         problem = self._problem(tuple(int(d) for d in x.shape))
         if problem is not None:
             raise ShapeError(f"{self!r} got input of shape {_fmt(x.shape)}: {problem}{_hint(x)}")
@@ -144,6 +146,7 @@ class GlobalAvgPool2d(Layer):
         return tuple(input_shape[:2])
 
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        check_float(repr(self), x)
         if x.ndim != 4 or x.shape[2] < 1 or x.shape[3] < 1:
             raise ShapeError(f"{self!r} got input of shape {_fmt(x.shape)}: expected (batch, C, H, W){_hint(x)}")
         return global_avg_pool2d(x, input_grad=input_grad)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import array_namespace
-
+from .._array import check_float
 from .base import Layer, Shape, ShapeError
 
 __all__ = ["Flatten"]
@@ -31,9 +30,11 @@ class Flatten(Layer):
         return (*input_shape[: self.start_dim], flat)
 
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        xp = array_namespace(x)
+        xp = check_float(repr(self), x)
         if x.ndim <= self.start_dim:
-            raise ShapeError(f"{self!r} got input of shape {tuple(x.shape)}: needs more than {self.start_dim} dimensions")
+            raise ShapeError(
+                f"{self!r} got input of shape {tuple(x.shape)}: needs more than {self.start_dim} dimensions (batch first)"
+            )
         in_shape = tuple(x.shape)
         y = xp.reshape(x, (*in_shape[: self.start_dim], -1))
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["check_betas", "check_nonnegative", "check_unit_interval"]
+__all__ = ["check_betas", "check_lr", "check_nonnegative", "check_unit_interval"]
 
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_lr(owner: str, value: Any) -> float:
+    """``value`` as a float; ValueError unless it is a finite number > 0."""
+    if not (_is_real(value) and value > 0):
+        raise ValueError(f"{owner}: lr must be a positive number; got {value!r} (pass a finite step size such as lr=0.01)")
+    return float(value)
 
 
 def check_nonnegative(owner: str, name: str, value: Any) -> float:

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import backends
 from ..layers.base import Parameter
+from ._checks import check_lr
 
 __all__ = ["Optimizer"]
 
@@ -22,9 +23,7 @@ class Optimizer:
     """
 
     def __init__(self, params: Iterable[Parameter] | None = None, *, lr: float) -> None:
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"{type(self).__name__}: lr must be a positive number; got {lr!r}")
-        self.lr = float(lr)
+        self.lr = check_lr(type(self).__name__, lr)
         self.params: list[Parameter] = []
         self.state: dict[int, dict[str, Any]] = {}
         self.step_count = 0
@@ -33,10 +32,18 @@ class Optimizer:
 
     def bind(self, params: Iterable[Parameter]) -> Optimizer:
         """Attach the parameters to update (clears state). Returns self."""
+        name = type(self).__name__
+        if isinstance(params, Parameter) or not hasattr(params, "__iter__"):
+            hint = "pass its .parameters()" if hasattr(params, "parameters") else "pass model.parameters()"
+            hint = "wrap a single one in a list, [p]" if isinstance(params, Parameter) else hint
+            raise TypeError(f"{name} takes a list of Parameters; got a {type(params).__name__}: {hint}")
         params = list(params)
-        for p in params:
+        for i, p in enumerate(params):
             if not isinstance(p, Parameter):
-                raise TypeError(f"{type(self).__name__} takes portnn Parameters (model.parameters()); got {type(p).__name__}")
+                raise TypeError(
+                    f"{name} takes portnn Parameters (model.parameters()); got a {type(p).__name__} at position {i}"
+                    + ("; pass layer.parameters() or model.parameters()" if hasattr(p, "parameters") else "")
+                )
         self.params = params
         self.state = {}
         return self

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..layers.base import Parameter
+from ._checks import check_nonnegative, check_unit_interval
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -50,15 +51,11 @@ class SGD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
     ) -> None:
-        if momentum < 0:
-            raise ValueError(f"SGD: momentum must be >= 0; got {momentum}")
-        if weight_decay < 0:
-            raise ValueError(f"SGD: weight_decay must be >= 0; got {weight_decay}")
-        if nesterov and momentum <= 0:
+        self.momentum = check_unit_interval("SGD", "momentum", momentum)
+        self.weight_decay = check_nonnegative("SGD", "weight_decay", weight_decay)
+        if nesterov and self.momentum <= 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
-        self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
-        self.weight_decay = float(weight_decay)
         super().__init__(params, lr=lr)
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -1,0 +1,360 @@
+"""Every row of docs/input-validation.md: the call, the error type and the key words of the message.
+
+A row is ``(call, error type, patterns)``; each pattern is a regular expression the message
+must contain: the layer or function, what was received, the hint. The ids are the first
+column of the table in the docs, and ``test_the_table_in_the_docs_lists_every_row`` keeps
+the two in step. Rows run with NumPy as the global backend unless they build elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import portnn as pn
+from portnn.layers import (
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2d,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    ShapeError,
+    Softmax,
+    Tanh,
+)
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "input-validation.md"
+CE, MSE, BCE = pn.losses.CrossEntropy, pn.losses.MSE, pn.losses.BinaryCrossEntropy
+X = np.random.default_rng(0).normal(size=(10, 4))
+Y = np.arange(10) % 3
+
+
+def net() -> pn.Sequential:
+    return pn.Sequential([Linear(4, 8), ReLU(), Linear(8, 3)], seed=0)
+
+
+def fit(x: Any = X, y: Any = Y, *, model: pn.Sequential | None = None, **kw: Any) -> Any:
+    kw.setdefault("loss", CE())
+    kw.setdefault("optimizer", pn.optim.SGD(lr=0.1))
+    return (model or net()).fit(x, y, verbose=0, **kw)
+
+
+def ones(shape: Any, dtype: Any = np.float32) -> Any:
+    return np.ones(shape, dtype=dtype)
+
+
+def with_nan(count: int) -> Any:
+    bad = X.copy()
+    bad.flat[:count] = np.nan
+    return bad
+
+
+def torch_tensor(shape: tuple[int, ...]) -> Any:
+    torch = pytest.importorskip("torch", reason="torch is not installed: the torch-crossing rows need it")
+    return torch.ones(shape)
+
+
+def strict(shape: tuple[int, ...], device: str = "device2") -> Any:
+    import array_api_strict as xs
+
+    return xs.ones(shape, device=xs.Device(device))
+
+
+def on_device1(build: Callable[[], Any]) -> Any:
+    with pn.use_backend("array_api_strict", "device1"):
+        return build()
+
+
+def cupy_without_gpu() -> Any:
+    if pn.backends.get_adapter("cupy").is_available():
+        pytest.skip("a CUDA device works here, so set_backend('cupy') succeeds")
+    return pn.set_backend("cupy")
+
+
+def train_step_on_empty_batch() -> Any:
+    model = net()
+    return model.train_step(ones((0, 4)), np.zeros(0, dtype=np.int64), CE(), pn.optim.SGD(model.parameters(), lr=0.1))
+
+
+def row(id: str, call: Callable[[], Any], error: type[Exception], *patterns: str) -> Any:
+    return pytest.param(call, error, patterns, id=id)
+
+
+# fmt: off
+ROWS = [
+    # -- layers: rank, shape, feature count -------------------------------------------
+    row("linear-features", lambda: Linear(4, 3)(ones((2, 5))), ShapeError,
+        r"Linear\(4, 3\)", r"shape \(2, 5\)", r"expected \(batch, 4\)"),
+    row("linear-images", lambda: Linear(784, 10)(ones((2, 28, 28))), ShapeError,
+        r"Linear\(784, 10\)", r"\(2, 28, 28\)", r"add pn.layers.Flatten\(\)"),
+    row("linear-one-example", lambda: Linear(4, 3)(ones(4)), ShapeError,
+        r"Linear\(4, 3\)", r"\(4,\)", r"x.reshape\(1, -1\)"),
+    row("conv-rank", lambda: Conv2d(1, 2, 3)(ones((2, 5, 5))), ShapeError,
+        r"Conv2d\(1, 2", r"\(2, 5, 5\)", r"expected \(batch, 1, H, W\)", r"x.reshape\(-1, 1, H, W\)"),
+    row("conv-channels-last", lambda: Conv2d(3, 4, 3)(ones((2, 5, 5, 3))), ShapeError,
+        r"Conv2d\(3, 4", r"\(2, 5, 5, 3\)", r"channels last\? .*transpose\(0, 3, 1, 2\)"),
+    row("conv-too-small", lambda: Conv2d(1, 2, 5)(ones((1, 1, 3, 3))), ShapeError,
+        r"Conv2d\(1, 2", r"\(1, 1, 3, 3\)", r"smaller than the kernel \(5, 5\)", r"more padding"),
+    row("batchnorm1d-features", lambda: BatchNorm1d(3)(ones((2, 4))), ShapeError,
+        r"BatchNorm1d\(3\)", r"\(2, 4\)", r"expected \(batch, 3\) or \(batch, 3, length\)"),
+    row("batchnorm2d-rank", lambda: BatchNorm2d(3)(ones((2, 3))), ShapeError,
+        r"BatchNorm2d\(3\)", r"\(2, 3\)", r"expected \(batch, 3, H, W\)"),
+    row("batchnorm-batch-of-one", lambda: BatchNorm1d(3).forward(ones((1, 3)), training=True), ValueError,
+        r"BatchNorm1d\(3\)", r"\(1, 3\)", r"batches of 2 or more"),
+    row("pool-rank", lambda: MaxPool2d(2)(ones((2, 4))), ShapeError,
+        r"MaxPool2d\(kernel_size=2\)", r"\(2, 4\)", r"expected \(batch, C, H, W\)"),
+    row("pool-window", lambda: MaxPool2d(3)(ones((1, 1, 2, 2))), ShapeError,
+        r"MaxPool2d\(kernel_size=3\)", r"\(1, 1, 2, 2\)", r"window does not fit", r"smaller kernel_size"),
+    row("global-pool-rank", lambda: GlobalAvgPool2d()(ones((2, 3))), ShapeError,
+        r"GlobalAvgPool2d\(\)", r"\(2, 3\)", r"expected \(batch, C, H, W\)"),
+    row("flatten-rank", lambda: Flatten()(ones(3)), ShapeError,
+        r"Flatten\(\)", r"\(3,\)", r"more than 1 dimensions \(batch first\)"),
+    # -- layers: dtypes and non-arrays (layers never convert) ---------------------------
+    row("layer-int-input", lambda: Linear(3, 2)(ones((1, 3), np.int64)), TypeError,
+        r"Linear\(3, 2\)", r"dtype int64", r"parameters are float32", r"astype", r"model.fit/predict/evaluate"),
+    row("layer-float64-input", lambda: Linear(3, 2)(ones((1, 3), np.float64)), TypeError,
+        r"Linear\(3, 2\)", r"dtype float64", r"parameters are float32", r"astype"),
+    row("activation-int-input", lambda: ReLU()(ones((1, 3), np.int64)), TypeError,
+        r"ReLU\(\)", r"dtype int64", r"expected float32 or float64", r"model.fit/predict/evaluate convert"),
+    row("pool-bool-input", lambda: MaxPool2d(2)(ones((1, 1, 4, 4), bool)), TypeError,
+        r"MaxPool2d\(kernel_size=2\)", r"dtype bool", r"astype"),
+    row("activation-str-input", lambda: Tanh()(np.array([["a"]])), TypeError,
+        r"Tanh\(\)", r"dtype str", r"expected float32 or float64"),
+    row("dropout-int-input", lambda: Dropout(0.5).forward(ones((2, 4), np.int64), training=True), TypeError,
+        r"Dropout\(p=0.5\)", r"dtype int64", r"astype"),
+    row("layer-list-input", lambda: Linear(3, 2)([[1.0, 2.0, 3.0]]), TypeError,
+        r"Linear\(3, 2\)", r"got a list, not an array", r"np.asarray", r"model.fit/evaluate/predict take lists"),
+    # -- Sequential: shapes of x ---------------------------------------------------------
+    row("fit-feature-count", lambda: fit(ones((10, 5))), ShapeError,
+        r"Sequential.fit", r"x has shape \(10, 5\)", r"layer 0 \(Linear\(4, 8\)\)", r"expects input of shape \(batch, 4\)"),
+    row("predict-images-into-linear", lambda: net().predict(ones((2, 2, 2))), ShapeError,
+        r"Sequential.predict", r"\(2, 2, 2\)", r"layer 0", r"add pn.layers.Flatten\(\) before it"),
+    row("evaluate-feature-count", lambda: net().evaluate(ones((10, 5)), Y, loss=CE()), ShapeError,
+        r"Sequential.evaluate", r"\(10, 5\)", r"Linear\(4, 8\)"),
+    row("predict-input-shape", lambda: pn.Sequential([Flatten(), Linear(784, 3)], input_shape=(28, 28)).predict(
+        ones((2, 27, 28))), ShapeError, r"Sequential.predict", r"examples of shape \(27, 28\)", r"takes \(28, 28\)"),
+    row("x-empty", lambda: fit(ones((0, 4)), np.zeros(0, dtype=np.int64)), ValueError,
+        r"Sequential.fit", r"x is empty \(shape \(0, 4\)\)", r"at least one example"),
+    row("x-scalar", lambda: net().predict(1.0), ValueError,
+        r"Sequential.predict", r"x is a scalar", r"shape \(n, ...\)"),
+    row("x-zero-features", lambda: fit(ones((10, 0))), ValueError,
+        r"Sequential.fit", r"x has shape \(10, 0\)", r"hold no values"),
+    row("train-step-empty-batch", train_step_on_empty_batch, ValueError,
+        r"Sequential.train_step", r"empty batch", r"\(0, 4\)"),
+    # -- Sequential: dtypes and values of x and y ----------------------------------------
+    row("x-complex", lambda: fit(X.astype(np.complex128)), TypeError,
+        r"Sequential.fit", r"x has dtype complex128", r"real numbers"),
+    row("x-str", lambda: net().predict(X.astype(str)), TypeError,
+        r"Sequential.predict", r"x has dtype str", r"real numbers"),
+    row("x-ragged", lambda: fit([[1, 2, 3, 4], [1, 2]], [0, 1]), TypeError,
+        r"Sequential.fit", r"x is ragged or not numeric", r"rectangular numeric array"),
+    row("x-none", lambda: net().predict(None), TypeError,
+        r"Sequential.predict", r"x is ragged or not numeric"),
+    row("y-str", lambda: fit(X, Y.astype(str)), TypeError,
+        r"Sequential.fit", r"y has dtype str", r"integer labels or real targets"),
+    row("x-nan-inf", lambda: fit(with_nan(2)), ValueError,
+        r"Sequential.fit", r"x holds 2 NaN or infinite values", r"clean or impute"),
+    row("predict-inf", lambda: net().predict(np.where(np.arange(40).reshape(10, 4) % 8 == 0, -np.inf, X)), ValueError,
+        r"Sequential.predict", r"x holds 5 NaN or infinite"),
+    row("y-nan", lambda: fit(X, np.where(np.arange(10)[:, None] < 3, np.nan, 0.0), model=pn.Sequential([Linear(4, 1)]),
+                             loss=MSE()), ValueError,
+        r"Sequential.fit", r"y holds 3 NaN or infinite values", r"fix the targets"),
+    row("xy-lengths", lambda: fit(X, Y[:9]), ValueError,
+        r"Sequential.fit", r"x has 10 examples but y has shape \(9,\)"),
+    # -- labels and targets against the loss ----------------------------------------------
+    row("labels-too-large", lambda: fit(X, np.arange(10) % 4), ValueError,
+        r"CrossEntropy\(\)", r"class indices in 0..2", r"model with 3 outputs", r"values from 0 to 3"),
+    row("labels-negative", lambda: fit(X, Y - 1), ValueError,
+        r"CrossEntropy\(\)", r"class indices in 0..2", r"values from -1 to 1"),
+    row("labels-fractional", lambda: fit(X, Y + 0.5), ValueError,
+        r"CrossEntropy\(\)", r"got \(10,\)", r"10 of its values are not whole numbers", r"integer labels in 0..2"),
+    row("labels-as-floats", lambda: fit(X, Y.astype(np.float64)), ValueError,
+        r"CrossEntropy\(\)", r"got \(10,\)", r"class indices\? pass them as integers"),
+    row("one-hot-wrong-width", lambda: fit(X, np.eye(4)[Y]), ValueError,
+        r"CrossEntropy\(\)", r"got \(10, 4\)", r"over 4 classes, but the model has 3 outputs"),
+    row("one-hot-as-ints", lambda: fit(X, np.eye(3, dtype=np.int64)[Y]), ValueError,
+        r"CrossEntropy\(\)", r"integer labels must have shape \(batch,\); got \(10, 3\)", r"one-hot labels\?"),
+    row("bce-targets-range", lambda: fit(X, np.full((10, 1), 2.0), model=pn.Sequential([Linear(4, 1)]), loss=BCE()),
+        ValueError, r"BinaryCrossEntropy\(\)", r"\[0, 1\]", r"from 2.0 to 2.0 \(10 outside\)", r"map labels to 0/1"),
+    row("mse-target-shape", lambda: fit(X, np.zeros((10, 3)), model=pn.Sequential([Linear(4, 2)]), loss=MSE()),
+        ValueError, r"MSE\(\)", r"target shape \(10, 3\)", r"predictions \(10, 2\)"),
+    row("mse-target-1d", lambda: fit(X, np.zeros(10), model=pn.Sequential([Linear(4, 1)]), loss=MSE()),
+        ValueError, r"MSE\(\)", r"\(10,\)", r"reshape the target to \(batch, 1\)"),
+    row("softmax-then-crossentropy", lambda: fit(model=pn.Sequential([Linear(4, 3), Softmax()])), ValueError,
+        r"CrossEntropy takes logits", r"ends with Softmax", r"remove the final Softmax"),
+    row("loss-missing", lambda: net().fit(X, Y, optimizer=pn.optim.SGD(lr=0.1), verbose=0), TypeError,
+        r"fit needs a loss", r"got None", r"compile\(\)"),
+    row("loss-class-not-instance", lambda: fit(loss=CE), TypeError,
+        r"fit needs a loss such as pn.losses.CrossEntropy\(\)", r"got <class"),
+    row("optimizer-missing", lambda: net().fit(X, Y, loss=CE(), verbose=0), TypeError,
+        r"fit needs an optimizer", r"got None"),
+    # -- fit / evaluate / predict arguments -------------------------------------------------
+    row("batch-size-zero", lambda: fit(batch_size=0), ValueError,
+        r"Sequential.fit: batch_size must be an integer >= 1; got 0"),
+    row("batch-size-float", lambda: fit(batch_size=2.0), ValueError,
+        r"Sequential.fit: batch_size must be an integer >= 1; got 2.0", r"pass batch_size=2"),
+    row("batch-size-predict", lambda: net().predict(X, batch_size=-1), ValueError,
+        r"Sequential.predict: batch_size must be an integer >= 1; got -1"),
+    row("batch-size-evaluate", lambda: net().evaluate(X, Y, loss=CE(), batch_size=True), ValueError,
+        r"Sequential.evaluate: batch_size must be an integer >= 1; got True", r"a bool"),
+    row("epochs-negative", lambda: fit(epochs=-1), ValueError,
+        r"Sequential.fit: epochs must be an integer >= 0; got -1"),
+    row("epochs-float", lambda: fit(epochs=1.5), ValueError,
+        r"Sequential.fit: epochs must be an integer >= 0; got 1.5", r"a float"),
+    row("l2-negative", lambda: fit(l2=-0.1), ValueError,
+        r"Sequential.fit/train_step: l2 must be a finite number >= 0; got -0.1"),
+    row("validation-not-a-pair", lambda: fit(validation_data=X), TypeError,
+        r"Sequential.fit: validation_data must be a pair \(x_val, y_val\); got a ndarray"),
+    row("validation-one-element", lambda: fit(validation_data=(X,)), TypeError,
+        r"validation_data must be a pair", r"got a tuple of length 1"),
+    row("validation-lengths", lambda: fit(validation_data=(X, Y[:5])), ValueError,
+        r"Sequential.fit validation_data", r"x has 10 examples but y has shape \(5,\)"),
+    row("callback-function", lambda: fit(callbacks=[lambda epoch, logs: None]), TypeError,
+        r"callbacks must be portnn.callbacks.Callback instances", r"got function", r"position 0",
+        r"LambdaCallback\(on_epoch_end=fn\)"),
+    row("callback-class", lambda: fit(callbacks=[pn.callbacks.EarlyStopping]), TypeError,
+        r"got type", r"pass an instance"),
+    row("callbacks-not-a-list", lambda: fit(callbacks=pn.callbacks.EarlyStopping()), TypeError,
+        r"callbacks must be a list", r"got a single EarlyStopping", r"callbacks=\[...\]"),
+    # -- optimizers ------------------------------------------------------------------------
+    row("lr-zero", lambda: pn.optim.SGD(lr=0), ValueError, r"SGD: lr must be a positive number; got 0"),
+    row("lr-nan", lambda: pn.optim.Adam(lr=float("nan")), ValueError,
+        r"Adam: lr must be a positive number; got nan", r"finite step size"),
+    row("lr-inf", lambda: pn.optim.SGD(lr=float("inf")), ValueError, r"SGD: lr must be a positive number; got inf"),
+    row("momentum-one", lambda: pn.optim.SGD(lr=0.1, momentum=1.0), ValueError,
+        r"SGD: momentum must be a number in \[0, 1\); got 1.0"),
+    row("momentum-negative", lambda: pn.optim.SGD(lr=0.1, momentum=-0.5), ValueError,
+        r"SGD: momentum must be a number in \[0, 1\); got -0.5"),
+    row("adam-beta-one", lambda: pn.optim.Adam(betas=(0.9, 1.0)), ValueError,
+        r"Adam: betas must be two numbers in \[0, 1\); got \(0.9, 1.0\)"),
+    row("adam-beta-negative", lambda: pn.optim.AdamW(betas=(-0.1, 0.999)), ValueError,
+        r"AdamW: betas must be two numbers in \[0, 1\)"),
+    row("weight-decay-negative", lambda: pn.optim.SGD(lr=0.1, weight_decay=-1), ValueError,
+        r"SGD: weight_decay must be a finite number >= 0; got -1"),
+    row("adam-weight-decay-negative", lambda: pn.optim.Adam(weight_decay=-0.01), ValueError,
+        r"Adam: weight_decay must be a finite number >= 0; got -0.01"),
+    row("optimizer-given-a-model", lambda: pn.optim.SGD(net(), lr=0.1), TypeError,
+        r"SGD takes a list of Parameters; got a Sequential", r"pass its .parameters\(\)"),
+    row("optimizer-given-arrays", lambda: pn.optim.Adam([np.ones(3)]), TypeError,
+        r"Adam takes portnn Parameters", r"got a ndarray at position 0"),
+    row("optimizer-given-layers", lambda: pn.optim.SGD(net().layers, lr=0.1), TypeError,
+        r"got a Linear at position 0", r"layer.parameters\(\) or model.parameters\(\)"),
+    # -- layer arguments -------------------------------------------------------------------
+    row("dropout-p-above-one", lambda: Dropout(1.5), ValueError, r"Dropout", r"0 <= p <= 1", r"got p=1.5"),
+    row("dropout-p-negative", lambda: Dropout(-0.1), ValueError, r"Dropout", r"got p=-0.1"),
+    row("linear-zero-features", lambda: Linear(0, 3), ValueError, r"Linear: in_features must be a positive int; got 0"),
+    # -- building and state ----------------------------------------------------------------
+    row("sequential-non-layer", lambda: pn.Sequential([Linear(4, 3), "relu"]), TypeError,
+        r"Sequential takes portnn layers", r"got str \('relu'\) at position 1", r"pn.layers.ReLU\(\)"),
+    row("sequential-layer-class", lambda: pn.Sequential([Linear(4, 3), ReLU]), TypeError,
+        r"position 1", r"a layer class\? call it"),
+    row("sequential-single-layer", lambda: pn.Sequential(Linear(4, 3)), TypeError,
+        r"Sequential takes a list of layers; got a single Linear", r"Sequential\(\[layer, ...\]\)"),
+    row("layers-do-not-fit", lambda: pn.Sequential([Linear(4, 3), Linear(4, 3)]), ShapeError,
+        r"layer 1 \(Linear\(4, 3\)\) does not fit after layer 0", r"outputs \(batch, 3\)",
+        r"expects input of shape \(batch, 4\)"),
+    row("load-state-wrong-shape", lambda: net().load_state_dict({**net().state_dict(), "0.weight": np.ones((2, 2))}),
+        ValueError, r"load_state_dict: 0.weight has shape \(2, 2\) in the state but \(8, 4\) in the model"),
+    row("load-state-missing-key", lambda: net().load_state_dict({"0.weight": np.ones((8, 4))}), KeyError,
+        r"load_state_dict: missing \['0.bias'", r"strict=False"),
+    row("load-state-not-a-dict", lambda: net().load_state_dict([np.ones((8, 4))]), TypeError,
+        r"load_state_dict takes a dict", r"got list"),
+    # -- backends and devices -----------------------------------------------------------
+    row("unknown-backend", lambda: pn.set_backend("jax"), ValueError,
+        r"unknown backend 'jax'", r"choose one of 'numpy', 'cupy', 'torch', 'array_api_strict', 'auto'"),
+    row("unknown-device-strict", lambda: pn.set_backend("array_api_strict", "device9"), ValueError,
+        r"array_api_strict backend takes devices", r"'device1'", r"got device='device9'"),
+    row("unknown-device-numpy", lambda: pn.set_backend("numpy", "cuda"), ValueError,
+        r"numpy backend has one device, 'cpu'; got device='cuda'"),
+    row("cupy-without-gpu", cupy_without_gpu, pn.BackendUnavailableError,
+        r"backend 'cupy' is unavailable", r"set_backend\('auto'\)"),
+    row("fit-torch-into-numpy-model", lambda: fit(torch_tensor((10, 4))), TypeError,
+        r"Sequential.fit: x is a torch array on cpu", r"live on numpy:cpu", r"portnn.backends.to_numpy\(x\)",
+        r"model.to\('torch'\)"),
+    row("layer-torch-into-numpy-layer", lambda: Linear(3, 2)(torch_tensor((1, 3))), TypeError,
+        r"Linear\(3, 2\)", r"the input is a torch array on cpu", r"the parameters are a numpy array on cpu",
+        r"layer.to\('torch'\)"),
+    row("loss-two-libraries", lambda: CE()(torch_tensor((2, 3)), np.array([0, 1])), TypeError,
+        r"CrossEntropy\(\)", r"different libraries", r"torch"),
+    row("fit-strict-into-numpy-model", lambda: fit(strict((10, 4), "device1")), TypeError,
+        r"x is a array_api_strict array on device1", r"live on numpy:cpu", r"portnn.backends.to_numpy\(x\)",
+        r"model.to\('array_api_strict'\)"),
+    row("fit-other-device", lambda: fit(strict((10, 4)), model=on_device1(net)), TypeError,
+        r"Sequential.fit: x is a array_api_strict array on device2", r"live on array_api_strict:device1",
+        r"x.to_device\(model.backend.device\)", r"model.to\('array_api_strict', device='device2'\)"),
+    row("fit-labels-other-device", lambda: fit(X, strict((10,)), model=on_device1(net)), TypeError,
+        r"Sequential.fit: y is a array_api_strict array on device2", r"array_api_strict:device1"),
+    row("layer-other-device", lambda: on_device1(lambda: Linear(3, 2))(strict((1, 3))), ValueError,
+        r"Linear\(3, 2\) got input on device", r"device2", r"parameters are on .*device1", r"model.to"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("call", "error", "patterns"), ROWS)
+def test_row(call: Callable[[], Any], error: type[Exception], patterns: tuple[str, ...]) -> None:
+    with pn.use_backend("numpy"), np.errstate(all="ignore"):
+        with pytest.raises(error) as info:
+            call()
+    message = str(info.value.args[0]) if isinstance(info.value, KeyError) else str(info.value)
+    missing = [p for p in patterns if not re.search(p, message)]
+    assert not missing, f"message {message!r} lacks {missing}"
+
+
+def test_the_table_in_the_docs_lists_every_row() -> None:
+    documented = re.findall(r"^\| `([a-z0-9-]+)` \|", DOC.read_text(encoding="utf-8"), flags=re.M)
+    assert len(documented) == len(set(documented)), "a row id appears twice in the docs"
+    assert sorted(documented) == sorted(p.id for p in ROWS)
+
+
+# -- what is accepted: the conversion rule ---------------------------------------------------
+def test_fit_evaluate_predict_convert_ints_and_bools_values_unchanged() -> None:
+    with pn.use_backend("numpy"):
+        model = net()
+        xi = np.arange(40, dtype=np.int64).reshape(10, 4) % 5
+        as_float = pn.to_numpy(model.predict(xi.astype(np.float32)))
+        out = pn.to_numpy(model.predict(xi))
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, as_float)
+        np.testing.assert_array_equal(pn.to_numpy(model.predict(xi > 2)), pn.to_numpy(model.predict((xi > 2) * 1.0)))
+        np.testing.assert_array_equal(pn.to_numpy(model.predict(xi.tolist())), as_float)  # lists too
+        assert model.evaluate(xi, Y, loss=CE()) == model.evaluate(xi.astype(np.float32), Y, loss=CE())
+        # integer regression targets become the model's float dtype
+        pn.Sequential([Linear(4, 1)], seed=0).fit(xi, Y[:, None], loss=MSE(), optimizer=pn.optim.SGD(lr=0.01), verbose=0)
+        fit(X, Y, epochs=np.int64(1), batch_size=np.int32(4))  # NumPy integers are integers
+
+
+# -- a refused fit changes no weight ----------------------------------------------------------
+def _model_with_state() -> pn.Sequential:
+    return pn.Sequential([Linear(4, 8), BatchNorm1d(8), ReLU(), Linear(8, 3)], seed=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"y": np.arange(10) % 4}, id="labels-out-of-range"),
+        pytest.param({"x": with_nan(1)}, id="nan-in-x"),
+        pytest.param({"l2": -1.0}, id="negative-l2"),
+        pytest.param({"validation_data": (X, Y[:5])}, id="bad-validation-data"),
+    ],
+)
+def test_a_refused_fit_leaves_the_weights_unchanged(kwargs: dict[str, Any]) -> None:
+    with pn.use_backend("numpy"):
+        model = _model_with_state()
+        optimizer = pn.optim.SGD(lr=0.5, momentum=0.9)
+        before = {k: pn.to_numpy(v).copy() for k, v in model.state_dict().items()}
+        with pytest.raises((ValueError, TypeError)):
+            fit(kwargs.pop("x", X), kwargs.pop("y", Y), model=model, optimizer=optimizer, **kwargs)
+        after = model.state_dict()
+        assert sorted(after) == sorted(before)
+        for name, value in before.items():
+            np.testing.assert_array_equal(pn.to_numpy(after[name]), value, err_msg=name)
+        assert optimizer.state == {} and optimizer.step_count == 0
