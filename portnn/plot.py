@@ -732,7 +732,8 @@ def activation_stats(
         A unit active on at least this fraction of the examples counts as always on (for
         ReLU: a unit that is linear on this data).
     ax
-        Axes to draw into; default: a new figure.
+        Axes to draw the bars into; default: a new figure with a second panel, the histogram
+        of each layer's per-unit active fractions.
     batch_size
         Examples per forward pass, with a model.
 
@@ -775,7 +776,20 @@ def activation_stats(
     dead = np.array([np.mean(fractions[k] <= 0) for k in names])
     full = np.array([np.mean(fractions[k] >= always_on) for k in names])
     sizes = [fractions[k].size for k in names]
-    fig, ax = _axes(where, ax, (max(5.0, 1.3 * len(names) + 2.5), 4.0))
+    mpl = _matplotlib(where)
+    if ax is None:  # a second panel: how often each unit is active, per layer
+        fig = _figure(where, (max(5.0, 1.3 * len(names) + 2.5) + 5.5, 4.0))
+        ax, ax_hist = fig.subplots(1, 2, width_ratios=[max(5.0, 1.3 * len(names) + 2.5), 5.5])
+        for name in names:
+            ax_hist.hist(fractions[name], bins=np.linspace(0, 1, 41), histtype="step", linewidth=1.5, label=name)
+        ax_hist.set_xlabel("share of the examples on which the unit is active")
+        ax_hist.set_ylabel("units")
+        ax_hist.xaxis.set_major_formatter(mpl.ticker.PercentFormatter(1.0))
+        ax_hist.set_title("how often each unit is active", fontsize=10)
+        ax_hist.legend(fontsize=8)
+        ax_hist.grid(alpha=0.3)
+    else:
+        fig = ax.figure
     pos = np.arange(len(names))
     width = 0.38
     for offset, values, label, color in (
@@ -787,7 +801,7 @@ def activation_stats(
     ax.set_xticks(pos, names)
     ax.set_ylabel("share of the layer")
     ax.set_ylim(0, max(0.1, float(max(dead.max(), full.max()))) * 1.35)
-    ax.yaxis.set_major_formatter(_matplotlib(where).ticker.PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(mpl.ticker.PercentFormatter(1.0))
     ax.set_title(f"dead and always-on units {where_from}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
@@ -850,7 +864,7 @@ def grad_norms(history: History, *, log: bool = True, ax: Axes | None = None) ->
             if log
             else np.convolve(values, kernel, mode="valid")
         )
-        ax.plot(x[window - 1 :], smooth, label=f"{name} (mean of {window} records)", color=color, linewidth=1.8)
+        ax.plot(x[window - 1 :], smooth, label=f"{name} (running mean of {window})", color=color, linewidth=1.8)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("training step")
