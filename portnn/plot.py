@@ -224,7 +224,8 @@ def learning_curves(history: History | Mapping[str, Any], *, title: str | None =
     Returns
     -------
     matplotlib.figure.Figure
-        One panel (loss) or two (loss, accuracy), 10 x 4 inches.
+        One panel (loss) or two (loss, accuracy), 10 x 4 inches. The loss axis is logarithmic
+        when the loss spans more than two orders of magnitude.
 
     Examples
     --------
@@ -247,12 +248,17 @@ def learning_curves(history: History | Mapping[str, Any], *, title: str | None =
     mpl = _matplotlib(where)
     for k, metric in enumerate(metrics_):
         ax = fig.add_subplot(1, len(metrics_), k + 1)
-        finals = []
+        finals, lows, highs = [], [], []
         for key, label, marker in ((metric, "train", "o"), (f"val_{metric}", "validation", "s")):
             values = [float(v) for v in logs.get(key) or []]
             if values:
-                ax.plot(np.arange(1, len(values) + 1), values, marker=marker, markersize=4, label=label)
+                shown = marker if len(values) <= 30 else None
+                ax.plot(np.arange(1, len(values) + 1), values, marker=shown, markersize=4, label=label)
                 finals.append(f"{label} {values[-1]:.4f}")
+                lows.append(min(values))
+                highs.append(max(values))
+        if metric == "loss" and lows and min(lows) > 0 and max(highs) > 100 * min(lows):
+            ax.set_yscale("log")  # a loss that fell by orders of magnitude
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} (last: {', '.join(finals)})", fontsize=10)
