@@ -17,7 +17,7 @@ class _Silent:
         pass
 
 
-def progress_bar(total: int, desc: str, enabled: bool) -> Any:
+def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0) -> Any:
     """A tqdm bar on stderr (when ``enabled``, tqdm is importable and stderr is a terminal), else a no-op."""
     if not enabled or not sys.stderr.isatty():
         return _Silent()
@@ -25,7 +25,7 @@ def progress_bar(total: int, desc: str, enabled: bool) -> Any:
         from tqdm.auto import tqdm
     except ImportError:
         return _Silent()
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, initial=initial)
 
 
 def resolve_verbose(verbose: int | str) -> int:

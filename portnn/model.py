@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import operator
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from array_api_compat import array_namespace
 
-from . import backends
+from . import _records, _resume, backends
 from ._array import dtype_name
 from ._progress import progress_bar, resolve_verbose
 from .callbacks import Callback, CallbackList
@@ -32,6 +34,9 @@ class History:
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
+        #: What ``fit(record=True)`` kept (see :class:`portnn._records.Recorder`): ``"step"``,
+        #: ``"grad_norm"`` and ``"active_fraction"``; empty otherwise.
+        self.records: dict[str, Any] = {}
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch.append(epoch)
@@ -88,6 +93,7 @@ class Sequential:
         self._optimizer: Optimizer | None = None
         #: Set to True (by a callback) to end :meth:`fit` after the current batch.
         self.stop_training = False
+        self._observer: Callable[[int, Layer, Any], None] | None = None  # sees each layer's training output (records)
         if layers is not None:
             self.build(layers)
         if seed is not None:
@@ -97,6 +103,10 @@ class Sequential:
     # -- building ---------------------------------------------------------------------
     def build(self, layers: Iterable[Layer]) -> Sequential:
         """Append ``layers`` one by one, checking that each fits the output of the one before. Returns self."""
+        if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
+            raise TypeError(
+                f"Sequential takes a list of layers; got a single {type(layers).__name__}: pass Sequential([layer, ...])"
+            )
         for layer in layers:
             self.add(layer)
         return self
@@ -105,7 +115,9 @@ class Sequential:
         """Append one layer after checking that its input fits the current output shape. Returns self."""
         if not isinstance(layer, Layer):
             raise TypeError(
-                f"Sequential takes portnn layers; got {type(layer).__name__} ({layer!r}) at position {len(self.layers)}"
+                f"Sequential takes portnn layers; got {type(layer).__name__} ({layer!r}) at position {len(self.layers)}: "
+                "pass layer objects such as pn.layers.ReLU(), or subclass pn.layers.Layer"
+                + (" (a layer class? call it: ReLU())" if isinstance(layer, type) and issubclass(layer, Layer) else "")
             )
         shape = self._shapes[-1] if self._shapes else self.input_shape
         if shape is None and hasattr(layer, "in_features"):
@@ -149,13 +161,44 @@ class Sequential:
     def output_shape(self) -> Shape | None:
         return self._shapes[-1] if self._shapes else self.input_shape
 
+    def pop(self) -> Layer:
+        """Remove and return the last layer (Keras's ``pop``): replace a head with ``pop()`` then ``add(new_head)``."""
+        if not self.layers:
+            raise IndexError("Sequential.pop: the model has no layers")
+        self._shapes.pop()
+        return self.layers.pop()
+
+    # -- transfer learning -------------------------------------------------------------
+    def load_layers(self, source: Any, layers: Any = None) -> Any:
+        """Copy chosen layers' weights from a saved model, a checkpoint or a model: :func:`portnn.transfer.load_layers`."""
+        from .transfer import load_layers
+
+        return load_layers(self, source, layers)
+
+    def freeze(self, *keys: str | int) -> Sequential:
+        """Freeze the layers named (or at the indices) given, all layers without arguments. Returns self.
+
+        Frozen layers keep their weights in :meth:`fit`; a frozen start of the model is not
+        back-propagated at all. ``layer.trainable = True`` (or :meth:`unfreeze`) undoes it.
+        """
+        for layer in [self.get_layer(k) for k in keys] if keys else self.layers:
+            layer.trainable = False
+        return self
+
+    def unfreeze(self, *keys: str | int) -> Sequential:
+        """Make the layers given (all without arguments) trainable again. Returns self."""
+        for layer in [self.get_layer(k) for k in keys] if keys else self.layers:
+            layer.trainable = True
+        return self
+
     # -- the pass ---------------------------------------------------------------------
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = False) -> tuple[Any, Callable[[Any], Any]]:
         """Run every layer; return the output and ``backward(dy)``, which fills each parameter's ``grad``.
 
         ``backward`` returns the gradient of the model's input when ``input_grad=True`` (for
-        saliency maps, say); by default the first layer skips it, as PyTorch does for inputs
-        that do not require a gradient, and ``backward`` may return None.
+        saliency maps, say); by default it returns None: the first layer skips that gradient, as
+        PyTorch does for inputs that do not require one, and frozen layers at the start of the
+        model (``layer.trainable = False``, transfer learning) are not back-propagated at all.
 
         This is the low-level path for a loop of your own::
 
@@ -167,15 +210,21 @@ class Sequential:
 
         :meth:`train_step` does exactly this.
         """
+        # Layers before the first trainable one (a frozen feature extractor) need no backward
+        # at all, and that one needs no input gradient: backward stops there.
+        first = 0 if input_grad else next((i for i, layer in enumerate(self.layers) if layer.trainable), len(self.layers))
+        observer = self._observer if training else None
         backwards = []
         for i, layer in enumerate(self.layers):
-            x, backward = layer.forward(x, training=training, input_grad=input_grad or i > 0)
+            x, backward = layer.forward(x, training=training, input_grad=input_grad or i > first)
             backwards.append(backward)
+            if observer is not None:
+                observer(i, layer, x)
 
         def backward(dy: Any) -> Any:
-            for back in reversed(backwards):
+            for back in reversed(backwards[first:]):
                 dy = back(dy)
-            return dy
+            return dy if input_grad else None
 
         return x, backward
 
@@ -193,6 +242,11 @@ class Sequential:
         with adaptive optimizers (Adam) a penalty in the loss is rescaled per parameter,
         while AdamW's decoupled decay is not.
         """
+        _check_l2(l2)
+        if x.shape[0] == 0:
+            raise ValueError(
+                f"Sequential.train_step: got an empty batch (x of shape {tuple(x.shape)}); pass at least one example"
+            )
         optimizer.zero_grad()
         y_pred, backward = self.forward(x, training=True)
         value, loss_backward = loss.forward(y_pred, y, validate=validate)
@@ -228,11 +282,16 @@ class Sequential:
         Everything is checked before anything is written: missing or unexpected names (with
         ``strict``) or a wrong shape raise and leave the model as it was.
         """
+        if not isinstance(state, dict):
+            raise TypeError(f"load_state_dict takes a dict of name -> array (model.state_dict()); got {type(state).__name__}")
         targets: dict[str, Buffer] = dict((*self.named_parameters(), *self.named_buffers()))
         missing = [k for k in targets if k not in state]
         unexpected = [k for k in state if k not in targets]
         if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}")
+            raise KeyError(
+                f"load_state_dict: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}; "
+                "is the state from another architecture? strict=False loads the names that match"
+            )
         staged = {}
         for name, value in state.items():
             if name not in targets:
@@ -398,6 +457,11 @@ class Sequential:
         seed: int | None = None,
         callbacks: Iterable[Callback] | None = None,
         l2: float = 0.0,
+        record: bool = False,
+        record_every: int = 1,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        resume: str | os.PathLike[str] | None = None,
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -429,6 +493,23 @@ class Sequential:
         l2
             L2 penalty ``0.5 * l2 * sum(W**2)`` over the weights (not biases) added to the loss;
             see :meth:`train_step`.
+        record, record_every
+            Keep per-layer gradient norms (every ``record_every`` steps) and, per epoch, how
+            often each unit of each activation layer was active, in ``History.records`` (for
+            :func:`portnn.plot.grad_norms` and :func:`portnn.plot.activation_stats`). Off by default;
+            when on it costs one reduction per layer and step, brought to the host once per epoch.
+        checkpoint, checkpoint_every
+            A directory to write a training checkpoint to (``checkpoint.safetensors``, replaced
+            atomically): every ``checkpoint_every`` steps, and at the end of every epoch. It holds
+            the model, the optimizer's state, the states of the random generators (shuffling,
+            dropout), of the schedules, the position and the history: all that ``resume`` needs.
+            Parameters that are not finite are never written over the last good checkpoint.
+        resume
+            A checkpoint directory (or file) of an interrupted run: restores it and goes on from
+            the step after the one saved. Build the model, optimizer and callbacks as for the
+            first run and pass the same arguments; on NumPy (and PyTorch CPU) the resumed run
+            ends bit-identical to one never interrupted. A directory without a checkpoint yet
+            starts from the beginning, so the same command serves the first run and the restarts.
 
         A batch whose loss is NaN or infinite stops training with an error that names the
         epoch and step, unless a callback rolls back (:class:`~portnn.optim.schedules.Backtracking`).
@@ -438,7 +519,7 @@ class Sequential:
         History
             Per-epoch ``loss``, ``accuracy`` (classification losses), ``val_loss``,
             ``val_accuracy``, ``lr`` (the learning rate used) and ``epoch_time``. Training accuracy is accumulated during the
-            epoch, as Keras does (no second pass over the data).
+            epoch, as Keras does (no second pass over the data). ``records`` holds what ``record`` asked for.
         """
         loss = self._check_loss(loss if loss is not None else self._loss, "fit")
         optimizer = optimizer if optimizer is not None else self._optimizer
@@ -448,74 +529,133 @@ class Sequential:
             )
         _check_positive_int("epochs", epochs, allow_zero=True)
         _check_positive_int("batch_size", batch_size)
-        self._loss, self._optimizer = loss, optimizer
+        _check_positive_int("record_every", record_every)
+        if checkpoint_every is not None:
+            _check_positive_int("checkpoint_every", checkpoint_every)
+            if checkpoint is None:
+                raise ValueError("fit: checkpoint_every needs checkpoint=DIR, the directory to write the checkpoints to")
+        _check_l2(l2)
+        verbose = resolve_verbose(verbose)
+        X, Y = self._ingest(x, y, loss, "fit")
+        val = self._ingest(*_pair(validation_data), loss, "fit validation_data") if validation_data is not None else None
+        self._loss, self._optimizer = loss, optimizer  # only once everything given was found good
         params = self.parameters()
         if optimizer.params != params:
             optimizer.bind(params)
-        verbose = resolve_verbose(verbose)
-
-        X, Y = self._ingest(x, y, loss, "fit")
-        val = self._ingest(*_pair(validation_data), loss, "fit validation_data") if validation_data is not None else None
         backend = self.backend
         xp, n = backend.xp, X.shape[0]
         rng = backends.host_rng(seed) if seed is not None else self._rng
         history = History()
         callbacks = CallbackList(callbacks)
+        recorder = _records.Recorder(self, record_every) if record else None
+        if recorder is not None:
+            history.records = recorder.records
+        position = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "seen": 0, "correct": 0, "rng": None}
+        if resume is not None and _resume.checkpoint_file(resume).exists():
+            position = _resume.load(resume, self, optimizer, callbacks.callbacks, history, recorder)
+            rng.bit_generator.state = position["rng"]  # as it was at the start of the saved epoch
+            if verbose:
+                print(f"Resuming from {_resume.checkpoint_file(resume)}: epoch {position['epoch'] + 1}, step {position['step']}")
         callbacks.set_context(self, optimizer)
         self.stop_training = False
-        callbacks.on_train_begin({})
-        for epoch in range(epochs):
-            start_time = time.perf_counter()
-            callbacks.on_epoch_begin(epoch, {})
-            order = backend.adapter.from_numpy(rng.permutation(n), backend.device) if shuffle else None
-            loss_sum, seen, correct_sum = 0.0, 0, 0
-            bar = progress_bar(math.ceil(n / batch_size), f"Epoch {epoch + 1}/{epochs}", verbose == 1)
-            for step, start in enumerate(range(0, n, batch_size)):
-                stop = min(start + batch_size, n)
-                if order is None:
-                    xb, yb = X[start:stop, ...], Y[start:stop, ...]
+        self._observer = recorder.observe if recorder is not None else None
+        steps_per_epoch = math.ceil(n / batch_size)
+        global_step = position["global_step"]
+        try:
+            callbacks.on_train_begin({})
+            for epoch in range(position["epoch"], epochs):
+                start_time = time.perf_counter()
+                callbacks.on_epoch_begin(epoch, {})
+                epoch_rng = rng.bit_generator.state
+                order = backend.adapter.from_numpy(rng.permutation(n), backend.device) if shuffle else None
+                first_step = position["step"] if epoch == position["epoch"] else 0
+                if first_step:
+                    loss_sum, seen, correct_sum = position["loss_sum"], position["seen"], position["correct"]
                 else:
-                    idx = order[start:stop]
-                    xb, yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
-                callbacks.on_batch_begin(step, {})
-                value, y_pred = self.train_step(xb, yb, loss, optimizer, validate=False, l2=l2)
-                value = float(value) * ((stop - start) if loss.reduction == "mean" else 1)  # summed over the batch
-                if not math.isfinite(value):
-                    if callbacks.on_nonfinite_loss(epoch, step, value):
-                        continue  # a callback rolled back
-                    raise FloatingPointError(
-                        f"fit: the training loss became {value} in epoch {epoch + 1}, step {step + 1} (batch {start}:{stop}); "
-                        f"the learning rate ({optimizer.lr:g}) is probably too large, or the inputs are unscaled. "
-                        "pn.optim.schedules.Backtracking() rolls back and lowers it instead"
-                    )
-                loss_sum += value
-                seen += stop - start
+                    loss_sum, seen, correct_sum = 0.0, 0, 0
+                bar = progress_bar(steps_per_epoch, f"Epoch {epoch + 1}/{epochs}", verbose == 1, initial=first_step)
+                for step in range(first_step, steps_per_epoch):
+                    start, stop = step * batch_size, min((step + 1) * batch_size, n)
+                    if order is None:
+                        xb, yb = X[start:stop, ...], Y[start:stop, ...]
+                    else:
+                        idx = order[start:stop]
+                        xb, yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
+                    callbacks.on_batch_begin(step, {})
+                    value, y_pred = self.train_step(xb, yb, loss, optimizer, validate=False, l2=l2)
+                    value = float(value) * ((stop - start) if loss.reduction == "mean" else 1)  # summed over the batch
+                    if not math.isfinite(value):
+                        if callbacks.on_nonfinite_loss(epoch, step, value):
+                            continue  # a callback rolled back
+                        raise FloatingPointError(
+                            f"fit: the training loss became {value} in epoch {epoch + 1}, step {step + 1} "
+                            f"(batch {start}:{stop}); "
+                            f"the learning rate ({optimizer.lr:g}) is probably too large, or the inputs are unscaled. "
+                            "pn.optim.schedules.Backtracking() rolls back and lowers it instead"
+                        )
+                    if recorder is not None:
+                        recorder.after_step(global_step)
+                    global_step += 1
+                    loss_sum += value
+                    seen += stop - start
+                    if loss.classification:
+                        correct_sum = correct_sum + loss.correct(y_pred, yb)
+                    callbacks.on_batch_end(step, {"loss": value / (stop - start), "size": stop - start})
+                    bar.update(1)
+                    if verbose == 1 and step % 50 == 0:
+                        bar.set_postfix_str(f"loss {value / (stop - start):.4f}")
+                    if checkpoint_every is not None and global_step % checkpoint_every == 0 and step + 1 < steps_per_epoch:
+                        self._save_checkpoint(
+                            checkpoint, optimizer, callbacks, history, recorder,
+                            {"epoch": epoch, "step": step + 1, "global_step": global_step, "loss_sum": loss_sum,
+                             "seen": seen, "correct": int(correct_sum), "rng": epoch_rng},
+                        )  # fmt: skip
+                    if self.stop_training:
+                        break
+                bar.close()
+                logs = {"loss": loss_sum / max(seen, 1)}
                 if loss.classification:
-                    correct_sum = correct_sum + loss.correct(y_pred, yb)
-                callbacks.on_batch_end(step, {"loss": value / (stop - start), "size": stop - start})
-                bar.update(1)
-                if verbose == 1 and step % 50 == 0:
-                    bar.set_postfix_str(f"loss {value / (stop - start):.4f}")
+                    logs["accuracy"] = float(correct_sum) / max(seen * loss.count(Y) // n, 1)
+                if val is not None:
+                    logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*val, loss, max(batch_size, 256)).items()})
+                logs["lr"] = optimizer.lr
+                if recorder is not None:
+                    recorder.end_epoch()
+                callbacks.on_epoch_end(epoch, logs)
+                backend.adapter.synchronize(backend.device)
+                logs["epoch_time"] = time.perf_counter() - start_time
+                history.append(epoch, logs)
+                if verbose:
+                    shown = " - ".join(f"{k}: {v:{'.4g' if k == 'lr' else '.4f'}}" for k, v in logs.items() if k != "epoch_time")
+                    print(f"Epoch {epoch + 1}/{epochs} - {logs['epoch_time']:.1f}s - {shown}", flush=True)
+                if checkpoint is not None:
+                    self._save_checkpoint(
+                        checkpoint, optimizer, callbacks, history, recorder,
+                        {"epoch": epoch + 1, "step": 0, "global_step": global_step, "loss_sum": 0.0, "seen": 0, "correct": 0,
+                         "rng": rng.bit_generator.state},
+                    )  # fmt: skip
                 if self.stop_training:
                     break
-            bar.close()
-            logs = {"loss": loss_sum / max(seen, 1)}
-            if loss.classification:
-                logs["accuracy"] = float(correct_sum) / max(seen * loss.count(Y) // n, 1)
-            if val is not None:
-                logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*val, loss, max(batch_size, 256)).items()})
-            logs["lr"] = optimizer.lr
-            callbacks.on_epoch_end(epoch, logs)
-            backend.adapter.synchronize(backend.device)
-            logs["epoch_time"] = time.perf_counter() - start_time
-            history.append(epoch, logs)
-            if verbose:
-                shown = " - ".join(f"{k}: {v:{'.4g' if k == 'lr' else '.4f'}}" for k, v in logs.items() if k != "epoch_time")
-                print(f"Epoch {epoch + 1}/{epochs} - {logs['epoch_time']:.1f}s - {shown}", flush=True)
-            if self.stop_training:
-                break
-        callbacks.on_train_end({})
+            callbacks.on_train_end({})
+        finally:
+            self._observer = None
         return history
+
+    def _save_checkpoint(
+        self, directory: Any, optimizer: Optimizer, callbacks: CallbackList, history: History, recorder: Any, position: dict
+    ) -> None:
+        """Write a training checkpoint, unless a parameter is no longer finite (the last good one stays)."""
+        xp = self.backend.xp
+        bad = [name for name, p in self.named_parameters() if not bool(xp.all(xp.isfinite(xp.sum(p.data))))]
+        if bad:
+            warnings.warn(
+                f"fit: parameters {bad} hold NaN or infinite values after step {position['global_step']}; "
+                f"the checkpoint in {directory} was not overwritten",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return
+        _resume.save(directory, self, optimizer, callbacks.callbacks, position, history, recorder)
 
     def evaluate(self, x: Any, y: Any, *, loss: Loss | None = None, batch_size: int = 256) -> dict[str, float]:
         """Loss (and accuracy, for classification losses) over ``(x, y)`` in inference mode.
@@ -523,7 +663,7 @@ class Sequential:
         Uses ``loss``, else the one from :meth:`compile` or the last :meth:`fit`.
         """
         loss = self._check_loss(loss if loss is not None else self._loss, "evaluate")
-        _check_positive_int("batch_size", batch_size)
+        _check_positive_int("batch_size", batch_size, where="evaluate")
         X, Y = self._ingest(x, y, loss, "evaluate")
         return self._evaluate_arrays(X, Y, loss, batch_size)
 
@@ -532,7 +672,7 @@ class Sequential:
 
         ``portnn.backends.to_numpy(model.predict(x))`` brings them to the host.
         """
-        _check_positive_int("batch_size", batch_size)
+        _check_positive_int("batch_size", batch_size, where="predict")
         X = self._ingest_x(x, "predict")
         xp = self.backend.xp
         n = X.shape[0]
@@ -573,8 +713,15 @@ class Sequential:
         backend = self.backend
         xp = backend.xp
         X = backends.as_backend_array(x, backend, what="x", where=f"Sequential.{where}: ")
-        if X.ndim == 0 or X.shape[0] == 0:
+        if X.ndim == 0:
+            raise ValueError(f"Sequential.{where}: x is a scalar (shape ()); pass an array of examples, shape (n, ...)")
+        if X.shape[0] == 0:
             raise ValueError(f"Sequential.{where}: x is empty (shape {tuple(X.shape)}); pass at least one example")
+        if any(d == 0 for d in X.shape[1:]):
+            raise ValueError(
+                f"Sequential.{where}: x has shape {tuple(X.shape)}: its examples hold no values (a 0-sized axis); "
+                "check how the features were selected"
+            )
         target = getattr(xp, self.dtype)
         if X.dtype != target:
             if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral") or X.dtype == xp.bool):
@@ -587,7 +734,20 @@ class Sequential:
             raise ShapeError(
                 f"Sequential.{where}: x has examples of shape {tuple(X.shape[1:])}; the model takes {tuple(self.input_shape[1:])}"
             )
+        self._check_fits(tuple(X.shape), where)
         return X
+
+    def _check_fits(self, shape: tuple[int, ...], where: str) -> None:
+        """Raise a ShapeError naming ``where``, ``shape`` and the first layer that does not take it (no computation)."""
+        current: Shape = (None, *shape[1:])
+        for i, layer in enumerate(self.layers):
+            try:
+                current = layer.output_shape(current)
+            except ShapeError as exc:
+                hint = " (add pn.layers.Flatten() before it)" if hasattr(layer, "in_features") and len(current) > 2 else ""
+                raise ShapeError(
+                    f"Sequential.{where}: x has shape {shape}, which does not fit layer {i} ({layer!r}): {exc}{hint}"
+                ) from None
 
     def _ingest(self, x: Any, y: Any, loss: Loss, where: str) -> tuple[Any, Any]:
         X = self._ingest_x(x, where)
@@ -602,10 +762,11 @@ class Sequential:
             Y = xp.astype(Y, xp.int64)  # class indices
         else:
             Y = xp.astype(Y, getattr(xp, self.dtype))
+        bad = _count_nonfinite(xp, Y) if xp.isdtype(Y.dtype, "real floating") else 0
+        if bad:
+            raise ValueError(f"Sequential.{where}: y holds {bad} NaN or infinite values; drop those examples or fix the targets")
         pred_shape = (X.shape[0], *tuple(self.forward(X[:1, ...])[0].shape[1:]))
         loss.check_target(pred_shape, Y, values=True)
-        if xp.isdtype(Y.dtype, "real floating") and _count_nonfinite(xp, Y):
-            raise ValueError(f"Sequential.{where}: y holds NaN or infinite values")
         return X, Y
 
 
@@ -618,13 +779,27 @@ def _count_nonfinite(xp: Any, a: Any) -> int:
 
 def _pair(data: Any) -> tuple[Any, Any]:
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise TypeError(f"validation_data must be a pair (x_val, y_val); got {type(data).__name__}")
+        got = f"a {type(data).__name__} of length {len(data)}" if isinstance(data, (tuple, list)) else f"a {type(data).__name__}"
+        raise TypeError(f"Sequential.fit: validation_data must be a pair (x_val, y_val); got {got}")
     return data[0], data[1]
 
 
-def _check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
-        raise ValueError(f"{name} must be an integer >= {0 if allow_zero else 1}; got {value!r}")
+def _check_positive_int(name: str, value: Any, *, allow_zero: bool = False, where: str = "fit") -> None:
+    """ValueError naming ``Sequential.<where>`` unless ``value`` is an int (NumPy ints too, not bools) >= 1 (or >= 0)."""
+    low = 0 if allow_zero else 1
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or number < low:
+        whole = isinstance(value, float) and value.is_integer() and value >= low
+        hint = f" (a {type(value).__name__}; pass {name}={int(value) if whole else max(low, 1)})" if number is None else ""
+        raise ValueError(f"Sequential.{where}: {name} must be an integer >= {low}; got {value!r}{hint}")
+
+
+def _check_l2(l2: Any) -> None:
+    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not 0 <= l2 < math.inf:
+        raise ValueError(f"Sequential.fit/train_step: l2 must be a finite number >= 0; got {l2!r}")
 
 
 def _fmt(shape: Shape | None) -> str:

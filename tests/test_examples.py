@@ -45,3 +45,12 @@ def test_toy_boundaries_draws_one_figure(tmp_path: Path) -> None:
     rows, cols = len(module.QUICK_DATASETS), len(module.DEPTHS)
     assert pixels.shape[:2] == (round(rows * module.PANEL * module.DPI), round(cols * module.PANEL * module.DPI))
     assert pixels[..., :3].var() > 0  # not blank
+
+
+@pytest.mark.slow
+def test_transfer_learning_beats_training_from_scratch_on_few_examples(mnist_dir: Path, tmp_path: Path) -> None:
+    example = load("transfer_mnist")
+    result = example.main(source_images=3000, few=300, epochs=2, data_dir=str(mnist_dir), workdir=str(tmp_path), verbose=False)
+    assert result["source_accuracy"] > 0.95
+    assert result["transfer_accuracy"] > 0.85
+    assert (tmp_path / "digits_0_4.safetensors").exists()

@@ -100,6 +100,23 @@ class Adapter:
         host = generator.random(shape, dtype=_float_name(dtype_name(dtype)))
         return self.from_numpy(host, device)
 
+    def generator_state(self, generator: Any) -> Any:
+        """The state of a generator from :meth:`make_generator` as a NumPy uint8 array (None: cannot be captured).
+
+        Training checkpoints store it, so that a resumed run draws the same dropout masks.
+        """
+        import json
+
+        import numpy as np
+
+        return np.frombuffer(json.dumps(generator.bit_generator.state).encode(), dtype=np.uint8).copy()
+
+    def set_generator_state(self, generator: Any, state: Any) -> None:
+        """Restore a state returned by :meth:`generator_state` into ``generator``."""
+        import json
+
+        generator.bit_generator.state = json.loads(bytes(state).decode())
+
     def synchronize(self, device: Any = None) -> None:
         """Wait for queued device work to finish (for timing). No-op on synchronous backends."""
 

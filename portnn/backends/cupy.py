@@ -84,5 +84,8 @@ class CupyAdapter(Adapter):
         with self.device(device):
             return generator.random(tuple(shape), dtype=dtype)
 
+    def generator_state(self, generator: Any) -> Any:
+        return None  # CuPy's XORWOW generator exposes no state to save; a resumed run re-seeds (see fit)
+
     def synchronize(self, device: Any = None) -> None:
         self.device(device).synchronize()

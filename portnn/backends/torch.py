@@ -74,6 +74,14 @@ class TorchAdapter(Adapter):
 
         return torch.rand(tuple(shape), generator=generator, dtype=dtype, device=self.device(device))
 
+    def generator_state(self, generator: Any) -> Any:
+        return generator.get_state().numpy().copy()
+
+    def set_generator_state(self, generator: Any, state: Any) -> None:
+        import torch
+
+        generator.set_state(torch.from_numpy(state.copy()))
+
     def synchronize(self, device: Any = None) -> None:
         import torch
 

@@ -10,7 +10,7 @@ from array_api_compat import array_namespace
 Backward = Callable[[Any], tuple[Any, Any, Any]]
 
 
-def linear(x: Any, weight: Any, bias: Any = None, *, input_grad: bool = True) -> tuple[Any, Backward]:
+def linear(x: Any, weight: Any, bias: Any = None, *, input_grad: bool = True, param_grad: bool = True) -> tuple[Any, Backward]:
     r"""``y = x @ weight.T + bias`` for ``x`` of shape (N, in), ``weight`` of shape (out, in).
 
     Backward, for upstream gradient ``dy`` of shape (N, out):
@@ -21,7 +21,8 @@ def linear(x: Any, weight: Any, bias: Any = None, *, input_grad: bool = True) ->
     -------
     y, backward
         ``backward(dy)`` returns ``(dx, dweight, dbias)``: ``dbias`` is None without a bias,
-        ``dx`` None with ``input_grad=False`` (that skips one of the three matrix products).
+        ``dx`` None with ``input_grad=False`` (that skips one of the three matrix products),
+        ``dweight`` and ``dbias`` None with ``param_grad=False`` (a frozen layer).
 
     Examples
     --------
@@ -38,8 +39,8 @@ def linear(x: Any, weight: Any, bias: Any = None, *, input_grad: bool = True) ->
 
     def backward(dy: Any) -> tuple[Any, Any, Any]:
         dx = dy @ weight if input_grad else None
-        dw = dy.T @ x
-        db = xp.sum(dy, axis=0) if bias is not None else None
+        dw = dy.T @ x if param_grad else None
+        db = xp.sum(dy, axis=0) if bias is not None and param_grad else None
         return dx, dw, db
 
     return y, backward

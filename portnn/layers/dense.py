@@ -80,13 +80,14 @@ class Linear(WeightedLayer):
             hint = " (a single example? use x.reshape(1, -1))" if x.ndim == 1 else hint
             raise ShapeError(f"{self!r} got input of shape {_fmt(x.shape)}: expected (batch, {self.in_features}){hint}")
         b = self.bias.data if self.bias is not None else None
-        y, backward_fn = F.linear(x, w, b, input_grad=input_grad)
         weight, bias = self.weight, self.bias
+        y, backward_fn = F.linear(x, w, b, input_grad=input_grad, param_grad=self.trainable)
 
         def backward(dy: Any) -> Any:
             dx, dw, db = backward_fn(dy)
-            weight.accumulate(dw)
-            if bias is not None:
+            if dw is not None:
+                weight.accumulate(dw)
+            if db is not None and bias is not None:
                 bias.accumulate(db)
             return dx
 

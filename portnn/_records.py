@@ -1,0 +1,125 @@
+"""What ``fit(record=True)`` keeps: per-layer gradient norms and how often each unit is active."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from . import backends
+from .layers.activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers.base import Layer
+
+#: The output above which a unit of each activation layer counts as active.
+ACTIVE_ABOVE: dict[type, float] = {ReLU: 0.0, LeakyReLU: 0.0, Tanh: 0.0, Sigmoid: 0.5}
+
+
+def active_threshold(layer: Layer) -> float | None:
+    """The output value above which ``layer``'s units count as active (None: not an activation layer)."""
+    for cls, threshold in ACTIVE_ABOVE.items():
+        if isinstance(layer, cls):
+            return threshold
+    return None
+
+
+def active_counts(out: Any, threshold: float) -> Any:
+    """For each unit (feature of the flattened output), on how many examples of the batch it is above ``threshold``."""
+    xp = array_namespace(out)
+    flat = xp.reshape(out, (out.shape[0], -1))
+    return xp.sum(xp.astype(flat > threshold, out.dtype), axis=0)
+
+
+class Recorder:
+    """Collects, during :meth:`portnn.Sequential.fit`, the records kept in ``History.records``.
+
+    - ``"step"``: the global steps (0-based) at which gradient norms were taken (every ``every`` steps);
+    - ``"grad_norm"``: layer name -> the L2 norm of all its parameters' gradients at those steps;
+    - ``"active_fraction"``: activation-layer name -> one NumPy array per epoch, for each unit
+      the fraction of that epoch's training examples on which it was active.
+
+    Gradient norms stay on the device until the end of the epoch (no sync per step); the
+    activity counts are one comparison and one column sum per activation layer and step.
+    """
+
+    def __init__(self, model: Any, every: int = 1) -> None:
+        self.model, self.every = model, every
+        self.weighted = [layer for layer in model.layers if layer.parameters()]
+        self.watched = {i: t for i, layer in enumerate(model.layers) if (t := active_threshold(layer)) is not None}
+        self.records: dict[str, Any] = {
+            "step": [],
+            "grad_norm": {layer.name: [] for layer in self.weighted},
+            "active_fraction": {model.layers[i].name: [] for i in self.watched},
+        }
+        self._norms: list[tuple[str, Any]] = []  # (layer name, squared norm on the device) since the last flush
+        self._counts: dict[int, Any] = {}
+        self._examples = 0
+
+    def observe(self, i: int, layer: Layer, out: Any) -> None:
+        """Called by the forward pass with each layer's output (training batches only)."""
+        threshold = self.watched.get(i)
+        if threshold is not None:
+            counts = active_counts(out, threshold)
+            self._counts[i] = counts if i not in self._counts else self._counts[i] + counts
+            if i == next(iter(self.watched)):
+                self._examples += out.shape[0]
+
+    def after_step(self, step: int) -> None:
+        """Take the gradient norms after the backward pass of global step ``step``, if it is a recorded one."""
+        if step % self.every:
+            return
+        self.records["step"].append(step)
+        for layer in self.weighted:
+            grads = [p.grad for p in layer.parameters() if p.grad is not None]
+            if grads:
+                xp = array_namespace(*grads)
+                self._norms.append((layer.name, sum(xp.sum(g * g) for g in grads)))
+            else:
+                self._norms.append((layer.name, None))  # a layer without gradients this step
+
+    def flush(self) -> None:
+        """Bring the gradient norms kept on the device to the host (once per epoch)."""
+        for name, squared in self._norms:
+            self.records["grad_norm"][name].append(None if squared is None else math.sqrt(float(squared)))
+        self._norms = []
+
+    def end_epoch(self) -> None:
+        self.flush()
+        for i in self.watched:
+            name = self.model.layers[i].name
+            counts = self._counts.get(i)
+            if counts is not None:  # None only for an epoch that ran no step (resumed at its very end)
+                self.records["active_fraction"][name].append(backends.to_numpy(counts).astype("float64") / max(self._examples, 1))
+        self._counts, self._examples = {}, 0
+
+    # -- for training checkpoints ---------------------------------------------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(JSON-able part, host arrays)`` of everything recorded so far, including this epoch's partial counts."""
+        self.flush()
+        tensors = {}
+        for name, per_epoch in self.records["active_fraction"].items():
+            for e, fraction in enumerate(per_epoch):
+                tensors[f"active_fraction.{name}.{e}"] = fraction
+        for i, counts in self._counts.items():
+            tensors[f"counts.{self.model.layers[i].name}"] = backends.to_numpy(counts)
+        meta = {
+            "step": self.records["step"],
+            "grad_norm": self.records["grad_norm"],
+            "epochs": {name: len(v) for name, v in self.records["active_fraction"].items()},
+            "examples": self._examples,
+        }
+        return meta, tensors
+
+    def load_state(self, meta: dict[str, Any], tensors: dict[str, Any]) -> None:
+        self.records["step"] = list(meta["step"])
+        self.records["grad_norm"] = {k: list(v) for k, v in meta["grad_norm"].items()}
+        self.records["active_fraction"] = {
+            name: [tensors[f"active_fraction.{name}.{e}"] for e in range(n)] for name, n in meta["epochs"].items()
+        }
+        self._examples = int(meta["examples"])
+        backend = self.model.backend
+        self._counts = {
+            i: backend.adapter.from_numpy(tensors[key], backend.device)
+            for i in self.watched
+            if (key := f"counts.{self.model.layers[i].name}") in tensors
+        }

@@ -1,0 +1,136 @@
+"""Training checkpoints: everything ``fit(resume=...)`` needs to continue a run exactly.
+
+One safetensors file, ``<dir>/checkpoint.safetensors``, written atomically by
+:func:`portnn.serialization.write_file` (checksummed, no pickle). It holds the model's
+parameters and buffers, the optimizer's state, the state of every random generator (the
+shuffling generator as it was at the start of the epoch, so the epoch's order is drawn again;
+each Dropout/RandomTranslation generator as it is now), the state of callbacks that have a
+``state_dict`` (learning-rate schedules; others, such as a progress printer, may differ on
+resume), the position (epoch and step), the epoch's running sums and the history so far.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from . import backends
+from .layers.base import RandomLayer
+
+FILENAME = "checkpoint.safetensors"
+
+
+def checkpoint_file(directory: str | os.PathLike[str]) -> Path:
+    """The checkpoint file in ``directory`` (a path to the file itself is taken as is)."""
+    path = Path(directory)
+    return path if path.suffix == ".safetensors" else path / FILENAME
+
+
+def save(
+    directory: str | os.PathLike[str],
+    model: Any,
+    optimizer: Any,
+    callbacks: list[Any],
+    progress: dict[str, Any],
+    history: Any,
+    recorder: Any = None,
+) -> Path:
+    """Write the training state to ``directory`` (created), replacing the previous checkpoint atomically."""
+    from . import serialization
+
+    path = checkpoint_file(directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": backends.to_numpy(v) for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars = {}
+    for i, entries in opt["state"].items():
+        for k, v in entries.items():
+            if hasattr(v, "shape"):
+                tensors[f"optimizer.{i}.{k}"] = backends.to_numpy(v)
+            else:
+                scalars[f"{i}.{k}"] = v
+    rngs = {}
+    for layer in model.layers:
+        if isinstance(layer, RandomLayer):
+            state = layer.get_rng_state()
+            rngs[layer.name] = state is not None
+            if state is not None:
+                tensors[f"rng.{layer.name}"] = state
+    meta: dict[str, Any] = {
+        "kind": "training",
+        "progress": progress,
+        "optimizer": {
+            "class": type(optimizer).__name__,
+            "hyperparameters": opt["hyperparameters"],
+            "step_count": opt["step_count"],
+            "scalars": scalars,
+        },
+        "rng_layers": rngs,
+        "callbacks": [{"class": type(cb).__name__, "state": cb.state_dict()} for cb in callbacks if hasattr(cb, "state_dict")],
+        "history": {"epoch": history.epoch, "history": history.history},
+        "layers": [layer.name for layer in model.layers],
+        **serialization.model_meta(model),
+    }
+    if recorder is not None:
+        records_meta, records_tensors = recorder.state()
+        meta["records"] = records_meta
+        tensors.update({f"records.{k}": v for k, v in records_tensors.items()})
+    serialization.write_file(path, tensors, meta)
+    return path
+
+
+def load(
+    directory: str | os.PathLike[str], model: Any, optimizer: Any, callbacks: list[Any], history: Any, recorder: Any = None
+) -> dict[str, Any]:
+    """Restore a checkpoint written by :func:`save` into the objects of a run set up as the interrupted one; return its progress.
+
+    Everything is checked against the model, optimizer and callbacks before anything is written.
+    """
+    from . import serialization
+    from .serialization import CheckpointError
+
+    path = checkpoint_file(directory)
+    tensors, meta = serialization.read_file(path)
+    if meta.get("kind") != "training":
+        raise CheckpointError(f"{path}: not a training checkpoint (it holds a model only); use pn.load or model.load_weights")
+    names = [layer.name for layer in model.layers]
+    if meta["layers"] != names:
+        raise CheckpointError(f"{path}: the checkpoint's layers {meta['layers']} are not this model's {names}")
+    opt_meta = meta["optimizer"]
+    if opt_meta["class"] != type(optimizer).__name__:
+        raise CheckpointError(f"{path}: the run used {opt_meta['class']}, this fit has {type(optimizer).__name__}")
+    stateful = [cb for cb in callbacks if hasattr(cb, "state_dict")]
+    saved_cbs, given_cbs = [c["class"] for c in meta["callbacks"]], [type(cb).__name__ for cb in stateful]
+    if saved_cbs != given_cbs:
+        raise CheckpointError(
+            f"{path}: the run had callbacks with state {saved_cbs}, this fit has {given_cbs}; pass the same schedules"
+        )
+    if (recorder is None) != ("records" not in meta):
+        raise CheckpointError(f"{path}: the run {'did' if 'records' in meta else 'did not'} record; pass the same record= to fit")
+    try:
+        model.load_state_dict(serialization.model_tensors(tensors, meta))
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the model does not match the checkpoint: {exc}") from None
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, i, k = key.split(".", 2)
+            state.setdefault(int(i), {})[k] = value
+    for key, value in opt_meta["scalars"].items():
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = value
+    optimizer.load_state_dict(
+        {"hyperparameters": opt_meta["hyperparameters"], "step_count": opt_meta["step_count"], "state": state}
+    )
+    backend = model.backend
+    for layer in model.layers:
+        if isinstance(layer, RandomLayer) and layer.name in meta["rng_layers"]:
+            layer.set_rng_state(tensors.get(f"rng.{layer.name}"), backend, reseed=meta["progress"]["global_step"])
+    for cb, saved in zip(stateful, meta["callbacks"]):
+        cb.load_state_dict(saved["state"])
+    history.epoch = list(meta["history"]["epoch"])
+    history.history = {k: list(v) for k, v in meta["history"]["history"].items()}
+    if recorder is not None:
+        recorder.load_state(meta["records"], {k[len("records.") :]: v for k, v in tensors.items() if k.startswith("records.")})
+    return meta["progress"]

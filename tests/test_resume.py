@@ -1,0 +1,220 @@
+"""Training checkpoints: exact resume (also after SIGKILL), never a bad checkpoint, clear refusals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import portnn as pn
+from portnn.serialization import CheckpointError, read_file
+
+X = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
+Y = np.arange(300) % 3
+
+
+def build(case=None) -> pn.Sequential:
+    layers = [
+        pn.layers.Linear(6, 16),
+        pn.layers.BatchNorm1d(16),
+        pn.layers.ReLU(),
+        pn.layers.Dropout(0.3),
+        pn.layers.Linear(16, 3),
+    ]
+    model = pn.Sequential(layers, seed=0)
+    return model if case is None else model.to(case.name, case.device)
+
+
+class Interrupt(pn.callbacks.Callback):
+    """Raises after ``after`` batches: an interrupted run."""
+
+    def __init__(self, after: int) -> None:
+        self.after, self.seen = after, 0
+
+    def on_batch_end(self, batch, logs):
+        self.seen += 1
+        if self.seen == self.after:
+            raise KeyboardInterrupt
+
+
+def train(model, *, interrupt=None, **kwargs):
+    callbacks = [pn.optim.schedules.CosineAnnealingLR(T_max=4)]
+    if interrupt is not None:
+        callbacks.append(Interrupt(interrupt))
+    return model.fit(
+        X, Y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.Adam(lr=1e-2), epochs=4, batch_size=32,
+        callbacks=callbacks, verbose=0, **kwargs,
+    )  # fmt: skip
+
+
+def host_state(model) -> dict[str, np.ndarray]:
+    return {k: pn.to_numpy(v).copy() for k, v in model.state_dict().items()}
+
+
+def assert_bit_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert a[k].tobytes() == b[k].tobytes(), f"{k} differs"
+
+
+@pytest.mark.parametrize("interrupt", [1, 7, 10, 23, 39])  # 10 steps an epoch: mid-epoch, at an epoch's end, late
+def test_resume_is_bit_identical(case, tmp_path, interrupt):
+    reference = build(case)
+    ref_history = train(reference, record=True)
+    model = build(case)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, interrupt=interrupt, checkpoint=tmp_path, checkpoint_every=3, record=True)
+    resumed = build(case)  # a fresh process would build the model again
+    history = train(resumed, checkpoint=tmp_path, checkpoint_every=3, resume=tmp_path, record=True)
+    assert_bit_identical(host_state(reference), host_state(resumed))
+    assert history.history["loss"] == ref_history.history["loss"]
+    assert history.history["val_loss" if "val_loss" in history.history else "accuracy"] == ref_history.history["accuracy"]
+    assert history.records["grad_norm"] == ref_history.records["grad_norm"]
+    assert history.records["step"] == ref_history.records["step"]
+    for a, b in zip(history.records["active_fraction"]["relu"], ref_history.records["active_fraction"]["relu"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_without_a_checkpoint_starts_from_the_beginning(tmp_path):
+    reference, model = build(), build()
+    train(reference)
+    train(model, checkpoint=tmp_path, resume=tmp_path)
+    assert_bit_identical(host_state(reference), host_state(model))
+    assert (tmp_path / "checkpoint.safetensors").exists()
+    meta = read_file(tmp_path / "checkpoint.safetensors")[1]
+    assert meta["progress"]["epoch"] == 4 and meta["progress"]["global_step"] == 40
+
+
+def test_a_finished_run_resumed_does_nothing_more(tmp_path):
+    model = build()
+    train(model, checkpoint=tmp_path)
+    before = host_state(model)
+    again = build()
+    history = train(again, resume=tmp_path)
+    assert_bit_identical(before, host_state(again))
+    assert len(history.history["loss"]) == 4
+
+
+def test_nonfinite_parameters_never_overwrite_the_last_good_checkpoint(tmp_path):
+    model = pn.Sequential([pn.layers.Linear(6, 3)], seed=0)
+    kwargs = dict(loss=pn.losses.MSE(), epochs=3, batch_size=30, verbose=0, checkpoint=tmp_path, checkpoint_every=1)
+    y = np.full((300, 3), 100.0, np.float32)
+    model.fit(X, y, optimizer=pn.optim.SGD(lr=1e-3), **kwargs)  # a good run leaves a good checkpoint
+    # a step size so large that one update overflows the weights while the loss that led to it was finite
+    with (
+        np.errstate(over="ignore", invalid="ignore"),
+        pytest.raises(FloatingPointError, match="loss became"),
+        pytest.warns(RuntimeWarning, match="not overwritten"),
+    ):
+        model.fit(X, y, optimizer=pn.optim.SGD(lr=1e37), **kwargs)
+    tensors, meta = read_file(tmp_path / "checkpoint.safetensors")
+    assert meta["progress"]["global_step"] == 30 and meta["progress"]["epoch"] == 3  # the good run's last checkpoint
+    for name, value in tensors.items():
+        assert np.all(np.isfinite(value)), name
+
+
+def test_resume_refuses_a_checkpoint_of_another_model_and_leaves_the_model_alone(tmp_path):
+    train(build(), checkpoint=tmp_path)
+    other = pn.Sequential([pn.layers.Linear(6, 8), pn.layers.ReLU(), pn.layers.Linear(8, 3)], seed=1)
+    before = host_state(other)
+    with pytest.raises(CheckpointError, match="checkpoint.safetensors"):
+        train(other, resume=tmp_path)
+    assert_bit_identical(before, host_state(other))
+
+
+def test_resume_refuses_another_optimizer(tmp_path):
+    train(build(), checkpoint=tmp_path)
+    model = build()
+    with pytest.raises(CheckpointError, match="Adam.*SGD"):
+        model.fit(X, Y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=4, resume=tmp_path, verbose=0)
+
+
+def test_checkpoint_every_needs_a_directory():
+    with pytest.raises(ValueError, match="checkpoint_every needs checkpoint"):
+        build().fit(X, Y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), checkpoint_every=5, verbose=0)
+
+
+def test_a_model_file_is_not_a_training_checkpoint(tmp_path):
+    model = build()
+    model.save(tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        train(build(), resume=tmp_path / "model.safetensors")
+
+
+def test_a_training_checkpoint_loads_as_a_model(tmp_path):
+    model = build()
+    train(model, checkpoint=tmp_path)
+    loaded = pn.load(tmp_path / "checkpoint.safetensors")
+    assert_bit_identical(host_state(model), host_state(loaded))
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import portnn as pn
+
+    mode, directory, out = sys.argv[1:4]
+    x = np.random.default_rng(0).normal(size=(512, 8)).astype(np.float32)
+    y = np.arange(512) % 4
+    model = pn.Sequential(
+        [pn.layers.Linear(8, 32), pn.layers.BatchNorm1d(32), pn.layers.ReLU(), pn.layers.Dropout(0.2), pn.layers.Linear(32, 4)],
+        seed=0,
+    )
+
+    class Slow(pn.callbacks.Callback):
+        def on_batch_end(self, batch, logs):
+            if mode == "slow":
+                time.sleep(0.05)
+
+    where = None if mode == "plain" else directory
+    model.fit(
+        x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.Adam(lr=1e-2), epochs=4, batch_size=32,
+        callbacks=[pn.optim.schedules.CosineAnnealingLR(T_max=4), Slow()], verbose=0,
+        checkpoint=where, checkpoint_every=1 if where else None, resume=where,
+    )
+    np.savez(out, **{k: pn.to_numpy(v) for k, v in model.state_dict().items()})
+    """
+)
+
+
+def _run(script: Path, *args: str) -> None:
+    subprocess.run([sys.executable, str(script), *args], check=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    directory = tmp_path / "run"
+    _run(script, "plain", str(directory), str(tmp_path / "reference.npz"))
+
+    proc = subprocess.Popen([sys.executable, str(script), "slow", str(directory), str(tmp_path / "never.npz")])
+    checkpoint, step, deadline = directory / "checkpoint.safetensors", 0, time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and step < 25:  # 16 steps an epoch: into the second epoch
+            if checkpoint.exists():
+                step = read_file(checkpoint)[1]["progress"]["global_step"]  # atomic replace: never a torn file
+            time.sleep(0.02)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert 25 <= step < 64, f"the run was killed at step {step}, not mid-run"
+    assert not (tmp_path / "never.npz").exists()
+    assert [p.name for p in directory.iterdir()] == ["checkpoint.safetensors"], "a temporary file was left behind"
+
+    _run(script, "resume", str(directory), str(tmp_path / "resumed.npz"))
+    with (
+        np.load(tmp_path / "reference.npz", allow_pickle=False) as ref,
+        np.load(tmp_path / "resumed.npz", allow_pickle=False) as got,
+    ):
+        assert_bit_identical(dict(ref), dict(got))

@@ -1,0 +1,123 @@
+"""Transfer learning: load_layers by name, index or mapping, from files, checkpoints and models; freeze; replace the head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import portnn as pn
+from portnn.serialization import CheckpointError
+
+X = np.random.default_rng(2).normal(size=(64, 1, 8, 8)).astype(np.float32)
+
+
+def cnn(n_out: int, seed: int) -> pn.Sequential:
+    return pn.Sequential(
+        [
+            pn.layers.Conv2d(1, 4, 3, padding=1),
+            pn.layers.BatchNorm2d(4),
+            pn.layers.ReLU(),
+            pn.layers.MaxPool2d(2),
+            pn.layers.Flatten(),
+            pn.layers.Linear(64, n_out),
+        ],
+        seed=seed,
+    )
+
+
+def trained_source() -> pn.Sequential:
+    model = cnn(3, seed=0)
+    model.fit(X, np.arange(64) % 3, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=1, verbose=0)
+    return model
+
+
+def same(a, b) -> bool:
+    return pn.to_numpy(a.data).tobytes() == pn.to_numpy(b.data).tobytes()
+
+
+@pytest.mark.parametrize("via", ["model", "file", "checkpoint"])
+def test_matching_layers_load_and_the_new_head_is_skipped_with_a_reason(tmp_path, via):
+    source = trained_source()
+    if via == "file":
+        source.save(tmp_path / "source.safetensors")
+        where = tmp_path / "source.safetensors"
+    elif via == "checkpoint":
+        source.fit(X, np.arange(64) % 3, epochs=1, verbose=0, checkpoint=tmp_path)
+        where = tmp_path
+    else:
+        where = source
+    target = cnn(5, seed=1)
+    report = target.load_layers(where)
+    assert [t for t, _, _ in report.loaded] == ["conv2d", "batchnorm2d"]
+    assert report.skipped == [
+        ("linear", "shapes differ: weight (5, 64) here, (3, 64) in the source; bias (5,) here, (3,) in the source")
+    ]
+    for i in (0, 1):
+        for name, b in (*target.layers[i].named_parameters(), *target.layers[i].named_buffers()):
+            assert same(b, dict((*source.layers[i].named_parameters(), *source.layers[i].named_buffers()))[name]), name
+    assert not same(target.layers[5].weight, cnn(5, seed=1).layers[5].weight) or True  # the head keeps its own init
+    np.testing.assert_array_equal(pn.to_numpy(target.layers[5].weight.data), pn.to_numpy(cnn(5, seed=1).layers[5].weight.data))
+    assert "loaded 2 layers" in str(report) and "skipped 1" in str(report)
+
+
+def test_explicit_layers_must_fit_and_nothing_is_loaded_otherwise():
+    source, target = trained_source(), cnn(5, seed=1)
+    before = pn.to_numpy(target.layers[0].weight.data).copy()
+    with pytest.raises(ValueError, match=r"cannot load linear .*weight \(5, 64\) here, \(3, 64\)"):
+        target.load_layers(source, ["conv2d", "linear"])
+    np.testing.assert_array_equal(pn.to_numpy(target.layers[0].weight.data), before)
+    report = target.load_layers(source, [0])
+    assert [(t, s) for t, s, _ in report.loaded] == [("conv2d", "conv2d")]
+
+
+def test_a_mapping_loads_between_differently_named_layers():
+    source = trained_source()
+    target = pn.Sequential([pn.layers.Conv2d(1, 4, 3, padding=1)], seed=3)
+    target.layers[0].name = "features"
+    report = target.load_layers(source, {"features": 0})
+    assert [(t, s) for t, s, _ in report.loaded] == [("features", "conv2d")]
+    assert same(target.layers[0].weight, source.layers[0].weight)
+    with pytest.raises(KeyError, match="no layer named 'nope'"):
+        target.load_layers(source, {"features": "nope"})
+
+
+def test_loading_onto_another_backend(case):
+    source = trained_source()
+    target = cnn(3, seed=1).to(case.name, case.device)
+    report = target.load_layers(source)
+    assert len(report.loaded) == 3
+    assert case.backend.adapter.owns(target.layers[0].weight.data)
+    np.testing.assert_array_equal(pn.to_numpy(target.predict(X)), pn.to_numpy(source.predict(X)))
+
+
+def test_freeze_replace_head_fine_tune():
+    source = trained_source()
+    model = cnn(3, seed=1)
+    model.load_layers(source)
+    model.pop()
+    model.add(pn.layers.Linear(64, 2))
+    model.freeze("conv2d", "batchnorm2d")
+    conv = pn.to_numpy(model.layers[0].weight.data).copy()
+    y = (np.arange(64) % 2).astype(np.int64)
+    history = model.fit(X, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.Adam(lr=0.01), epochs=3, verbose=0)
+    np.testing.assert_array_equal(pn.to_numpy(model.layers[0].weight.data), conv)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.layers[-1].name == "linear"
+    model.unfreeze()
+    assert all(layer.trainable for layer in model.layers if layer.parameters())
+
+
+def test_bad_sources(tmp_path):
+    model = cnn(3, seed=1)
+    with pytest.raises(TypeError, match="Sequential or the path"):
+        model.load_layers(42)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="junk.safetensors"):
+        model.load_layers(tmp_path / "junk.safetensors")
+    with pytest.raises(IndexError, match="out of range"):
+        model.load_layers(trained_source(), {0: 17})
+
+
+def test_pop_on_an_empty_model():
+    with pytest.raises(IndexError, match="no layers"):
+        pn.Sequential().pop()
