@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -101,6 +103,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="after training, write figures, metrics.json and index.html to DIR (trains with records; needs matplotlib)",
     )
+    train.add_argument(
+        "--checkpoint", metavar="DIR", help="write a training checkpoint to DIR every epoch (and every --checkpoint-every steps)"
+    )
+    train.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also checkpoint every STEPS steps")
+    train.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run checkpointed in DIR with its own arguments (same result as an uninterrupted run); "
+        "starts it if DIR holds no checkpoint yet, so the same command serves the first run and every restart",
+    )
     train.set_defaults(run=train_command)
 
     demo = commands.add_parser("demo", help="small end-to-end demonstrations")
@@ -181,6 +193,29 @@ def make_schedule(args: argparse.Namespace) -> list[pn.callbacks.Callback]:
     }[args.schedule]
 
 
+#: Arguments of ``portnn train`` that a resumed run may change: where things are and what is printed.
+RESUME_MAY_CHANGE = ("resume", "checkpoint", "quiet", "data_dir", "no_download", "run", "report")
+
+
+def _checkpoint_args(args: argparse.Namespace) -> str | None:
+    """With --resume DIR: take the arguments saved in DIR by the first run; with --checkpoint/--resume: save them there."""
+    directory = args.resume or args.checkpoint
+    if directory is None:
+        return None
+    saved = Path(directory) / "train_args.json"
+    if args.resume and saved.exists():
+        for key, value in json.loads(saved.read_text()).items():
+            if key not in RESUME_MAY_CHANGE and hasattr(args, key) and not (key == "epochs" and args.epochs is not None):
+                setattr(args, key, value)  # an explicit --epochs extends (or shortens) the run
+    else:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        kept = {k: v for k, v in vars(args).items() if k not in RESUME_MAY_CHANGE}
+        tmp = saved.with_suffix(".tmp")
+        tmp.write_text(json.dumps(kept, indent=1))
+        os.replace(tmp, saved)
+    return directory
+
+
 def _report_needs(command: str, args: argparse.Namespace) -> bool:
     """With --report, check for matplotlib before training rather than after."""
     if getattr(args, "report", None) is None:
@@ -196,6 +231,7 @@ def _report_needs(command: str, args: argparse.Namespace) -> bool:
 def train_command(args: argparse.Namespace) -> int:
     if not _report_needs("train", args):
         return 2
+    checkpoint = _checkpoint_args(args)
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -241,6 +277,9 @@ def train_command(args: argparse.Namespace) -> int:
             validation_data=(x_test, y_test),
             callbacks=callbacks,
             verbose=0 if args.quiet else "auto",
+            checkpoint=checkpoint,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
             record=args.report is not None,
             record_every=10,
         )

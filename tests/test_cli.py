@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import portnn as pn
 from portnn import backends
 from portnn.cli import main
 
@@ -149,3 +151,21 @@ def test_report_without_matplotlib_fails_before_training(
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["demo", "toy", "--report", str(tmp_path)]) == 2
     assert 'pip install "portnn[plot]"' in capsys.readouterr().err
+
+
+def test_train_resume_continues_a_run_with_its_own_arguments(mnist_dir: Path, tmp_path: Path, capsys) -> None:
+    common = ["train", "--data-dir", str(mnist_dir), "--no-download", "--quiet", "--optimizer", "adam", "--lr", "0.001"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert (
+        main([*common, "--limit", "1200", "--hidden", "32", "--dropout", "0.2", "--epochs", "2", "--checkpoint", str(whole)]) == 0
+    )
+    # the first run stops after one epoch; the resume names only the directory (and how far to go)
+    assert main([*common, "--limit", "1200", "--hidden", "32", "--dropout", "0.2", "--epochs", "1", "--resume", str(parts)]) == 0
+    assert json.loads((parts / "train_args.json").read_text())["hidden"] == [32]
+    capsys.readouterr()
+    assert main(["train", "--data-dir", str(mnist_dir), "--no-download", "--resume", str(parts), "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Resuming from" in out and "epoch 2, step 0" in out
+    a, b = pn.load(whole / "checkpoint.safetensors"), pn.load(parts / "checkpoint.safetensors")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert pn.to_numpy(x).tobytes() == pn.to_numpy(y).tobytes(), name
