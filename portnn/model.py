@@ -507,8 +507,9 @@ class Sequential:
         resume
             A checkpoint directory (or file) of an interrupted run: restores it and goes on from
             the step after the one saved. Build the model, optimizer and callbacks as for the
-            first run and pass the same arguments; on NumPy (and PyTorch CPU) the resumed run
-            ends bit-identical to one never interrupted. A directory without a checkpoint yet
+            first run and pass the same arguments; on NumPy, PyTorch CPU and array-api-strict the
+            resumed run ends bit-identical to one never interrupted (CuPy's generators expose no
+            state: there a resumed Dropout draws fresh masks, re-seeded from the step). A directory without a checkpoint yet
             starts from the beginning, so the same command serves the first run and the restarts.
 
         A batch whose loss is NaN or infinite stops training with an error that names the
