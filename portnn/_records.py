@@ -36,10 +36,12 @@ class Recorder:
     - ``"step"``: the global steps (0-based) at which gradient norms were taken (every ``every`` steps);
     - ``"grad_norm"``: layer name -> the L2 norm of all its parameters' gradients at those steps;
     - ``"active_fraction"``: activation-layer name -> one NumPy array per epoch, for each unit
-      the fraction of that epoch's training examples on which it was active.
+      the fraction of the examples of that epoch's recorded steps on which it was active.
 
-    Gradient norms stay on the device until the end of the epoch (no sync per step); the
-    activity counts are one comparison and one column sum per activation layer and step.
+    Both are taken on the recorded steps only. Gradient norms stay on the device until the end
+    of the epoch (no sync per step); the activity counts are one comparison and one column sum
+    per activation layer and recorded step (about 10% of an MNIST MLP epoch when every step is
+    recorded, 1% at ``every=10``).
     """
 
     def __init__(self, model: Any, every: int = 1) -> None:
@@ -54,11 +56,16 @@ class Recorder:
         self._norms: list[tuple[str, Any]] = []  # (layer name, squared norm on the device) since the last flush
         self._counts: dict[int, Any] = {}
         self._examples = 0
+        self._recording = False
+
+    def before_step(self, step: int) -> None:
+        """Say which global step comes next (0-based): only every ``every``-th one is recorded."""
+        self._recording = step % self.every == 0
 
     def observe(self, i: int, layer: Layer, out: Any) -> None:
         """Called by the forward pass with each layer's output (training batches only)."""
         threshold = self.watched.get(i)
-        if threshold is not None:
+        if threshold is not None and self._recording:
             counts = active_counts(out, threshold)
             self._counts[i] = counts if i not in self._counts else self._counts[i] + counts
             if i == next(iter(self.watched)):
@@ -66,7 +73,7 @@ class Recorder:
 
     def after_step(self, step: int) -> None:
         """Take the gradient norms after the backward pass of global step ``step``, if it is a recorded one."""
-        if step % self.every:
+        if not self._recording:
             return
         self.records["step"].append(step)
         for layer in self.weighted:

@@ -494,10 +494,11 @@ class Sequential:
             L2 penalty ``0.5 * l2 * sum(W**2)`` over the weights (not biases) added to the loss;
             see :meth:`train_step`.
         record, record_every
-            Keep per-layer gradient norms (every ``record_every`` steps) and, per epoch, how
+            Keep, every ``record_every`` steps, per-layer gradient norms and, per epoch, how
             often each unit of each activation layer was active, in ``History.records`` (for
             :func:`portnn.plot.grad_norms` and :func:`portnn.plot.activation_stats`). Off by default;
-            when on it costs one reduction per layer and step, brought to the host once per epoch.
+            when on, a few reductions per layer and recorded step, brought to the host once per
+            epoch: about 10% of an MNIST MLP epoch at ``record_every=1``, 1% at 10.
         checkpoint, checkpoint_every
             A directory to write a training checkpoint to (``checkpoint.safetensors``, replaced
             atomically): every ``checkpoint_every`` steps, and at the end of every epoch. It holds
@@ -583,6 +584,8 @@ class Sequential:
                         idx = order[start:stop]
                         xb, yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
                     callbacks.on_batch_begin(step, {})
+                    if recorder is not None:
+                        recorder.before_step(global_step)
                     value, y_pred = self.train_step(xb, yb, loss, optimizer, validate=False, l2=l2)
                     value = float(value) * ((stop - start) if loss.reduction == "mean" else 1)  # summed over the batch
                     if not math.isfinite(value):
