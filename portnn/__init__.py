@@ -8,7 +8,7 @@ Examples
 >>> model = pn.Sequential([pn.layers.Linear(784, 128), pn.layers.ReLU(), pn.layers.Linear(128, 10)], seed=0)
 """
 
-from . import backends, callbacks, datasets, functional, init, layers, losses, metrics, optim, plot, report
+from . import backends, callbacks, datasets, distributed, functional, init, layers, losses, metrics, optim, plot, report
 from .backends import (
     Backend,
     BackendUnavailableError,
@@ -35,6 +35,7 @@ __all__ = [
     "backends",
     "callbacks",
     "datasets",
+    "distributed",
     "functional",
     "get_backend",
     "init",

@@ -94,6 +94,7 @@ class Sequential:
         #: Set to True (by a callback) to end :meth:`fit` after the current batch.
         self.stop_training = False
         self._observer: Callable[[int, Layer, Any], None] | None = None  # sees each layer's training output (records)
+        self._grad_hook: Callable[[int], None] | None = None  # combines gradients across ranks (distributed fit)
         if layers is not None:
             self.build(layers)
         if seed is not None:
@@ -251,6 +252,8 @@ class Sequential:
         y_pred, backward = self.forward(x, training=True)
         value, loss_backward = loss.forward(y_pred, y, validate=validate)
         backward(loss_backward())
+        if self._grad_hook is not None:
+            self._grad_hook(x.shape[0])  # the gradients of the global batch, before the L2 term each rank adds
         if l2:
             xp = array_namespace(value)
             for p in self.parameters():
@@ -462,6 +465,7 @@ class Sequential:
         checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_every: int | None = None,
         resume: str | os.PathLike[str] | None = None,
+        distributed: Any = None,
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -513,6 +517,16 @@ class Sequential:
             state: there a resumed Dropout draws fresh masks, re-seeded from the step). A directory without a checkpoint yet
             starts from the beginning, so the same command serves the first run and the restarts.
 
+        distributed
+            None (default) or False: this process alone. True (``pn.distributed.world()``) or a
+            :class:`portnn.distributed.Communicator`: data-parallel training across MPI ranks
+            (launch with ``mpiexec -n N``). Every rank passes the same data and arguments; rank 0's
+            weights and shuffling state are broadcast, each step's global batch of
+            ``N * batch_size`` examples is split between the ranks, and the gradients are summed
+            so that the update is the one a single process takes with batch ``N * batch_size``.
+            Only rank 0 prints and writes checkpoints; a rank that fails ends the job. BatchNorm
+            uses each rank's own batch statistics. See :mod:`portnn.distributed`.
+
         A batch whose loss is NaN or infinite stops training with an error that names the
         epoch and step, unless a callback rolls back (:class:`~portnn.optim.schedules.Backtracking`).
 
@@ -558,10 +572,14 @@ class Sequential:
             rng.bit_generator.state = position["rng"]  # as it was at the start of the saved epoch
             if verbose:
                 print(f"Resuming from {_resume.checkpoint_file(resume)}: epoch {position['epoch'] + 1}, step {position['step']}")
+        dist = _distributed_setup(self, distributed, rng, loss)
+        if dist is not None and not dist.is_root:
+            verbose = 0  # only rank 0 prints and writes checkpoints
         callbacks.set_context(self, optimizer)
         self.stop_training = False
         self._observer = recorder.observe if recorder is not None else None
-        steps_per_epoch = math.ceil(n / batch_size)
+        step_size = batch_size * (dist.size if dist is not None else 1)  # a global batch
+        steps_per_epoch = math.ceil(n / step_size)
         global_step = position["global_step"]
         try:
             callbacks.on_train_begin({})
@@ -577,17 +595,25 @@ class Sequential:
                     loss_sum, seen, correct_sum = 0.0, 0, 0
                 bar = progress_bar(steps_per_epoch, f"Epoch {epoch + 1}/{epochs}", verbose == 1, initial=first_step)
                 for step in range(first_step, steps_per_epoch):
-                    start, stop = step * batch_size, min((step + 1) * batch_size, n)
+                    start, stop = step * step_size, min((step + 1) * step_size, n)
+                    lo, hi = (start, stop) if dist is None else dist.shard(start, stop)  # this rank's slice
                     if order is None:
-                        xb, yb = X[start:stop, ...], Y[start:stop, ...]
+                        xb, yb = X[lo:hi, ...], Y[lo:hi, ...]
                     else:
-                        idx = order[start:stop]
+                        idx = order[lo:hi]
                         xb, yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
                     callbacks.on_batch_begin(step, {})
                     if recorder is not None:
                         recorder.before_step(global_step)
-                    value, y_pred = self.train_step(xb, yb, loss, optimizer, validate=False, l2=l2)
-                    value = float(value) * ((stop - start) if loss.reduction == "mean" else 1)  # summed over the batch
+                    if hi > lo:
+                        value, y_pred = self.train_step(xb, yb, loss, optimizer, validate=False, l2=l2)
+                        value = float(value) * ((hi - lo) if loss.reduction == "mean" else 1)  # summed over the batch
+                        correct = loss.correct(y_pred, yb) if loss.classification else 0
+                    else:  # a rank with nothing left in a short last batch still joins the gradient sum
+                        dist.idle_step(self, optimizer, l2)
+                        value, correct = 0.0, 0
+                    if dist is not None:
+                        value, correct = dist.allreduce_sums([value, float(correct)])  # over the global batch
                     if not math.isfinite(value):
                         if callbacks.on_nonfinite_loss(epoch, step, value):
                             continue  # a callback rolled back
@@ -603,12 +629,17 @@ class Sequential:
                     loss_sum += value
                     seen += stop - start
                     if loss.classification:
-                        correct_sum = correct_sum + loss.correct(y_pred, yb)
+                        correct_sum = correct_sum + (correct if dist is None else int(correct))
                     callbacks.on_batch_end(step, {"loss": value / (stop - start), "size": stop - start})
                     bar.update(1)
                     if verbose == 1 and step % 50 == 0:
                         bar.set_postfix_str(f"loss {value / (stop - start):.4f}")
-                    if checkpoint_every is not None and global_step % checkpoint_every == 0 and step + 1 < steps_per_epoch:
+                    if (
+                        checkpoint_every is not None
+                        and global_step % checkpoint_every == 0
+                        and step + 1 < steps_per_epoch
+                        and (dist is None or dist.is_root)
+                    ):
                         self._save_checkpoint(
                             checkpoint, optimizer, callbacks, history, recorder,
                             {"epoch": epoch, "step": step + 1, "global_step": global_step, "loss_sum": loss_sum,
@@ -620,8 +651,15 @@ class Sequential:
                 logs = {"loss": loss_sum / max(seen, 1)}
                 if loss.classification:
                     logs["accuracy"] = float(correct_sum) / max(seen * loss.count(Y) // n, 1)
+                if dist is not None:
+                    dist.average_buffers(self)  # BatchNorm running statistics: the mean over the ranks
                 if val is not None:
-                    logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*val, loss, max(batch_size, 256)).items()})
+                    val_logs = (
+                        self._evaluate_arrays(*val, loss, max(batch_size, 256))
+                        if dist is None
+                        else dist.evaluate(self, *val, loss, max(batch_size, 256))
+                    )
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 logs["lr"] = optimizer.lr
                 if recorder is not None:
                     recorder.end_epoch()
@@ -632,7 +670,7 @@ class Sequential:
                 if verbose:
                     shown = " - ".join(f"{k}: {v:{'.4g' if k == 'lr' else '.4f'}}" for k, v in logs.items() if k != "epoch_time")
                     print(f"Epoch {epoch + 1}/{epochs} - {logs['epoch_time']:.1f}s - {shown}", flush=True)
-                if checkpoint is not None:
+                if checkpoint is not None and (dist is None or dist.is_root):
                     self._save_checkpoint(
                         checkpoint, optimizer, callbacks, history, recorder,
                         {"epoch": epoch + 1, "step": 0, "global_step": global_step, "loss_sum": 0.0, "seen": 0, "correct": 0,
@@ -641,8 +679,13 @@ class Sequential:
                 if self.stop_training:
                     break
             callbacks.on_train_end({})
+        except BaseException as exc:
+            if dist is not None:
+                dist.abort(exc)  # with more than one rank: report and end the job (the others would hang)
+            raise
         finally:
             self._observer = None
+            self._grad_hook = None
         return history
 
     def _save_checkpoint(
@@ -772,6 +815,24 @@ class Sequential:
         pred_shape = (X.shape[0], *tuple(self.forward(X[:1, ...])[0].shape[1:]))
         loss.check_target(pred_shape, Y, values=True)
         return X, Y
+
+
+def _distributed_setup(model: Sequential, distributed: Any, rng: Any, loss: Loss) -> Any:
+    """``fit(distributed=...)``: None, or the communicator once rank 0's model and shuffling reached every rank."""
+    if distributed is None or distributed is False:
+        return None
+    from . import distributed as _distributed
+
+    comm = _distributed.resolve(distributed)
+    comm.broadcast_model(model, rng)
+    _distributed.reseed_random_layers(model, comm.rank)
+    mean = loss.reduction == "mean"
+
+    def hook(local_batch: int) -> None:
+        comm.allreduce_gradients([p for p in model.parameters() if p.trainable], local_batch, mean=mean)
+
+    model._grad_hook = hook
+    return comm
 
 
 def _count_nonfinite(xp: Any, a: Any) -> int:

@@ -1,0 +1,218 @@
+"""Data-parallel training (portnn.distributed): 2 MPI ranks against one process with the double batch.
+
+The multi-rank tests launch ``mpiexec -n 2 python tests/mpi_worker.py ...`` (MPICH from PyPI,
+``portnn[mpi]``) with one BLAS thread per rank and a timeout, and skip with a reason where mpi4py
+or mpiexec is missing. The packing, weighting and sharding are tested in this process with a
+fake communicator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import portnn as pn
+
+sys.path.insert(0, str(Path(__file__).parent))
+import mpi_worker  # noqa: E402
+
+WORKER = Path(__file__).parent / "mpi_worker.py"
+TIMEOUT = 120
+
+try:
+    import mpi4py  # noqa: F401
+except ImportError as exc:
+    MPI_MISSING: str | None = f'mpi4py is not installed ({exc}); pip install "portnn[mpi]"'
+else:
+    MPI_MISSING = None
+
+
+def _mpiexec() -> str | None:
+    beside = Path(sys.executable).parent / "mpiexec"  # the MPICH wheel's launcher, in the venv
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+needs_mpi = pytest.mark.skipif(MPI_MISSING is not None, reason=MPI_MISSING or "")
+needs_mpiexec = pytest.mark.skipif(
+    MPI_MISSING is not None or _mpiexec() is None,
+    reason=MPI_MISSING or 'no mpiexec found beside Python or on PATH; pip install "portnn[mpi]"',
+)
+
+
+def _gpus() -> int:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() if cupy.is_available() else 0
+    except Exception:
+        return 0
+
+
+def launch(*args: str, ranks: int = 2, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``mpiexec -n ranks python tests/mpi_worker.py args`` with one BLAS thread per rank; killed after TIMEOUT s."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+    command = [_mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=full_env)
+
+
+def check_run(out: Path, n: int, dtype: str, *, rtol: float, atol: float) -> dict[str, Any]:
+    """Ranks bit-identical; both equal to one process trained with batch 2B on the same data."""
+    rank0, rank1 = np.load(out / "rank0.npz"), np.load(out / "rank1.npz")
+    assert sorted(rank0) == sorted(rank1) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    for name in rank0:
+        assert rank0[name].dtype == np.dtype(dtype) and rank0[name].shape == rank1[name].shape
+        assert np.array_equal(rank0[name], rank1[name]), f"{name} differs between the ranks"
+    with pn.use_backend("numpy"):
+        model, history = mpi_worker.train(n, dtype, batch_size=2 * mpi_worker.BATCH, distributed=None)
+    for name, value in model.state_dict().items():
+        single = pn.to_numpy(value)
+        assert single.dtype == rank0[name].dtype and single.shape == rank0[name].shape
+        np.testing.assert_allclose(rank0[name], single, rtol=rtol, atol=atol, err_msg=name)
+        assert not np.array_equal(single, mpi_worker.make_model(dtype).state_dict()[name])  # it did train
+    logs = json.loads((out / "history.json").read_text())
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(logs[key], history[key], rtol=max(rtol, 1e-6), err_msg=key)
+    return logs
+
+
+# -- two ranks ------------------------------------------------------------------------
+@needs_mpiexec
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("n", "dtype", "rtol", "atol"),
+    [
+        (193, "float64", 1e-10, 1e-12),  # the last global batch holds 1 example: rank 0's part is empty
+        (203, "float32", 1e-5, 1e-6),  # a short last batch split 5 / 6
+    ],
+)
+def test_two_ranks_equal_one_process_with_the_double_batch(tmp_path: Path, n: int, dtype: str, rtol: float, atol: float) -> None:
+    run = launch("train", str(tmp_path), str(n), dtype)
+    assert run.returncode == 0, run.stderr
+    logs = check_run(tmp_path, n, dtype, rtol=rtol, atol=atol)
+    assert logs["size"] == 2 and logs["path"] == "numpy"
+
+
+@needs_mpiexec
+@pytest.mark.slow
+def test_a_failing_rank_ends_the_job_with_its_error(tmp_path: Path) -> None:
+    run = launch("fail", str(tmp_path))  # rank 1 raises at its third step; rank 0 would wait in Allreduce
+    assert run.returncode != 0
+    assert "rank 1 of 2 failed" in run.stderr
+    assert "RuntimeError: rank 1 fails on purpose at step 3" in run.stderr
+
+
+@needs_mpiexec
+@pytest.mark.slow
+@pytest.mark.skipif(_gpus() < 1, reason="CuPy finds no CUDA GPU: the device-buffer and host-staging paths need one")
+@pytest.mark.parametrize("path", ["host", "cuda-aware", "nccl"])
+def test_two_ranks_on_cupy(tmp_path: Path, path: str) -> None:
+    if path == "nccl" and _gpus() < 2:
+        pytest.skip("NCCL needs one GPU per rank: 2 GPUs")
+    if path == "cuda-aware" and not _cuda_aware():
+        pytest.skip("the MPI library is not CUDA-aware (MPIX_Query_cuda_support() is 0); MPICH from PyPI is not")
+    run = launch("train", str(tmp_path), "203", "float64", "cupy", env={"PORTNN_DISTRIBUTED_GPU": path})
+    assert run.returncode == 0, run.stderr
+    logs = check_run(tmp_path, 203, "float64", rtol=1e-9, atol=1e-11)
+    assert logs["path"] == path
+
+
+def _cuda_aware() -> bool:
+    return bool(pn.distributed.cuda_aware_mpi())
+
+
+# -- one process ------------------------------------------------------------------------
+class FakeComm:
+    """An mpi4py-like communicator of ``size`` ranks whose other ranks contribute ``others`` to every sum."""
+
+    def __init__(self, size: int, rank: int, others: Any = None) -> None:
+        self.size, self.rank, self.others, self.calls = size, rank, others, []
+
+    def Get_rank(self) -> int:
+        return self.rank
+
+    def Get_size(self) -> int:
+        return self.size
+
+    def Allreduce(self, sendbuf: Any, recvbuf: Any, op: Any = None) -> None:
+        self.calls.append(recvbuf.shape)
+        if self.others is not None and recvbuf.shape == self.others.shape:
+            recvbuf += self.others
+
+
+@needs_mpi
+def test_shards_tile_every_batch() -> None:
+    for size in (1, 2, 3, 4, 7):
+        comms = [pn.distributed.Communicator(FakeComm(size, r), blas_threads=None) for r in range(size)]
+        for start, stop in [(0, 128), (128, 131), (256, 259), (10, 11)]:
+            parts = [c.shard(start, stop) for c in comms]
+            assert parts[0][0] == start and parts[-1][1] == stop
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+            sizes = [hi - lo for lo, hi in parts]
+            assert max(sizes) - min(sizes) <= 1
+
+
+@needs_mpi
+def test_gradients_are_packed_weighted_summed_and_unpacked() -> None:
+    model = pn.Sequential([pn.layers.Linear(3, 2), pn.layers.ReLU(), pn.layers.Linear(2, 1)], seed=0)
+    params = model.parameters()
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=p.shape).astype(np.float32) for p in params]
+    others = rng.normal(size=sum(p.size for p in params)).astype(np.float32)
+    fake = FakeComm(2, 1, others)
+    comm = pn.distributed.Communicator(fake, blas_threads=None)
+    comm.shard(0, 4)  # this rank: 2 of 4 examples
+    for p, g in zip(params, grads):
+        p.grad = g.copy()
+    params[1].grad = None  # no gradient here: zeros join the sum
+    comm.allreduce_gradients(params, 3, mean=True)
+    assert fake.calls == [(others.size,)] and comm.gradient_path == "numpy"
+    offset = 0
+    for i, (p, g) in enumerate(zip(params, grads)):
+        mine = np.zeros_like(g) if i == 1 else g * np.float32(0.75)
+        expected = mine + others[offset : offset + p.size].reshape(p.shape)
+        assert p.grad.dtype == np.float32 and p.grad.shape == p.shape
+        np.testing.assert_allclose(p.grad, expected, rtol=1e-6)
+        offset += p.size
+    comm.allreduce_gradients(params, 3, mean=False)  # a summed loss: weight 1; the buffer is reused
+    assert fake.calls == [(others.size,)] * 2
+
+
+@needs_mpi
+def test_fit_on_one_rank_is_plain_fit(case: Any) -> None:
+    """A world of one rank (no mpiexec): fit(distributed=True) gives the same weights bit for bit, on every backend."""
+    comm = pn.distributed.Communicator(blas_threads=None)  # leaves this process's BLAS threads alone
+    assert (comm.rank, comm.size) == (0, 1)
+    models = []
+    for distributed in (None, comm):
+        model, _ = mpi_worker.train(67, "float32", batch_size=16, distributed=distributed)
+        models.append({k: pn.to_numpy(v) for k, v in model.state_dict().items()})
+    for name in models[0]:
+        assert models[0][name].dtype == np.float32
+        np.testing.assert_array_equal(models[0][name], models[1][name], err_msg=name)
+    expected = {"numpy": ("numpy",), "cupy": ("host", "cuda-aware")}.get(case.name, ("host",))
+    assert comm.gradient_path in expected
+
+
+def test_missing_mpi4py_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r'pip install "portnn\[mpi\]"'):
+        pn.distributed.Communicator()
+    with pytest.raises(TypeError, match="distributed must be None, True or a portnn.distributed.Communicator"):
+        pn.Sequential([pn.layers.Linear(2, 2)]).fit(
+            np.zeros((4, 2)), np.zeros(4, dtype=int), loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1),
+            distributed="yes", verbose=0,
+        )  # fmt: skip
+
+
+def test_blas_threads_left_alone_when_the_environment_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert pn.distributed.limit_blas_threads(1) is False
+    assert os.environ["OMP_NUM_THREADS"] == "2"
