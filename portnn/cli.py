@@ -113,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
         help="continue the run checkpointed in DIR with its own arguments (same result as an uninterrupted run); "
         "starts it if DIR holds no checkpoint yet, so the same command serves the first run and every restart",
     )
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel training over the ranks of mpiexec -n N (needs portnn[mpi]): --batch-size is per rank, "
+        "the update is that of one process with batch N x batch size; one BLAS thread per rank unless "
+        "OMP_NUM_THREADS/OPENBLAS_NUM_THREADS is set; only rank 0 prints and writes",
+    )
     train.set_defaults(run=train_command)
 
     demo = commands.add_parser("demo", help="small end-to-end demonstrations")
@@ -197,7 +204,7 @@ def make_schedule(args: argparse.Namespace) -> list[pn.callbacks.Callback]:
 RESUME_MAY_CHANGE = ("resume", "checkpoint", "quiet", "data_dir", "no_download", "run", "report")
 
 
-def _checkpoint_args(args: argparse.Namespace) -> str | None:
+def _checkpoint_args(args: argparse.Namespace, *, write: bool = True) -> str | None:
     """With --resume DIR: take the arguments saved in DIR by the first run; with --checkpoint/--resume: save them there."""
     directory = args.resume or args.checkpoint
     if directory is None:
@@ -207,7 +214,7 @@ def _checkpoint_args(args: argparse.Namespace) -> str | None:
         for key, value in json.loads(saved.read_text()).items():
             if key not in RESUME_MAY_CHANGE and hasattr(args, key) and not (key == "epochs" and args.epochs is not None):
                 setattr(args, key, value)  # an explicit --epochs extends (or shortens) the run
-    else:
+    elif write:  # rank 0 only in a distributed run
         Path(directory).mkdir(parents=True, exist_ok=True)
         kept = {k: v for k, v in vars(args).items() if k not in RESUME_MAY_CHANGE}
         tmp = saved.with_suffix(".tmp")
@@ -231,7 +238,16 @@ def _report_needs(command: str, args: argparse.Namespace) -> bool:
 def train_command(args: argparse.Namespace) -> int:
     if not _report_needs("train", args):
         return 2
-    checkpoint = _checkpoint_args(args)
+    comm = None
+    if args.distributed:
+        try:
+            comm = pn.distributed.init()  # also one BLAS thread per rank, unless the environment chose
+        except ImportError as exc:
+            print(f"portnn train: --distributed: {exc}", file=sys.stderr)
+            return 2
+        if not comm.is_root:
+            sys.stdout = open(os.devnull, "w")  # this process is one rank of this run: only rank 0 prints
+    checkpoint = _checkpoint_args(args, write=comm is None or comm.is_root)
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -280,6 +296,7 @@ def train_command(args: argparse.Namespace) -> int:
             checkpoint=checkpoint,
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,
+            distributed=comm,
             record=args.report is not None,
             record_every=10,
         )
@@ -300,7 +317,12 @@ def train_command(args: argparse.Namespace) -> int:
             f"seconds per epoch: {np.mean(times):.2f} (mean of {len(times)}; includes validation), "
             f"test-set prediction {predict_time:.2f}s"
         )
-    if args.report is not None:
+    if comm is not None:
+        print(
+            f"distributed: {comm.size} MPI ranks, batch {args.batch_size} per rank ({comm.size * args.batch_size} per step), "
+            f"gradients summed through {comm.gradient_path}"
+        )
+    if args.report is not None and (comm is None or comm.is_root):
         class_names = FASHION_CLASSES if args.dataset == "fashion-mnist" else None
         files = pn.report.write_report(
             args.report, model, history, x_test, y_test, x_train=x_train, class_names=class_names,

@@ -216,3 +216,15 @@ def test_blas_threads_left_alone_when_the_environment_chose(monkeypatch: pytest.
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert pn.distributed.limit_blas_threads(1) is False
     assert os.environ["OMP_NUM_THREADS"] == "2"
+
+
+@needs_mpiexec
+@pytest.mark.slow
+def test_portnn_train_distributed_prints_once(mnist_dir: Path, tmp_path: Path) -> None:
+    command = [_mpiexec(), "-n", "2", sys.executable, "-m", "portnn.cli", "train", "--distributed", "--data-dir", str(mnist_dir)]
+    command += ["--no-download", "--limit", "1000", "--epochs", "1", "--hidden", "32", "--checkpoint", str(tmp_path / "ckpt")]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("test accuracy: ") == 1  # rank 1 prints nothing
+    assert "distributed: 2 MPI ranks, batch 128 per rank (256 per step), gradients summed through numpy" in run.stdout
+    assert (tmp_path / "ckpt" / "checkpoint.safetensors").exists()
