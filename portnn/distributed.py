@@ -231,6 +231,9 @@ class Communicator:
                 "distributed training needs one dtype for all of them"
             )
         adapter = backends.adapter_for(first.data)
+        if self.size == 1:  # nothing to exchange: the local gradient is the global one
+            self.gradient_path = self._path_for(adapter.name)
+            return
         xp = adapter.xp
         total = sum(p.size for p in params)
         key = (total, str(first.dtype), adapter.name, str(first.device))
@@ -341,6 +344,13 @@ class Communicator:
         self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
         return adapter.from_numpy(host, buf.device)
 
+    def _path_for(self, library: str) -> str:
+        if library == "numpy":
+            return "numpy"
+        if library == "cupy":
+            return self.gradient_path if self.gradient_path in ("cuda-aware", "host", "nccl") else self._cupy_path()
+        return "host"
+
     def _cupy_path(self) -> str:
         if self.gpu != "auto":
             return self.gpu
@@ -350,8 +360,7 @@ class Communicator:
         import cupy
 
         MPI = self.MPI
-        path = self.gradient_path if self.gradient_path in ("cuda-aware", "host", "nccl") else self._cupy_path()
-        self.gradient_path = path
+        path = self.gradient_path = self._path_for("cupy")
         if self.size == 1:
             return buf
         if path == "nccl":
