@@ -46,7 +46,7 @@ class Recorder:
 
     def __init__(self, model: Any, every: int = 1) -> None:
         self.model, self.every = model, every
-        self.weighted = [layer for layer in model.layers if layer.parameters()]
+        self.weighted = [layer for layer in model.layers if layer.trainable]  # frozen layers have no gradients
         self.watched = {i: t for i, layer in enumerate(model.layers) if (t := active_threshold(layer)) is not None}
         self.records: dict[str, Any] = {
             "step": [],
@@ -82,12 +82,14 @@ class Recorder:
                 xp = array_namespace(*grads)
                 self._norms.append((layer.name, sum(xp.sum(g * g) for g in grads)))
             else:
-                self._norms.append((layer.name, None))  # a layer without gradients this step
+                self._norms.append((layer.name, None))  # no gradient this step: NaN in the records
 
     def flush(self) -> None:
-        """Bring the gradient norms kept on the device to the host (once per epoch)."""
+        """Bring the gradient norms kept on the device to the host: one transfer (once per epoch)."""
+        present = [squared for _, squared in self._norms if squared is not None]
+        host = iter(backends.to_numpy(array_namespace(*present).stack(present)).tolist() if present else [])
         for name, squared in self._norms:
-            self.records["grad_norm"][name].append(None if squared is None else math.sqrt(float(squared)))
+            self.records["grad_norm"][name].append(math.nan if squared is None else math.sqrt(next(host)))
         self._norms = []
 
     def end_epoch(self) -> None:

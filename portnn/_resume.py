@@ -11,6 +11,7 @@ resume), the position (epoch and step), the epoch's running sums and the history
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def save(
                 tensors[f"rng.{layer.name}"] = state
     meta: dict[str, Any] = {
         "kind": "training",
-        "progress": progress,
+        "progress": _to_json(progress),
         "optimizer": {
             "class": type(optimizer).__name__,
             "hyperparameters": opt["hyperparameters"],
@@ -67,25 +68,35 @@ def save(
             "scalars": scalars,
         },
         "rng_layers": rngs,
-        "callbacks": [{"class": type(cb).__name__, "state": cb.state_dict()} for cb in callbacks if hasattr(cb, "state_dict")],
-        "history": {"epoch": history.epoch, "history": history.history},
+        "callbacks": [
+            {"class": type(cb).__name__, "state": _to_json(cb.state_dict())} for cb in callbacks if hasattr(cb, "state_dict")
+        ],
+        "history": _to_json({"epoch": history.epoch, "history": history.history}),
         "layers": [layer.name for layer in model.layers],
         **serialization.model_meta(model),
     }
     if recorder is not None:
         records_meta, records_tensors = recorder.state()
-        meta["records"] = records_meta
+        meta["records"] = _to_json(records_meta)
         tensors.update({f"records.{k}": v for k, v in records_tensors.items()})
     serialization.write_file(path, tensors, meta)
     return path
 
 
 def load(
-    directory: str | os.PathLike[str], model: Any, optimizer: Any, callbacks: list[Any], history: Any, recorder: Any = None
+    directory: str | os.PathLike[str],
+    model: Any,
+    optimizer: Any,
+    callbacks: list[Any],
+    history: Any,
+    recorder: Any = None,
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Restore a checkpoint written by :func:`save` into the objects of a run set up as the interrupted one; return its progress.
 
-    Everything is checked against the model, optimizer and callbacks before anything is written.
+    Everything is checked against the model, optimizer, callbacks and ``run`` (the data size,
+    batch size and shuffling of this fit) before anything is written. The callbacks' states
+    come back in the progress, for :func:`restore_callbacks` once ``on_train_begin`` has run.
     """
     from . import serialization
     from .serialization import CheckpointError
@@ -106,6 +117,13 @@ def load(
         raise CheckpointError(
             f"{path}: the run had callbacks with state {saved_cbs}, this fit has {given_cbs}; pass the same schedules"
         )
+    progress = _from_json(meta["progress"])
+    for key, value in (run or {}).items():
+        if progress.get(key) != value:
+            raise CheckpointError(
+                f"{path}: the run had {key}={progress.get(key)!r}, this fit has {key}={value!r}; "
+                "resume with the same data and arguments"
+            )
     if (recorder is None) != ("records" not in meta):
         raise CheckpointError(f"{path}: the run {'did' if 'records' in meta else 'did not'} record; pass the same record= to fit")
     try:
@@ -126,11 +144,41 @@ def load(
     backend = model.backend
     for layer in model.layers:
         if isinstance(layer, RandomLayer) and layer.name in meta["rng_layers"]:
-            layer.set_rng_state(tensors.get(f"rng.{layer.name}"), backend, reseed=meta["progress"]["global_step"])
-    for cb, saved in zip(stateful, meta["callbacks"]):
-        cb.load_state_dict(saved["state"])
-    history.epoch = list(meta["history"]["epoch"])
-    history.history = {k: list(v) for k, v in meta["history"]["history"].items()}
+            layer.set_rng_state(tensors.get(f"rng.{layer.name}"), backend, reseed=progress["global_step"])
+    saved_history = _from_json(meta["history"])
+    history.epoch = list(saved_history["epoch"])
+    history.history = {k: list(v) for k, v in saved_history["history"].items()}
     if recorder is not None:
-        recorder.load_state(meta["records"], {k[len("records.") :]: v for k, v in tensors.items() if k.startswith("records.")})
-    return meta["progress"]
+        records = {k[len("records.") :]: v for k, v in tensors.items() if k.startswith("records.")}
+        recorder.load_state(_from_json(meta["records"]), records)
+    progress["callbacks"] = [_from_json(c["state"]) for c in meta["callbacks"]]
+    return progress
+
+
+def restore_callbacks(callbacks: list[Any], progress: dict[str, Any]) -> None:
+    """Give the callbacks with a ``state_dict`` the states :func:`load` found (same classes, checked there)."""
+    stateful = [cb for cb in callbacks if hasattr(cb, "state_dict")]
+    for cb, state in zip(stateful, progress["callbacks"]):
+        cb.load_state_dict(state)
+
+
+def _to_json(value: Any) -> Any:
+    """``value`` with non-finite floats tagged (``{"float": "inf"}``): JSON has no NaN or infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": repr(value)}
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    """The inverse of :func:`_to_json`."""
+    if isinstance(value, dict):
+        if value.keys() == {"float"}:
+            return float(value["float"])
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value

@@ -179,6 +179,16 @@ class _Monitor(Callback):
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
+    #: Attributes saved in a training checkpoint, so that a resumed ``fit`` judges as the run would have.
+    _state: tuple[str, ...] = ("best",)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self._state:
+            setattr(self, name, state[name])
+
 
 class EarlyStopping(_Monitor):
     """Stop when ``monitor`` has not improved for ``patience`` epochs; optionally restore the best weights.
@@ -213,6 +223,10 @@ class EarlyStopping(_Monitor):
         self.stopped_epoch: int | None = None
         self.best_epoch: int | None = None
         self._best: Snapshot | None = None
+
+    # the best weights' snapshot is not in a training checkpoint: after a resume,
+    # restore_best_weights restores the best epoch seen since the resume
+    _state = ("best", "wait", "stopped_epoch", "best_epoch")
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
         self.wait, self.stopped_epoch, self.best_epoch, self._best = 0, None, None, None

@@ -205,21 +205,29 @@ RESUME_MAY_CHANGE = ("resume", "checkpoint", "quiet", "data_dir", "no_download",
 
 
 def _checkpoint_args(args: argparse.Namespace, *, write: bool = True) -> str | None:
-    """With --resume DIR: take the arguments saved in DIR by the first run; with --checkpoint/--resume: save them there."""
+    """With --resume DIR: take the arguments saved in DIR by the first run; with --checkpoint/--resume: save them there.
+
+    An explicit ``--epochs`` on a resume extends (or shortens) the run, and is saved for later restarts.
+    """
+    if args.resume and args.checkpoint and Path(args.resume).resolve() != Path(args.checkpoint).resolve():
+        raise ValueError(
+            f"--checkpoint {args.checkpoint} and --resume {args.resume} name two directories; "
+            "--resume DIR alone goes on writing checkpoints to DIR"
+        )
     directory = args.resume or args.checkpoint
     if directory is None:
         return None
     saved = Path(directory) / "train_args.json"
-    if args.resume and saved.exists():
+    update = not (args.resume and saved.exists())
+    if not update:
         for key, value in json.loads(saved.read_text()).items():
             if key not in RESUME_MAY_CHANGE and hasattr(args, key) and not (key == "epochs" and args.epochs is not None):
-                setattr(args, key, value)  # an explicit --epochs extends (or shortens) the run
-    elif write:  # rank 0 only in a distributed run
+                setattr(args, key, value)
+        update = args.epochs is not None
+    if update and write:  # rank 0 only in a distributed run
         Path(directory).mkdir(parents=True, exist_ok=True)
         kept = {k: v for k, v in vars(args).items() if k not in RESUME_MAY_CHANGE}
-        tmp = saved.with_suffix(".tmp")
-        tmp.write_text(json.dumps(kept, indent=1))
-        os.replace(tmp, saved)
+        pn.serialization.write_bytes(saved, json.dumps(kept, indent=1).encode())
     return directory
 
 
@@ -247,7 +255,11 @@ def train_command(args: argparse.Namespace) -> int:
             return 2
         if not comm.is_root:
             sys.stdout = open(os.devnull, "w")  # this process is one rank of this run: only rank 0 prints
-    checkpoint = _checkpoint_args(args, write=comm is None or comm.is_root)
+    try:
+        checkpoint = _checkpoint_args(args, write=comm is None or comm.is_root)
+    except ValueError as exc:
+        print(f"portnn train: {exc}", file=sys.stderr)
+        return 2
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -297,7 +309,7 @@ def train_command(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,
             distributed=comm,
-            record=args.report is not None,
+            record=args.report is not None or checkpoint is not None,  # so a resume may add --report
             record_every=10,
         )
     except (ValueError, TypeError, FloatingPointError) as exc:

@@ -179,8 +179,10 @@ class Sequential:
     def freeze(self, *keys: str | int) -> Sequential:
         """Freeze the layers named (or at the indices) given, all layers without arguments. Returns self.
 
-        Frozen layers keep their weights in :meth:`fit`; a frozen start of the model is not
-        back-propagated at all. ``layer.trainable = True`` (or :meth:`unfreeze`) undoes it.
+        Frozen layers keep their weights in :meth:`fit` (a frozen BatchNorm also its running
+        statistics: it normalises with them); a frozen start of the model is not back-propagated
+        at all, and a frozen Linear after a trainable layer computes only its input gradient.
+        ``layer.trainable = True`` (or :meth:`unfreeze`) undoes it.
         """
         for layer in [self.get_layer(k) for k in keys] if keys else self.layers:
             layer.trainable = False
@@ -566,9 +568,11 @@ class Sequential:
         recorder = _records.Recorder(self, record_every) if record else None
         if recorder is not None:
             history.records = recorder.records
-        position = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "seen": 0, "correct": 0, "rng": None}
-        if resume is not None and _resume.checkpoint_file(resume).exists():
-            position = _resume.load(resume, self, optimizer, callbacks.callbacks, history, recorder)
+        run = {"n": n, "batch_size": batch_size, "shuffle": bool(shuffle)}  # a resume must see the same
+        position = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "seen": 0, "correct": 0, "rng": None, **run}
+        resumed = resume is not None and _resume.checkpoint_file(resume).exists()
+        if resumed:
+            position = _resume.load(resume, self, optimizer, callbacks.callbacks, history, recorder, run)
             rng.bit_generator.state = position["rng"]  # as it was at the start of the saved epoch
             if verbose:
                 print(f"Resuming from {_resume.checkpoint_file(resume)}: epoch {position['epoch'] + 1}, step {position['step']}")
@@ -583,7 +587,9 @@ class Sequential:
         global_step = position["global_step"]
         try:
             callbacks.on_train_begin({})
-            for epoch in range(position["epoch"], epochs):
+            if resumed:  # after on_train_begin, which resets them
+                _resume.restore_callbacks(callbacks.callbacks, position)
+            for epoch in range(epochs if position.get("stopped") else position["epoch"], epochs):
                 start_time = time.perf_counter()
                 callbacks.on_epoch_begin(epoch, {})
                 epoch_rng = rng.bit_generator.state
@@ -643,7 +649,7 @@ class Sequential:
                         self._save_checkpoint(
                             checkpoint, optimizer, callbacks, history, recorder,
                             {"epoch": epoch, "step": step + 1, "global_step": global_step, "loss_sum": loss_sum,
-                             "seen": seen, "correct": int(correct_sum), "rng": epoch_rng},
+                             "seen": seen, "correct": int(correct_sum), "rng": epoch_rng, **run},
                         )  # fmt: skip
                     if self.stop_training:
                         break
@@ -674,7 +680,7 @@ class Sequential:
                     self._save_checkpoint(
                         checkpoint, optimizer, callbacks, history, recorder,
                         {"epoch": epoch + 1, "step": 0, "global_step": global_step, "loss_sum": 0.0, "seen": 0, "correct": 0,
-                         "rng": rng.bit_generator.state},
+                         "rng": rng.bit_generator.state, "stopped": self.stop_training, **run},
                     )  # fmt: skip
                 if self.stop_training:
                     break
@@ -693,7 +699,7 @@ class Sequential:
     ) -> None:
         """Write a training checkpoint, unless a parameter is no longer finite (the last good one stays)."""
         xp = self.backend.xp
-        bad = [name for name, p in self.named_parameters() if not bool(xp.all(xp.isfinite(xp.sum(p.data))))]
+        bad = [name for name, p in self.named_parameters() if not bool(xp.all(xp.isfinite(p.data)))]
         if bad:
             warnings.warn(
                 f"fit: parameters {bad} hold NaN or infinite values after step {position['global_step']}; "

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import backends, metrics
-from .layers.activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from ._records import ACTIVE_ABOVE, active_counts, active_threshold
 from .layers.base import Layer
 from .layers.dense import Linear
 
@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: The layers whose units :func:`activation_fractions` counts as active or not.
-ACTIVATION_LAYERS = (ReLU, LeakyReLU, Tanh, Sigmoid)
+ACTIVATION_LAYERS = tuple(ACTIVE_ABOVE)
 ACTIVATION_LAYERS_NAMES = tuple(cls.__name__ for cls in ACTIVATION_LAYERS)
 #: Dots per inch of every figure: a figure of ``figsize=(w, h)`` saves as ``w*DPI`` x ``h*DPI`` pixels.
 DPI = 100
@@ -708,11 +708,9 @@ def activation_fractions(model: Sequential, x: Any, batch_size: int = 256) -> di
     counts: dict[str, Any] = {}
     n = 0
     for _, layer, h in _run(model, x, last + 1, where, batch_size):
-        if isinstance(layer, ACTIVATION_LAYERS):
-            xp = backends.adapter_for(h).xp
-            flat = xp.reshape(h, (h.shape[0], -1))
-            active = flat > 0.5 if isinstance(layer, Sigmoid) else flat > 0
-            c = xp.sum(xp.astype(active, xp.int64), axis=0)
+        threshold = active_threshold(layer)
+        if threshold is not None:
+            c = active_counts(h, threshold)  # the same count as fit(record=True) keeps
             counts[layer.name] = c if layer.name not in counts else counts[layer.name] + c
             if layer is model.layers[last]:
                 n += int(h.shape[0])

@@ -14,10 +14,11 @@ so a reader never sees half a PNG. Needs matplotlib (``pip install "portnn[plot]
 from __future__ import annotations
 
 import html
+import io
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from . import backends, metrics, plot
 from .layers.dense import Linear
+from .serialization import write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,24 +42,16 @@ ALWAYS_ON = 0.99
 # -- files --------------------------------------------------------------------------------
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write ``path`` through a temporary file in the same folder, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def _save(fig: Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    write_bytes(path, buffer.getvalue())
     return path
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    return _atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
-
-
 def _write_text(path: Path, text: str) -> Path:
-    return _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_bytes(path, text.encode("utf-8"))
+    return path
 
 
 def _jsonable(value: Any) -> Any:

@@ -65,6 +65,7 @@ __all__ = [
     "read_file",
     "save_model",
     "save_weights",
+    "write_bytes",
     "write_file",
 ]
 
@@ -113,7 +114,7 @@ def write_file(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], met
     path = Path(path)
     data = _encode(tensors, meta, where=f"write_file({str(path)!r})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, data)
+    write_bytes(path, data)
 
 
 def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -199,7 +200,12 @@ def _checksum(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, rename, fsync of the folder.
+
+    A failure at any point leaves the old file (if any) as it was and no temporary file behind.
+    """
+    path = Path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")

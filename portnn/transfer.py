@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import backends
+from ._array import dtype_name
 
 __all__ = ["TransferReport", "load_layers"]
 
@@ -145,7 +146,7 @@ def load_layers(model: Any, source: Any, layers: Any = None) -> TransferReport:
     for layer, name, targets, found in staged:  # everything checked: now write
         for k, b in targets.items():
             adapter = backends.adapter_for(b.data)
-            b.data = adapter.from_numpy(found[k].astype(backends.to_numpy(b.data).dtype, copy=True), b.device)
+            b.data = adapter.from_numpy(found[k].astype(dtype_name(b.dtype), copy=True), b.device)
             if hasattr(b, "grad"):
                 b.grad = None
         report.loaded.append((layer.name, name, {k: b.shape for k, b in targets.items()}))

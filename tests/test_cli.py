@@ -169,3 +169,18 @@ def test_train_resume_continues_a_run_with_its_own_arguments(mnist_dir: Path, tm
     a, b = pn.load(whole / "checkpoint.safetensors"), pn.load(parts / "checkpoint.safetensors")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert pn.to_numpy(x).tobytes() == pn.to_numpy(y).tobytes(), name
+
+
+def test_train_resume_may_add_a_report_and_refuses_two_directories(
+    mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    common = ["train", "--data-dir", str(mnist_dir), "--no-download", "--quiet", "--limit", "600", "--hidden", "16"]
+    run = tmp_path / "run"
+    assert main([*common, "--epochs", "1", "--resume", str(run)]) == 0
+    assert main([*common, "--epochs", "2", "--resume", str(run), "--report", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "grad_norms.png").exists()
+    assert json.loads((run / "train_args.json").read_text())["epochs"] == 2  # a later restart keeps the longer run
+    capsys.readouterr()
+    assert main([*common, "--checkpoint", str(tmp_path / "a"), "--resume", str(run)]) == 2
+    assert "name two directories" in capsys.readouterr().err

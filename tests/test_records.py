@@ -106,7 +106,15 @@ def test_frozen_prefix_is_not_back_propagated(case):
     assert counter.calls == 3
 
 
-def test_a_frozen_layer_after_a_trainable_one_passes_gradients_but_computes_none_for_itself():
+def test_a_frozen_layer_after_a_trainable_one_passes_gradients_but_computes_none_for_itself(monkeypatch):
+    asked = []
+    linear = pn.functional.linear
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("param_grad", True))
+        return linear(*args, **kwargs)
+
+    monkeypatch.setattr(pn.layers.dense.F, "linear", spy)
     model = mlp()
     model.layers[2].trainable = False
     frozen = pn.to_numpy(model.layers[2].weight.data).copy()
@@ -115,6 +123,16 @@ def test_a_frozen_layer_after_a_trainable_one_passes_gradients_but_computes_none
     np.testing.assert_array_equal(pn.to_numpy(model.layers[2].weight.data), frozen)
     assert model.layers[2].weight.grad is None
     assert not np.array_equal(pn.to_numpy(model.layers[0].weight.data), first)
+    assert asked[:3] == [True, False, True]  # layers 0, 2, 4 of the first step: no weight gradient for the frozen one
+
+
+def test_records_and_their_plots_with_a_frozen_layer():
+    pytest.importorskip("matplotlib")
+    model = mlp().freeze("linear")
+    history = model.fit(X, Y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=2, verbose=0, record=True)
+    assert set(history.records["grad_norm"]) == {"linear_1", "linear_2"}  # frozen layers have no gradient to record
+    assert pn.plot.grad_norms(history) is not None
+    assert pn.plot.activation_stats(history) is not None
 
 
 def test_input_grad_still_reaches_the_input_through_frozen_layers():

@@ -218,3 +218,72 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
         np.load(tmp_path / "resumed.npz", allow_pickle=False) as got,
     ):
         assert_bit_identical(dict(ref), dict(got))
+
+
+def _interrupted_then_resumed(tmp_path, make_callbacks, *, epochs=6, interrupt=25, **kwargs):
+    """(uninterrupted model and history, resumed model and history) of one run, with fresh callbacks each time."""
+    fit = dict(loss=pn.losses.CrossEntropy(), epochs=epochs, batch_size=32, verbose=0, validation_data=(X[:60], Y[:60]))
+    fit.update(kwargs)
+    reference = build()
+    ref_history = reference.fit(X, Y, optimizer=pn.optim.SGD(lr=0.5), callbacks=make_callbacks(), **fit)
+    with pytest.raises(KeyboardInterrupt):
+        build().fit(
+            X, Y, optimizer=pn.optim.SGD(lr=0.5), callbacks=[*make_callbacks(), Interrupt(interrupt)], checkpoint=tmp_path, **fit
+        )
+    resumed = build()
+    history = resumed.fit(X, Y, optimizer=pn.optim.SGD(lr=0.5), callbacks=make_callbacks(), resume=tmp_path, **fit)
+    return (reference, ref_history), (resumed, history)
+
+
+@pytest.mark.parametrize(
+    "make_callbacks",
+    [
+        lambda: [pn.optim.schedules.ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=10.0)],
+        lambda: [pn.callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)],
+        lambda: [pn.optim.schedules.Backtracking(tolerance=-0.5)],
+    ],
+    ids=["ReduceLROnPlateau", "EarlyStopping", "Backtracking"],
+)
+def test_callback_state_survives_a_resume(tmp_path, make_callbacks):
+    # the large min_delta / negative tolerance makes every epoch a non-improvement, so the state matters
+    (reference, ref_history), (resumed, history) = _interrupted_then_resumed(tmp_path, make_callbacks, interrupt=25)
+    assert history.history["lr"] == ref_history.history["lr"]
+    assert history.epoch == ref_history.epoch
+    assert_bit_identical(host_state(reference), host_state(resumed))
+
+
+def test_an_early_stopped_run_resumed_does_nothing_more(tmp_path):
+    def stopper():
+        return [pn.callbacks.EarlyStopping(monitor="val_loss", patience=0, min_delta=10.0)]
+
+    fit = dict(loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=10, verbose=0, validation_data=(X, Y))
+    model = build()
+    history = model.fit(X, Y, callbacks=stopper(), checkpoint=tmp_path, **fit)
+    assert len(history.epoch) == 2
+    again = build()
+    history = again.fit(X, Y, callbacks=stopper(), resume=tmp_path, **fit)
+    assert history.epoch == [0, 1]
+    assert_bit_identical(host_state(model), host_state(again))
+
+
+@pytest.mark.parametrize(
+    "change", [{"batch_size": 16}, {"shuffle": False}, {"x": X[:200], "y": Y[:200]}], ids=["batch_size", "shuffle", "data"]
+)
+def test_resume_refuses_other_data_or_batching(tmp_path, change):
+    train(build(), checkpoint=tmp_path)
+    kwargs = dict(loss=pn.losses.CrossEntropy(), optimizer=pn.optim.Adam(lr=1e-2), epochs=4, batch_size=32, verbose=0)
+    x, y = change.pop("x", X), change.pop("y", Y)
+    kwargs.update(change)
+    model = build()
+    before = host_state(model)
+    with pytest.raises(CheckpointError, match="resume with the same data and arguments"):
+        model.fit(x, y, callbacks=[pn.optim.schedules.CosineAnnealingLR(T_max=4)], resume=tmp_path, **kwargs)
+    assert_bit_identical(before, host_state(model))
+
+
+def test_non_finite_numbers_in_the_history_round_trip(tmp_path):
+    from portnn import _resume
+
+    value = {"a": [1.0, float("inf"), float("-inf")], "b": {"c": float("nan")}, "d": [2, "x", None]}
+    back = _resume._from_json(_resume._to_json(value))
+    assert back["a"] == [1.0, float("inf"), float("-inf")] and np.isnan(back["b"]["c"]) and back["d"] == [2, "x", None]

@@ -20,6 +20,10 @@ class _BatchNorm(Layer):
 
     A subclass sets ``_ranks`` (the input ranks it takes) and ``_expected`` (their shapes, in
     words), as PyTorch's ``_BatchNorm`` subclasses set ``_check_input_dim``.
+
+    A frozen layer (``trainable = False``, with ``affine`` and running statistics) normalises
+    with its running statistics in training too and does not update them, as Keras does: the
+    features a transferred network learned stay exactly as they were.
     """
 
     _ranks: tuple[int, ...] = ()
@@ -109,6 +113,8 @@ class _BatchNorm(Layer):
         if x.ndim > 3:  # per-channel statistics over N and every spatial axis: an (N, C, L) view
             x = array_namespace(x).reshape(x, (shape[0], shape[1], -1))
         flat = tuple(x.shape)
+        if training and self.affine and not self.trainable and self.track_running_stats:
+            training = False  # frozen (transfer learning): normalise with the running statistics, leave them be (Keras's rule)
         batch_stats = training or not self.track_running_stats
         w = self.weight.data if self.weight is not None else None
         b = self.bias.data if self.bias is not None else None

@@ -138,6 +138,8 @@ class ReduceLROnPlateau(_Monitor):
         self.factor, self.patience, self.cooldown, self.min_lr = factor, patience, cooldown, min_lr
         self.wait = self.cooldown_left = 0
 
+    _state = ("best", "wait", "cooldown_left")
+
     def step(self, value: float) -> float:
         """Record one epoch's value of the monitored quantity; return the learning rate now in force."""
         if self._improved(value):
@@ -194,6 +196,14 @@ class Backtracking(Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
         self._epoch = epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loss to beat and the current window (the last good weights are the ones a resume starts from)."""
+        return {"previous": self._previous, "window": list(self._window), "rollbacks": [list(r) for r in self.rollbacks]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._previous, self._window = state["previous"], list(state["window"])
+        self.rollbacks = [tuple(r) for r in state["rollbacks"]]
 
     def on_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
         if self.every is None:
