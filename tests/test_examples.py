@@ -54,3 +54,11 @@ def test_transfer_learning_beats_training_from_scratch_on_few_examples(mnist_dir
     assert result["source_accuracy"] > 0.95
     assert result["transfer_accuracy"] > 0.85
     assert (tmp_path / "digits_0_4.safetensors").exists()
+
+
+def test_vanishing_gradients_in_a_deep_sigmoid_net_not_in_relu(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "vanishing.png"
+    ratios = load("vanishing_gradients").main(depth=6, epochs=3, out=str(out))
+    assert ratios["Sigmoid"] < 1e-2 < 0.1 < ratios["ReLU"]
+    assert out.stat().st_size > 10_000
