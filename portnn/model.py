@@ -181,7 +181,8 @@ class Sequential:
 
         Frozen layers keep their weights in :meth:`fit` (a frozen BatchNorm also its running
         statistics: it normalises with them); a frozen start of the model is not back-propagated
-        at all, and a frozen Linear after a trainable layer computes only its input gradient.
+        at all, and a frozen Linear, Conv2d or BatchNorm after a trainable layer computes only
+        its input gradient.
         ``layer.trainable = True`` (or :meth:`unfreeze`) undoes it.
         """
         for layer in [self.get_layer(k) for k in keys] if keys else self.layers:

@@ -144,3 +144,43 @@ def test_input_grad_still_reaches_the_input_through_frozen_layers():
     assert dx.shape == X.shape and np.any(dx != 0)
     _, backward = model.forward(X)
     assert backward(np.ones((96, 3), np.float32)) is None
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_param_grad_false_skips_the_parameter_gradients_and_keeps_dx(training):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(17, 3, 9, 9))
+    w, b, dy = rng.normal(size=(4, 3, 3, 3)), rng.normal(size=4), rng.normal(size=(17, 4, 9, 9))
+    full = pn.functional.conv2d(x, w, b, padding=1)[1](dy)
+    frozen = pn.functional.conv2d(x, w, b, padding=1, param_grad=False)[1](dy)
+    assert frozen[1] is None and frozen[2] is None
+    np.testing.assert_allclose(frozen[0], full[0], rtol=1e-10, atol=1e-12)  # generic path vs the NumPy fast path
+    xb, gamma, beta, dyb = rng.normal(size=(8, 5)), rng.normal(size=5), rng.normal(size=5), rng.normal(size=(8, 5))
+    stats = {} if training else {"mean": rng.normal(size=5), "var": rng.uniform(0.5, 2, size=5)}
+    full = pn.functional.batch_norm(xb, gamma, beta, training=training, **stats)[1](dyb)
+    frozen = pn.functional.batch_norm(xb, gamma, beta, training=training, param_grad=False, **stats)[1](dyb)
+    assert frozen[1] is None and frozen[2] is None
+    np.testing.assert_array_equal(frozen[0], full[0])
+
+
+def test_frozen_conv_and_batchnorm_after_a_trainable_layer_compute_no_parameter_gradient(monkeypatch):
+    asked = []
+    for module, name in ((pn.layers.conv, "conv2d"), (pn.layers.normalization.F, "batch_norm")):
+        original = getattr(module, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            asked.append((_name, kwargs.get("param_grad", True)))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+    model = pn.Sequential(
+        [pn.layers.Conv2d(1, 2, 3), pn.layers.ReLU(), pn.layers.Conv2d(2, 2, 3), pn.layers.BatchNorm2d(2), pn.layers.Flatten(),
+         pn.layers.Linear(2 * 4 * 4, 3)], seed=0,
+    )  # fmt: skip
+    model.freeze("conv2d_1", "batchnorm2d")
+    frozen = {k: pn.to_numpy(v).copy() for k, v in model.state_dict().items() if k[0] in "23"}
+    x = np.random.default_rng(4).normal(size=(8, 1, 8, 8)).astype(np.float32)
+    model.fit(x, np.arange(8) % 3, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=1, verbose=0)
+    assert asked[:3] == [("conv2d", True), ("conv2d", False), ("batch_norm", False)]
+    for k, v in frozen.items():
+        np.testing.assert_array_equal(pn.to_numpy(model.state_dict()[k]), v, err_msg=k)

@@ -191,6 +191,7 @@ def conv2d(
     padding: Any = 0,
     dilation: Any = 1,
     input_grad: bool = True,
+    param_grad: bool = True,
 ) -> tuple[Any, Backward]:
     r"""2-D cross-correlation of ``x`` (N, C, H, W) with ``weight`` (O, C, kh, kw), plus ``bias`` (O,): PyTorch's ``conv2d``.
 
@@ -215,6 +216,9 @@ def conv2d(
         Ints or ``(along H, along W)`` pairs; padding is with zeros, on both sides.
     input_grad
         With False, ``backward`` skips ``dx`` (returns None): no ``W.T @ dy`` product, no col2im.
+    param_grad
+        With False (a frozen layer), ``backward`` skips ``dweight`` and ``dbias`` (returns None
+        for them); the generic path is taken.
 
     Returns
     -------
@@ -266,14 +270,15 @@ def conv2d(
             f"conv2d: input of shape {tuple(x.shape)} with padding {p} is smaller than the kernel {k} "
             f"(dilation {d} makes it span {tuple(d[a] * (k[a] - 1) + 1 for a in range(2))})"
         )
-    fast = backends.adapter_for(x).conv2d(x, weight, bias, stride=s, padding=p, dilation=d, input_grad=input_grad)
-    if fast is not None:
-        return fast
-    return _conv2d(xp, x, weight, bias, s, p, d, out, input_grad)
+    if param_grad:
+        fast = backends.adapter_for(x).conv2d(x, weight, bias, stride=s, padding=p, dilation=d, input_grad=input_grad)
+        if fast is not None:
+            return fast
+    return _conv2d(xp, x, weight, bias, s, p, d, out, input_grad, param_grad)
 
 
 def _conv2d(
-    xp: Any, x: Any, weight: Any, bias: Any, s: Pair, p: Pair, d: Pair, out: Pair, input_grad: bool
+    xp: Any, x: Any, weight: Any, bias: Any, s: Pair, p: Pair, d: Pair, out: Pair, input_grad: bool, param_grad: bool = True
 ) -> tuple[Any, Backward]:
     """The generic path of :func:`conv2d`, for checked arguments."""
     n, c, h, w = (int(v) for v in x.shape)
@@ -294,8 +299,8 @@ def _conv2d(
 
     def backward(dy: Any) -> tuple[Any, Any, Any]:
         dy2 = xp.reshape(dy, (n, o, out[0] * out[1]))
-        dw = xp.reshape(_weight_grad(xp, dy2, cols), tuple(weight.shape))
-        db = xp.sum(dy2, axis=(0, 2)) if bias is not None else None
+        dw = xp.reshape(_weight_grad(xp, dy2, cols), tuple(weight.shape)) if param_grad else None
+        db = xp.sum(dy2, axis=(0, 2)) if bias is not None and param_grad else None
         if not input_grad:
             return None, dw, db
         dxp = _col2im(xp.matmul(xp.matrix_transpose(w2), dy2), padded, k, s, d, out)

@@ -54,6 +54,7 @@ def batch_norm(
     training: bool = True,
     eps: float = 1e-5,
     input_grad: bool = True,
+    param_grad: bool = True,
 ) -> tuple[Any, Backward]:
     r"""Normalise each channel of ``x`` (N, C) or (N, C, L), then scale by ``weight`` and shift by ``bias``.
 
@@ -86,6 +87,9 @@ def batch_norm(
         Added to the variance before the square root.
     input_grad
         With False, ``backward`` skips ``dx`` and returns None in its place.
+    param_grad
+        With False (a frozen layer), ``backward`` returns None for ``dweight`` and ``dbias``
+        and, in evaluation mode, skips their sums.
 
     Returns
     -------
@@ -118,8 +122,9 @@ def batch_norm(
     m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1)
 
     def backward(dy: Any) -> tuple[Any, Any, Any]:
-        db = xp.sum(dy, axis=axes)
-        dw = xp.sum(dy * xhat, axis=axes)
+        sums = param_grad or (input_grad and training)  # training-mode dx needs them too
+        db = xp.sum(dy, axis=axes) if sums else None
+        dw = xp.sum(dy * xhat, axis=axes) if sums else None
         dx = None
         if input_grad:
             if training:
@@ -127,6 +132,6 @@ def batch_norm(
                 dx = centred * _per_channel(xp, scale, x)
             else:
                 dx = dy * _per_channel(xp, scale, x)
-        return dx, (dw if weight is not None else None), (db if bias is not None else None)
+        return dx, (dw if weight is not None and param_grad else None), (db if bias is not None and param_grad else None)
 
     return y, backward

@@ -123,13 +123,17 @@ class Conv2d(WeightedLayer):
         if self._out(0, int(x.shape[2])) < 1 or self._out(1, int(x.shape[3])) < 1:
             raise ShapeError(self._too_small(x.shape))
         b = self.bias.data if self.bias is not None else None
-        y, backward_fn = conv2d(x, w, b, stride=self.stride, padding=self.padding, dilation=self.dilation, input_grad=input_grad)
+        y, backward_fn = conv2d(
+            x, w, b, stride=self.stride, padding=self.padding, dilation=self.dilation,
+            input_grad=input_grad, param_grad=self.trainable,
+        )  # fmt: skip
         weight, bias = self.weight, self.bias
 
         def backward(dy: Any) -> Any:
             dx, dw, db = backward_fn(dy)
-            weight.accumulate(dw)
-            if bias is not None:
+            if dw is not None:
+                weight.accumulate(dw)
+            if db is not None and bias is not None:
                 bias.accumulate(db)
             return dx
 

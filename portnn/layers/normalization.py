@@ -128,10 +128,14 @@ class _BatchNorm(Layer):
             mean, var = F.batch_moments(x)
             if training and self.track_running_stats:
                 self._update_running_stats(x, mean, var, m)
-            y, backward_fn = F.batch_norm(x, w, b, mean=mean, var=var, training=True, eps=self.eps, input_grad=input_grad)
+            y, backward_fn = F.batch_norm(
+                x, w, b, mean=mean, var=var, training=True, eps=self.eps, input_grad=input_grad, param_grad=self.trainable
+            )
         else:
             rm, rv = self.running_mean.data, self.running_var.data
-            y, backward_fn = F.batch_norm(x, w, b, mean=rm, var=rv, training=False, eps=self.eps, input_grad=input_grad)
+            y, backward_fn = F.batch_norm(
+                x, w, b, mean=rm, var=rv, training=False, eps=self.eps, input_grad=input_grad, param_grad=self.trainable
+            )
         weight, bias = self.weight, self.bias
         if len(shape) > 3:
             y = array_namespace(y).reshape(y, shape)
@@ -140,7 +144,7 @@ class _BatchNorm(Layer):
             if len(shape) > 3:
                 dy = array_namespace(dy).reshape(dy, flat)
             dx, dw, db = backward_fn(dy)
-            if weight is not None:
+            if dw is not None:
                 weight.accumulate(dw)
                 bias.accumulate(db)
             return dx if dx is None or len(shape) <= 3 else array_namespace(dx).reshape(dx, shape)
