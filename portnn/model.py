@@ -18,6 +18,7 @@ from ._progress import progress_bar, resolve_verbose
 from .callbacks import Callback, CallbackList
 from .layers.activations import Sigmoid, Softmax
 from .layers.base import Buffer, Layer, Parameter, Shape, ShapeError
+from .layers.normalization import _BatchNorm
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
 from .optim import Optimizer
 
@@ -458,6 +459,7 @@ class Sequential:
         epochs: int = 1,
         batch_size: int = 32,
         shuffle: bool = True,
+        drop_last: bool = False,
         validation_data: tuple[Any, Any] | None = None,
         verbose: int | str = "auto",
         seed: int | None = None,
@@ -487,6 +489,9 @@ class Sequential:
             Passes over the data and examples per step (the last batch may be smaller).
         shuffle
             Reshuffle every epoch, from the model's seeded generator (or ``seed``).
+        drop_last
+            Skip the last batch of every epoch when it is smaller than ``batch_size`` (PyTorch's
+            ``DataLoader`` option): BatchNorm cannot train on a last batch of one example.
         validation_data
             ``(x_val, y_val)`` evaluated after every epoch.
         verbose
@@ -569,7 +574,18 @@ class Sequential:
         recorder = _records.Recorder(self, record_every) if record else None
         if recorder is not None:
             history.records = recorder.records
-        run = {"n": n, "batch_size": batch_size, "shuffle": bool(shuffle)}  # a resume must see the same
+        if not drop_last and n % batch_size == 1 and n > 1 and any(isinstance(la, _BatchNorm) for la in self.layers):
+            raise ValueError(
+                f"Sequential.fit: {n} examples in batches of {batch_size} leave a last batch of 1, on which BatchNorm "
+                "cannot train (Expected more than 1 value per channel); pass drop_last=True, which skips a short "
+                "last batch, or another batch_size"
+            )
+        if drop_last and n < batch_size:
+            raise ValueError(
+                f"Sequential.fit: drop_last=True with {n} examples and batch_size={batch_size} leaves no batch; "
+                "use a smaller batch_size or drop_last=False"
+            )
+        run = {"n": n, "batch_size": batch_size, "shuffle": bool(shuffle), "drop_last": bool(drop_last)}  # a resume: the same
         position = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "seen": 0, "correct": 0, "rng": None, **run}
         resumed = resume is not None and _resume.checkpoint_file(resume).exists()
         if resumed:
@@ -584,7 +600,7 @@ class Sequential:
         self.stop_training = False
         self._observer = recorder.observe if recorder is not None else None
         step_size = batch_size * (dist.size if dist is not None else 1)  # a global batch
-        steps_per_epoch = math.ceil(n / step_size)
+        steps_per_epoch = n // step_size if drop_last else math.ceil(n / step_size)
         global_step = position["global_step"]
         try:
             callbacks.on_train_begin({})

@@ -134,6 +134,10 @@ ROWS = [
     row("layer-list-input", lambda: Linear(3, 2)([[1.0, 2.0, 3.0]]), TypeError,
         r"Linear\(3, 2\)", r"got a list, not an array", r"np.asarray", r"model.fit/evaluate/predict take lists"),
     # -- Sequential: shapes of x ---------------------------------------------------------
+    row("fit-batchnorm-last-batch-of-one",
+        lambda: fit(ones((9, 4)), np.arange(9) % 3, batch_size=4,
+                    model=pn.Sequential([Linear(4, 8), BatchNorm1d(8), Linear(8, 3)], seed=0)), ValueError,
+        r"Sequential.fit", r"9 examples in batches of 4 leave a last batch of 1", r"drop_last=True"),
     row("fit-feature-count", lambda: fit(ones((10, 5))), ShapeError,
         r"Sequential.fit", r"x has shape \(10, 5\)", r"layer 0 \(Linear\(4, 8\)\)", r"expects input of shape \(batch, 4\)"),
     row("predict-images-into-linear", lambda: net().predict(ones((2, 2, 2))), ShapeError,

@@ -262,3 +262,18 @@ def test_input_gradient_on_request() -> None:
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-14)
     out, backward = model.forward(x, training=True)
     assert backward(loss_back()) is None
+
+
+def test_drop_last_skips_a_short_last_batch_that_batchnorm_cannot_train_on() -> None:
+    x = np.random.default_rng(0).normal(size=(65, 4)).astype(np.float32)  # 64 + a last batch of 1
+    y = np.arange(65) % 2
+    model = pn.Sequential([pn.layers.Linear(4, 8), pn.layers.BatchNorm1d(8), pn.layers.ReLU(), pn.layers.Linear(8, 2)], seed=0)
+    kwargs = dict(loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), batch_size=32, verbose=0, shuffle=False)
+    with pytest.raises(ValueError, match="last batch of 1, on which BatchNorm cannot train.*drop_last=True"):
+        model.fit(x, y, **kwargs)
+    assert int(pn.to_numpy(model.layers[1].num_batches_tracked.data)) == 0  # refused before the first step
+    history = model.fit(x, y, drop_last=True, epochs=2, **kwargs)
+    assert int(pn.to_numpy(model.layers[1].num_batches_tracked.data)) == 4  # 2 steps an epoch
+    assert len(history.epoch) == 2
+    with pytest.raises(ValueError, match="leaves no batch"):
+        model.fit(x[:10], y[:10], drop_last=True, **kwargs)

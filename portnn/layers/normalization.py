@@ -123,7 +123,7 @@ class _BatchNorm(Layer):
             if m <= 1:
                 raise ValueError(
                     f"{self!r}: Expected more than 1 value per channel when training, got input of shape {_fmt(shape)}; "
-                    "use batches of 2 or more (in fit, a batch_size that leaves no last batch of 1)"
+                    "use batches of 2 or more (in fit, drop_last=True skips a short last batch)"
                 )
             mean, var = F.batch_moments(x)
             if training and self.track_running_stats:
