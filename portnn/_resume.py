@@ -51,6 +51,8 @@ def save(
                 tensors[f"optimizer.{i}.{k}"] = backends.to_numpy(v)
             else:
                 scalars[f"{i}.{k}"] = v
+    for i, cb in enumerate(cb for cb in callbacks if hasattr(cb, "state_tensors")):
+        tensors.update({f"callbacks.{i}.{k}": backends.to_numpy(v) for k, v in cb.state_tensors().items()})
     rngs = {}
     for layer in model.layers:
         if isinstance(layer, RandomLayer):
@@ -71,6 +73,7 @@ def save(
         "callbacks": [
             {"class": type(cb).__name__, "state": _to_json(cb.state_dict())} for cb in callbacks if hasattr(cb, "state_dict")
         ],
+        # arrays a callback keeps (EarlyStopping's best weights), as tensors "callbacks.<i>.<name>"
         "history": _to_json({"epoch": history.epoch, "history": history.history}),
         "layers": [layer.name for layer in model.layers],
         **serialization.model_meta(model),
@@ -152,6 +155,7 @@ def load(
         records = {k[len("records.") :]: v for k, v in tensors.items() if k.startswith("records.")}
         recorder.load_state(_from_json(meta["records"]), records)
     progress["callbacks"] = [_from_json(c["state"]) for c in meta["callbacks"]]
+    progress["callback_tensors"] = {k: v for k, v in tensors.items() if k.startswith("callbacks.")}
     return progress
 
 
@@ -160,6 +164,9 @@ def restore_callbacks(callbacks: list[Any], progress: dict[str, Any]) -> None:
     stateful = [cb for cb in callbacks if hasattr(cb, "state_dict")]
     for cb, state in zip(stateful, progress["callbacks"]):
         cb.load_state_dict(state)
+    for i, cb in enumerate(cb for cb in callbacks if hasattr(cb, "state_tensors")):
+        prefix = f"callbacks.{i}."
+        cb.load_state_tensors({k[len(prefix) :]: v for k, v in progress["callback_tensors"].items() if k.startswith(prefix)})
 
 
 def _to_json(value: Any) -> Any:

@@ -137,6 +137,13 @@ class Snapshot:
             state["state"] = {i: {k: _copy(v) for k, v in s.items()} for i, s in state["state"].items()}
             self.optimizer_state = state
 
+    @classmethod
+    def of_weights(cls, weights: dict[str, Any]) -> Snapshot:
+        """A snapshot of the given state dict (arrays of any backend; restored onto the model's device)."""
+        snapshot = cls.__new__(cls)
+        snapshot.weights, snapshot.optimizer_state = dict(weights), None
+        return snapshot
+
     def restore(self, model: Any, optimizer: Any = None) -> None:
         model.load_state_dict(self.weights)
         if optimizer is not None and self.optimizer_state is not None:
@@ -224,9 +231,14 @@ class EarlyStopping(_Monitor):
         self.best_epoch: int | None = None
         self._best: Snapshot | None = None
 
-    # the best weights' snapshot is not in a training checkpoint: after a resume,
-    # restore_best_weights restores the best epoch seen since the resume
     _state = ("best", "wait", "stopped_epoch", "best_epoch")
+
+    def state_tensors(self) -> dict[str, Any]:
+        """The best epoch's weights (with ``restore_best_weights``), for a training checkpoint."""
+        return dict(self._best.weights) if self._best is not None else {}
+
+    def load_state_tensors(self, tensors: dict[str, Any]) -> None:
+        self._best = Snapshot.of_weights(tensors) if tensors else None
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
         self.wait, self.stopped_epoch, self.best_epoch, self._best = 0, None, None, None

@@ -240,9 +240,10 @@ def _interrupted_then_resumed(tmp_path, make_callbacks, *, epochs=6, interrupt=2
     [
         lambda: [pn.optim.schedules.ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=10.0)],
         lambda: [pn.callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)],
+        lambda: [pn.callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0, restore_best_weights=True)],
         lambda: [pn.optim.schedules.Backtracking(tolerance=-0.5)],
     ],
-    ids=["ReduceLROnPlateau", "EarlyStopping", "Backtracking"],
+    ids=["ReduceLROnPlateau", "EarlyStopping", "EarlyStopping-restore-best", "Backtracking"],
 )
 def test_callback_state_survives_a_resume(tmp_path, make_callbacks):
     # the large min_delta / negative tolerance makes every epoch a non-improvement, so the state matters
