@@ -85,7 +85,7 @@ class CupyAdapter(Adapter):
             return generator.random(tuple(shape), dtype=dtype)
 
     def generator_state(self, generator: Any) -> Any:
-        return None  # CuPy's XORWOW generator exposes no state to save; a resumed run re-seeds (see fit)
+        return None  # CuPy's random states cannot be serialized (its docs say so); a resumed run re-seeds (see fit)
 
     def synchronize(self, device: Any = None) -> None:
         self.device(device).synchronize()
