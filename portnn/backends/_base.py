@@ -135,12 +135,13 @@ class Adapter:
         padding: tuple[int, int],
         dilation: tuple[int, int],
         input_grad: bool,
+        param_grad: bool = True,
     ) -> tuple[Any, Any] | None:
         """A fast :func:`portnn.functional.conv.conv2d` for this library: ``(y, backward)``, or None.
 
         Called with checked arguments (shapes that fit, one dtype, pairs of ints, an output
         of at least 1 x 1); ``backward(dy)`` returns ``(dx, dweight, dbias)`` as the generic
-        path does.
+        path does (``dweight``/``dbias`` None with ``param_grad=False``).
         """
         return None
 

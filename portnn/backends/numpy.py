@@ -54,6 +54,7 @@ class NumpyAdapter(Adapter):
         padding: tuple[int, int],
         dilation: tuple[int, int],
         input_grad: bool,
+        param_grad: bool = True,
     ) -> tuple[Any, Any] | None:
         (n, c), (o, _, kh, kw) = x.shape[:2], weight.shape
         # Batch-last pays where the im2col buffer is large next to the input and output it
@@ -62,7 +63,9 @@ class NumpyAdapter(Adapter):
         # 4->32 3x3 0.75, 16->16 1x1 0.74, 1->8 3x3 on 28x28 0.9 (0.6 without dx), N=1 0.4.
         if not input_grad or n < 16 or 5 * c * kh * kw < 8 * (o + c):
             return None
-        return conv2d_batch_last(x, weight, bias, stride=stride, padding=padding, dilation=dilation, input_grad=input_grad)
+        return conv2d_batch_last(
+            x, weight, bias, stride=stride, padding=padding, dilation=dilation, input_grad=input_grad, param_grad=param_grad
+        )
 
 
 def conv2d_batch_last(
@@ -74,6 +77,7 @@ def conv2d_batch_last(
     padding: tuple[int, int],
     dilation: tuple[int, int],
     input_grad: bool = True,
+    param_grad: bool = True,
 ) -> tuple[Any, Any]:
     """:func:`portnn.functional.conv.conv2d` on NumPy with the batch axis last (the formulas are there).
 
@@ -123,8 +127,8 @@ def conv2d_batch_last(
         dyt = np.empty((o, ho, wo, n), dt)
         dyt[...] = dy.transpose(1, 2, 3, 0)
         dyt = dyt.reshape(o, ho * wo * n)
-        dweight = (dyt @ cols.T).reshape(weight.shape)
-        dbias = np.sum(dy.reshape(n, o, ho * wo), axis=(0, 2)) if bias is not None else None
+        dweight = (dyt @ cols.T).reshape(weight.shape) if param_grad else None
+        dbias = np.sum(dy.reshape(n, o, ho * wo), axis=(0, 2)) if bias is not None and param_grad else None
         if not input_grad:
             return None, dweight, dbias
         # col2im of W.T @ dy, one kernel offset at a time: its (C, Ho*Wo*N) rows of the

@@ -218,7 +218,7 @@ def conv2d(
         With False, ``backward`` skips ``dx`` (returns None): no ``W.T @ dy`` product, no col2im.
     param_grad
         With False (a frozen layer), ``backward`` skips ``dweight`` and ``dbias`` (returns None
-        for them); the generic path is taken.
+        for them).
 
     Returns
     -------
@@ -270,10 +270,11 @@ def conv2d(
             f"conv2d: input of shape {tuple(x.shape)} with padding {p} is smaller than the kernel {k} "
             f"(dilation {d} makes it span {tuple(d[a] * (k[a] - 1) + 1 for a in range(2))})"
         )
-    if param_grad:
-        fast = backends.adapter_for(x).conv2d(x, weight, bias, stride=s, padding=p, dilation=d, input_grad=input_grad)
-        if fast is not None:
-            return fast
+    fast = backends.adapter_for(x).conv2d(
+        x, weight, bias, stride=s, padding=p, dilation=d, input_grad=input_grad, param_grad=param_grad
+    )
+    if fast is not None:
+        return fast
     return _conv2d(xp, x, weight, bias, s, p, d, out, input_grad, param_grad)
 
 
