@@ -92,8 +92,36 @@ class Recorder:
             self.records["grad_norm"][name].append(math.nan if squared is None else math.sqrt(next(host)))
         self._norms = []
 
-    def end_epoch(self) -> None:
+    def reduce(self, comm: Any, *, keep: bool = True) -> None:
+        """Sum this epoch's activity counts and example count over the ranks of ``comm`` (distributed fit).
+
+        Every rank calls it. ``keep=False``: this rank drops the sums afterwards (another rank, the one
+        writing a checkpoint, keeps them), so that the next reduction counts every example once.
+        """
+        if comm is None or comm.size == 1:
+            return
+        order = list(self.watched)
+        counts = [self._counts.get(i) for i in order]
+        summed = comm.sum_arrays([None if c is None else backends.to_numpy(c) for c in counts] + [[float(self._examples)]])
+        if not keep:
+            self.clear_partial()
+            return
+        backend = self.model.backend
+        self._counts = {
+            i: backend.adapter.from_numpy(total.astype(self.model.dtype), backend.device)
+            for i, total in zip(order, summed)
+            if total is not None
+        }
+        self._examples = int(summed[-1][0])
+
+    def clear_partial(self) -> None:
+        """Forget this epoch's activity counts so far (kept by another rank)."""
+        self._counts, self._examples = {}, 0
+
+    def end_epoch(self, comm: Any = None) -> None:
+        """Close the epoch's records; with ``comm`` (a distributed fit, every rank calls it) the counts of all ranks."""
         self.flush()
+        self.reduce(comm)
         for i in self.watched:
             name = self.model.layers[i].name
             counts = self._counts.get(i)

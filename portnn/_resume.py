@@ -20,6 +20,8 @@ from . import backends
 from .layers.base import RandomLayer
 
 FILENAME = "checkpoint.safetensors"
+#: What a checkpoint written before a ``run`` key existed ran with.
+RUN_DEFAULTS: dict[str, Any] = {"drop_last": False, "ranks": 1}
 
 
 def checkpoint_file(directory: str | os.PathLike[str]) -> Path:
@@ -98,7 +100,8 @@ def load(
     """Restore a checkpoint written by :func:`save` into the objects of a run set up as the interrupted one; return its progress.
 
     Everything is checked against the model, optimizer, callbacks and ``run`` (the data size,
-    batch size and shuffling of this fit) before anything is written. The callbacks' states
+    batch size, shuffling, drop_last and number of ranks of this fit; a key the checkpoint
+    lacks, written before it existed, counts as :data:`RUN_DEFAULTS`) before anything is written. The callbacks' states
     come back in the progress, for :func:`restore_callbacks` once ``on_train_begin`` has run.
     """
     from . import serialization
@@ -122,10 +125,11 @@ def load(
         )
     progress = _from_json(meta["progress"])
     for key, value in (run or {}).items():
-        if progress.get(key) != value:
+        saved = progress.get(key, RUN_DEFAULTS.get(key))
+        if saved != value:
             raise CheckpointError(
-                f"{path}: the run had {key}={progress.get(key)!r}, this fit has {key}={value!r}; "
-                "resume with the same data and arguments"
+                f"{path}: the run had {key}={saved!r}, this fit has {key}={value!r}; "
+                "resume with the same data and arguments" + (" and number of ranks" if key == "ranks" else "")
             )
     if (recorder is None) != ("records" not in meta):
         raise CheckpointError(f"{path}: the run {'did' if 'records' in meta else 'did not'} record; pass the same record= to fit")

@@ -267,6 +267,9 @@ class ModelCheckpoint(_Monitor):
     The write is atomic (a temporary file in the same folder, then a rename): an interrupted
     save never leaves a half-written checkpoint. ``save_best_only=False`` saves every epoch.
     ``filepath`` may contain ``{epoch}``. Load with ``model.load_weights(filepath)``.
+
+    In a distributed fit, give it on every rank (as every callback with state): only rank 0
+    writes, the others keep the same ``best``.
     """
 
     def __init__(
@@ -283,6 +286,9 @@ class ModelCheckpoint(_Monitor):
             if not self._improved(value):
                 return
             self.best = value
+        dist = getattr(self.model, "_distributed", None)
+        if dist is not None and not dist.is_root:
+            return  # every rank holds the same weights: rank 0 writes them
         path = self.filepath.format(epoch=epoch + 1)
         self.model.save_weights(path)
         self.saved.append(path)

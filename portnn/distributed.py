@@ -203,7 +203,7 @@ class Communicator:
         for name, b in named:
             groups.setdefault(np.dtype(backends.to_numpy(b.data).dtype).str, []).append((name, b))
         for dtype, members in sorted(groups.items()):
-            host = [np.ascontiguousarray(backends.to_numpy(b.data)) for _, b in members]
+            host = [np.array(backends.to_numpy(b.data), copy=True, order="C") for _, b in members]  # 0-d stays 0-d
             flat = np.concatenate([h.reshape(-1) for h in host]) if host else np.empty(0, dtype)
             self.comm.Bcast(flat, root=0)
             offset = 0
@@ -268,13 +268,39 @@ class Communicator:
         if self.size == 1:
             return
         for _, b in model.named_buffers():
-            host = np.ascontiguousarray(backends.to_numpy(b.data))
+            host = np.array(backends.to_numpy(b.data), copy=True, order="C")  # keeps the shape, 0-d included
             if host.dtype.kind != "f":
                 continue
-            host = host.copy()
             self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
             host /= self.size
             b.data = backends.adapter_for(b.data).from_numpy(host, b.device)
+
+    def sum_arrays(self, arrays: list[Any]) -> list[Any]:
+        """Sum host arrays over the ranks (float64, one ``Allreduce``); None where a rank has none yet counts as zeros.
+
+        Every rank passes the same number of entries; an entry may be None on some ranks (a rank whose
+        shards were empty), and comes back None only where it is None on every rank.
+        """
+        if self.size == 1:
+            return [None if a is None else np.asarray(a, dtype=np.float64) for a in arrays]
+        shapes = [None if a is None else tuple(np.shape(a)) for a in arrays]
+        agreed = [next((s for s in column if s is not None), None) for column in zip(*self.comm.allgather(shapes))]
+        parts = [
+            np.zeros(s, np.float64) if a is None else np.asarray(a, dtype=np.float64)
+            for a, s in zip(arrays, agreed)
+            if s is not None
+        ]
+        flat = np.concatenate([p.reshape(-1) for p in parts]) if parts else np.empty(0, np.float64)
+        self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
+        out, offset = [], 0
+        for s in agreed:
+            if s is None:
+                out.append(None)
+                continue
+            size = int(np.prod(s, dtype=np.int64))
+            out.append(flat[offset : offset + size].reshape(s))
+            offset += size
+        return out
 
     def abort(self, exc: BaseException, code: int = 1) -> None:
         """With more than one rank: print this rank's error to stderr and end the whole job (``MPI.Abort``).
@@ -420,13 +446,23 @@ def resolve(distributed: Any) -> Communicator | None:
     raise TypeError(f"fit: distributed must be None, True or a portnn.distributed.Communicator; got {type(distributed).__name__}")
 
 
-def reseed_random_layers(model: Any, rank: int) -> None:
-    """Give ranks other than 0 their own dropout/augmentation streams (seed + rank), so their masks differ."""
-    if rank == 0:
-        return
+def reseed_random_layers(model: Any, rank: int) -> dict[Any, int]:
+    """Give ranks other than 0 their own dropout/augmentation streams (seed + rank), so their masks differ.
+
+    Returns the layers' own seeds, for :func:`restore_seeds` when the fit ends: the offset holds
+    for this fit only and does not pile up over fits.
+    """
     from .layers.base import RandomLayer
 
-    for layer in model.layers:
-        if isinstance(layer, RandomLayer):
-            layer.seed = (layer.seed + 7919 * rank) % 2**63
+    seeds = {layer: layer.seed for layer in model.layers if isinstance(layer, RandomLayer)}
+    if rank != 0:
+        for layer, seed in seeds.items():
+            layer.seed = (seed + 7919 * rank) % 2**63
             layer._generator = layer._generator_for = None
+    return seeds
+
+
+def restore_seeds(seeds: dict[Any, int]) -> None:
+    """Put back the seeds :func:`reseed_random_layers` returned (the generators keep their streams)."""
+    for layer, seed in seeds.items():
+        layer.seed = seed

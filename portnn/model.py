@@ -96,6 +96,7 @@ class Sequential:
         self.stop_training = False
         self._observer: Callable[[int, Layer, Any], None] | None = None  # sees each layer's training output (records)
         self._grad_hook: Callable[[int], None] | None = None  # combines gradients across ranks (distributed fit)
+        self._distributed: Any = None  # the communicator of a distributed fit, while it runs (ModelCheckpoint asks)
         if layers is not None:
             self.build(layers)
         if seed is not None:
@@ -545,6 +546,25 @@ class Sequential:
             ``val_accuracy``, ``lr`` (the learning rate used) and ``epoch_time``. Training accuracy is accumulated during the
             epoch, as Keras does (no second pass over the data). ``records`` holds what ``record`` asked for.
         """
+        dist = _resolve_distributed(distributed)
+        try:  # everything, checks and resume included, under the abort guard: a rank that fails ends the job
+            return self._fit(
+                x, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                drop_last=drop_last, validation_data=validation_data, verbose=verbose, seed=seed, callbacks=callbacks,
+                l2=l2, record=record, record_every=record_every, checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every, resume=resume, dist=dist,
+            )  # fmt: skip
+        except BaseException as exc:
+            if dist is not None:
+                dist.abort(exc)  # with more than one rank: report and end the job (the others would hang)
+            raise
+
+    def _fit(
+        self, x: Any, y: Any, *, loss: Any, optimizer: Any, epochs: int, batch_size: int, shuffle: bool, drop_last: bool,
+        validation_data: Any, verbose: int | str, seed: int | None, callbacks: Any, l2: float, record: bool,
+        record_every: int, checkpoint: Any, checkpoint_every: int | None, resume: Any, dist: Any,
+    ) -> History:  # fmt: skip
+        """The body of :meth:`fit`, with ``distributed`` resolved to a communicator (or None)."""
         loss = self._check_loss(loss if loss is not None else self._loss, "fit")
         optimizer = optimizer if optimizer is not None else self._optimizer
         if not isinstance(optimizer, Optimizer):
@@ -574,18 +594,9 @@ class Sequential:
         recorder = _records.Recorder(self, record_every) if record else None
         if recorder is not None:
             history.records = recorder.records
-        if not drop_last and n % batch_size == 1 and n > 1 and any(isinstance(la, _BatchNorm) for la in self.layers):
-            raise ValueError(
-                f"Sequential.fit: {n} examples in batches of {batch_size} leave a last batch of 1, on which BatchNorm "
-                "cannot train (Expected more than 1 value per channel); pass drop_last=True, which skips a short "
-                "last batch, or another batch_size"
-            )
-        if drop_last and n < batch_size:
-            raise ValueError(
-                f"Sequential.fit: drop_last=True with {n} examples and batch_size={batch_size} leaves no batch; "
-                "use a smaller batch_size or drop_last=False"
-            )
-        run = {"n": n, "batch_size": batch_size, "shuffle": bool(shuffle), "drop_last": bool(drop_last)}  # a resume: the same
+        ranks = dist.size if dist is not None else 1
+        _check_batches(self, n, batch_size, ranks, drop_last)
+        run = {"n": n, "batch_size": batch_size, "shuffle": bool(shuffle), "drop_last": bool(drop_last), "ranks": ranks}
         position = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "seen": 0, "correct": 0, "rng": None, **run}
         resumed = resume is not None and _resume.checkpoint_file(resume).exists()
         if resumed:
@@ -593,13 +604,17 @@ class Sequential:
             rng.bit_generator.state = position["rng"]  # as it was at the start of the saved epoch
             if verbose:
                 print(f"Resuming from {_resume.checkpoint_file(resume)}: epoch {position['epoch'] + 1}, step {position['step']}")
-        dist = _distributed_setup(self, distributed, rng, loss)
+        seeds = _distributed_setup(self, dist, rng, loss)
         if dist is not None and not dist.is_root:
             verbose = 0  # only rank 0 prints and writes checkpoints
+            if resumed and recorder is not None:
+                recorder.clear_partial()  # the checkpoint's partial counts are the sum over the ranks: rank 0 keeps them
+        agree = dist is not None and dist.size > 1  # stop_training is agreed between the ranks
         callbacks.set_context(self, optimizer)
         self.stop_training = False
         self._observer = recorder.observe if recorder is not None else None
-        step_size = batch_size * (dist.size if dist is not None else 1)  # a global batch
+        self._distributed = dist
+        step_size = batch_size * ranks  # a global batch
         steps_per_epoch = n // step_size if drop_last else math.ceil(n / step_size)
         global_step = position["global_step"]
         try:
@@ -617,6 +632,7 @@ class Sequential:
                 else:
                     loss_sum, seen, correct_sum = 0.0, 0, 0
                 bar = progress_bar(steps_per_epoch, f"Epoch {epoch + 1}/{epochs}", verbose == 1, initial=first_step)
+                stopped = False
                 for step in range(first_step, steps_per_epoch):
                     start, stop = step * step_size, min((step + 1) * step_size, n)
                     lo, hi = (start, stop) if dist is None else dist.shard(start, stop)  # this rank's slice
@@ -635,8 +651,9 @@ class Sequential:
                     else:  # a rank with nothing left in a short last batch still joins the gradient sum
                         dist.idle_step(self, optimizer, l2)
                         value, correct = 0.0, 0
-                    if dist is not None:
-                        value, correct = dist.allreduce_sums([value, float(correct)])  # over the global batch
+                    if dist is not None:  # over the global batch; a stop asked for on any rank stops them all
+                        value, correct, stops = dist.allreduce_sums([value, float(correct), float(self.stop_training)])
+                        self.stop_training = stopped = stops > 0
                     if not math.isfinite(value):
                         if callbacks.on_nonfinite_loss(epoch, step, value):
                             continue  # a callback rolled back
@@ -657,6 +674,11 @@ class Sequential:
                     bar.update(1)
                     if verbose == 1 and step % 50 == 0:
                         bar.set_postfix_str(f"loss {value / (stop - start):.4f}")
+                    if checkpoint_every is not None and global_step % checkpoint_every == 0 and step + 1 < steps_per_epoch:
+                        if dist is not None:  # every rank takes part: the state saved is the global one
+                            dist.average_buffers(self)
+                            if recorder is not None:
+                                recorder.reduce(dist, keep=dist.is_root)
                     if (
                         checkpoint_every is not None
                         and global_step % checkpoint_every == 0
@@ -668,7 +690,7 @@ class Sequential:
                             {"epoch": epoch, "step": step + 1, "global_step": global_step, "loss_sum": loss_sum,
                              "seen": seen, "correct": int(correct_sum), "rng": epoch_rng, **run},
                         )  # fmt: skip
-                    if self.stop_training:
+                    if stopped if agree else self.stop_training:  # with ranks: the flag agreed at this step
                         break
                 bar.close()
                 logs = {"loss": loss_sum / max(seen, 1)}
@@ -685,8 +707,10 @@ class Sequential:
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 logs["lr"] = optimizer.lr
                 if recorder is not None:
-                    recorder.end_epoch()
+                    recorder.end_epoch(dist)
                 callbacks.on_epoch_end(epoch, logs)
+                if agree:  # a stop asked for on one rank (here or after the last step) stops every rank
+                    self.stop_training = dist.allreduce_sums([float(self.stop_training)])[0] > 0
                 backend.adapter.synchronize(backend.device)
                 logs["epoch_time"] = time.perf_counter() - start_time
                 history.append(epoch, logs)
@@ -702,13 +726,14 @@ class Sequential:
                 if self.stop_training:
                     break
             callbacks.on_train_end({})
-        except BaseException as exc:
-            if dist is not None:
-                dist.abort(exc)  # with more than one rank: report and end the job (the others would hang)
-            raise
         finally:
             self._observer = None
             self._grad_hook = None
+            self._distributed = None
+            if seeds:
+                from . import distributed as _distributed
+
+                _distributed.restore_seeds(seeds)
         return history
 
     def _save_checkpoint(
@@ -840,22 +865,59 @@ class Sequential:
         return X, Y
 
 
-def _distributed_setup(model: Sequential, distributed: Any, rng: Any, loss: Loss) -> Any:
-    """``fit(distributed=...)``: None, or the communicator once rank 0's model and shuffling reached every rank."""
+def _resolve_distributed(distributed: Any) -> Any:
+    """``fit``'s ``distributed`` argument as a communicator, or None; no collective yet."""
     if distributed is None or distributed is False:
         return None
     from . import distributed as _distributed
 
-    comm = _distributed.resolve(distributed)
+    return _distributed.resolve(distributed)
+
+
+def _distributed_setup(model: Sequential, comm: Any, rng: Any, loss: Loss) -> dict[Any, int] | None:
+    """Broadcast rank 0's model and shuffling to every rank and hook the gradient sum in; returns the seeds to restore."""
+    if comm is None:
+        return None
+    from . import distributed as _distributed
+
     comm.broadcast_model(model, rng)
-    _distributed.reseed_random_layers(model, comm.rank)
+    seeds = _distributed.reseed_random_layers(model, comm.rank)
     mean = loss.reduction == "mean"
 
     def hook(local_batch: int) -> None:
         comm.allreduce_gradients([p for p in model.parameters() if p.trainable], local_batch, mean=mean)
 
     model._grad_hook = hook
-    return comm
+    return seeds
+
+
+def _batch_statistics(layer: Layer) -> bool:
+    """Whether ``layer`` is a BatchNorm that normalises with the batch's statistics in training (not a frozen one)."""
+    return isinstance(layer, _BatchNorm) and not (layer.affine and not layer.trainable and layer.track_running_stats)
+
+
+def _check_batches(model: Sequential, n: int, batch_size: int, ranks: int, drop_last: bool) -> None:
+    """Refuse a fit that takes no step, or whose last batch gives a BatchNorm layer one example on some rank."""
+    step = batch_size * ranks  # a global batch
+    over = f" over {ranks} ranks ({step} examples per step)" if ranks > 1 else ""
+    if drop_last and n < step:
+        raise ValueError(
+            f"Sequential.fit: drop_last=True with {n} examples and batch_size={batch_size}{over} leaves no batch; "
+            "use a smaller batch_size or drop_last=False"
+        )
+    last = n % step if n % step and not drop_last else step  # the size of the last global batch
+    shards = [last * (r + 1) // ranks - last * r // ranks for r in range(ranks)]  # as Communicator.shard splits it
+    if n > 1 and 1 in shards and any(_batch_statistics(layer) for layer in model.layers):
+        where = f"; split over {ranks} ranks, rank {shards.index(1)} gets 1" if ranks > 1 else ""
+        fix = (
+            "pass drop_last=True, which skips a short last batch, or another batch_size"
+            if last < step
+            else "use a larger batch_size"
+        )
+        raise ValueError(
+            f"Sequential.fit: {n} examples in batches of {batch_size}{over} leave a last batch of {last}{where}, "
+            f"on which BatchNorm cannot train (Expected more than 1 value per channel); {fix}"
+        )
 
 
 def _count_nonfinite(xp: Any, a: Any) -> int:

@@ -3,11 +3,16 @@
 ``train OUT N DTYPE``: a small MLP trained with ``fit(distributed=True)`` on ``make_data(N)``; every
 rank writes its final parameters to ``OUT/rank{r}.npz`` and rank 0 its history to
 ``OUT/history.json``. ``fail OUT``: the same, but rank 1 raises at its third step.
+``bn OUT``: a BatchNorm MLP with mid-epoch checkpoints (``OUT/mid`` keeps a copy of the first),
+records and a ModelCheckpoint on every rank; ``bn-resume OUT``: the same resumed from ``OUT/mid``.
+``stop OUT``: rank 1 alone asks to stop after its third step. ``mismatch OUT``: a resume where
+rank 0 has a callback with state that rank 1 has not (its CheckpointError must end the job).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -32,14 +37,35 @@ def make_model(dtype: str = "float64") -> pn.Sequential:
     )
 
 
-def train(n: int, dtype: str, *, batch_size: int, distributed: object, callbacks: list | None = None) -> tuple:
+def make_bn_model(dtype: str = "float64") -> pn.Sequential:
+    return pn.Sequential(
+        [pn.layers.Linear(12, 16, dtype=dtype), pn.layers.BatchNorm1d(16, dtype=dtype), pn.layers.ReLU(),
+         pn.layers.Linear(16, 3, dtype=dtype)], seed=SEED,
+    )  # fmt: skip
+
+
+def train(
+    n: int, dtype: str, *, batch_size: int, distributed: object, callbacks: list | None = None, bn: bool = False, **fit: object
+) -> tuple:
     x, y, x_val, y_val = make_data(n, dtype)
-    model = make_model(dtype)
+    model = make_bn_model(dtype) if bn else make_model(dtype)
     history = model.fit(
         x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.Adam(lr=0.01), epochs=EPOCHS, batch_size=batch_size,
-        l2=1e-3, validation_data=(x_val, y_val), verbose=0, distributed=distributed, callbacks=callbacks,
+        l2=1e-3, validation_data=(x_val, y_val), verbose=0, distributed=distributed, callbacks=callbacks, record=True,
+        **fit,
     )  # fmt: skip
     return model, history
+
+
+def save_state(model: pn.Sequential, path: Path) -> None:
+    """The state dict as ``.npz``, and each entry's shape in ``<path>.json`` (npz keeps 0-d arrays 0-d, but say so)."""
+    state = {k: pn.to_numpy(v) for k, v in model.state_dict().items()}
+    np.savez(path, **state)
+    path.with_suffix(".json").write_text(json.dumps({k: list(v.shape) for k, v in state.items()}))
+
+
+def records_json(history: pn.History) -> dict:
+    return {name: [f.tolist() for f in per_epoch] for name, per_epoch in history.records["active_fraction"].items()}
 
 
 def main(argv: list[str]) -> int:
@@ -57,7 +83,51 @@ def main(argv: list[str]) -> int:
         model, history = train(n, dtype, batch_size=BATCH, distributed=True)
         np.savez(out / f"rank{comm.rank}.npz", **{k: pn.to_numpy(v) for k, v in model.state_dict().items()})
         if comm.is_root:
-            (out / "history.json").write_text(json.dumps({**history.history, "path": comm.gradient_path, "size": comm.size}))
+            logs = {**history.history, "path": comm.gradient_path, "size": comm.size, "active": records_json(history)}
+            (out / "history.json").write_text(json.dumps(logs))
+        return 0
+    if mode in ("bn", "bn-resume"):
+        resuming = mode == "bn-resume"
+        saver = pn.callbacks.ModelCheckpoint(str(out / "best.safetensors"), monitor="loss", save_best_only=False)
+        callbacks: list = [saver]
+        if not resuming and comm.is_root:
+
+            class KeepFirst(pn.callbacks.Callback):  # a copy of the first mid-epoch checkpoint, to resume from
+                def on_batch_begin(self, step: int, logs: dict) -> None:
+                    if step == 5 and not (out / "mid").exists():
+                        shutil.copytree(out / "ck", out / "mid")
+
+            callbacks.append(KeepFirst())
+        ck = out / ("mid" if resuming else "ck")
+        model, history = train(
+            203, "float64", batch_size=BATCH, distributed=True, callbacks=callbacks, bn=True, checkpoint=str(ck),
+            checkpoint_every=5, resume=str(ck) if resuming else None,
+        )  # fmt: skip
+        tag = "resumed" if resuming else "rank"
+        save_state(model, out / f"{tag}{comm.rank}.npz")
+        (out / f"{tag}{comm.rank}.saved.json").write_text(json.dumps(saver.saved))
+        if comm.is_root:
+            if not resuming:
+                model.save(out / "model.safetensors")
+            (out / f"{tag}.history.json").write_text(json.dumps({**history.history, "active": records_json(history)}))
+        return 0
+    if mode == "stop":
+
+        class StopHere(pn.callbacks.Callback):  # e.g. a wall-clock budget read on one rank
+            def on_batch_end(self, step: int, logs: dict) -> None:
+                if comm.rank == 1 and step == 2:
+                    self.model.stop_training = True
+
+        model, history = train(400, "float64", batch_size=BATCH, distributed=True, callbacks=[StopHere()])
+        save_state(model, out / f"rank{comm.rank}.npz")
+        (out / f"epochs{comm.rank}.json").write_text(json.dumps(history.epoch))
+        return 0
+    if mode == "mismatch":
+        schedule = [pn.optim.schedules.ReduceLROnPlateau(monitor="loss")]
+        train(64, "float32", batch_size=BATCH, distributed=True, callbacks=schedule, checkpoint=str(out / "ck"))
+        extra = [pn.callbacks.ModelCheckpoint(str(out / "best.safetensors"), monitor="loss")] if comm.is_root else []
+        schedule = [pn.optim.schedules.ReduceLROnPlateau(monitor="loss")]
+        train(64, "float32", batch_size=BATCH, distributed=True, callbacks=extra + schedule, resume=str(out / "ck"))
         return 0
     if mode == "fail":
 

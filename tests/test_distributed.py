@@ -80,6 +80,11 @@ def check_run(out: Path, n: int, dtype: str, *, rtol: float, atol: float) -> dic
     logs = json.loads((out / "history.json").read_text())
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(logs[key], history[key], rtol=max(rtol, 1e-6), err_msg=key)
+    single_active = mpi_worker.records_json(history)  # activity over all ranks' examples, not rank 0's shard
+    assert logs["active"].keys() == single_active.keys()
+    for name, per_epoch in single_active.items():
+        assert len(logs["active"][name]) == len(per_epoch) == mpi_worker.EPOCHS
+        np.testing.assert_allclose(logs["active"][name], per_epoch, atol=1e-9, err_msg=name)
     return logs
 
 
@@ -89,7 +94,7 @@ def check_run(out: Path, n: int, dtype: str, *, rtol: float, atol: float) -> dic
 @pytest.mark.parametrize(
     ("n", "dtype", "rtol", "atol"),
     [
-        (193, "float64", 1e-10, 1e-12),  # the last global batch holds 1 example: rank 0's part is empty
+        (193, "float64", 1e-14, 1e-15),  # the last global batch holds 1 example: rank 0's part is empty
         (203, "float32", 1e-5, 1e-6),  # a short last batch split 5 / 6
     ],
 )
@@ -107,6 +112,67 @@ def test_a_failing_rank_ends_the_job_with_its_error(tmp_path: Path) -> None:
     assert run.returncode != 0
     assert "rank 1 of 2 failed" in run.stderr
     assert "RuntimeError: rank 1 fails on purpose at step 3" in run.stderr
+
+
+@needs_mpiexec
+@pytest.mark.slow
+def test_batchnorm_checkpoints_resume_exactly_with_their_shapes(tmp_path: Path) -> None:
+    """BatchNorm under 2 ranks: 0-d buffers stay 0-d; a mid-epoch checkpoint holds the buffers averaged over
+    the ranks and the records summed over them, so a resume from it ends as the uninterrupted run; ModelCheckpoint,
+    given on both ranks, is written by rank 0 alone; the checkpoint refuses a resume on another number of ranks."""
+    run = launch("bn", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    resumed = launch("bn-resume", str(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    reference = mpi_worker.make_bn_model().state_dict()
+    shapes = {k: list(v.shape) for k, v in reference.items()}
+    assert shapes["1.num_batches_tracked"] == []
+    for tag in ("rank0", "rank1", "resumed0", "resumed1"):
+        assert json.loads((tmp_path / f"{tag}.npz").with_suffix(".json").read_text()) == shapes, tag
+    rank0, rank1 = np.load(tmp_path / "rank0.npz"), np.load(tmp_path / "rank1.npz")
+    again0, again1 = np.load(tmp_path / "resumed0.npz"), np.load(tmp_path / "resumed1.npz")
+    for name in shapes:
+        for other in (rank1, again0, again1):
+            assert other[name].shape == rank0[name].shape
+            np.testing.assert_array_equal(other[name], rank0[name], err_msg=name)
+    assert int(rank0["1.num_batches_tracked"]) == mpi_worker.EPOCHS * 7  # each rank counts its own 7 steps an epoch
+    loaded = pn.load(tmp_path / "model.safetensors")
+    assert pn.to_numpy(loaded.state_dict()["1.num_batches_tracked"]).shape == ()
+    first = json.loads((tmp_path / "rank.history.json").read_text())
+    second = json.loads((tmp_path / "resumed.history.json").read_text())
+    del first["epoch_time"], second["epoch_time"]
+    assert first == second  # history and activity records, bit for bit
+    assert [len(per_epoch) for per_epoch in first["active"].values()] == [mpi_worker.EPOCHS]  # the ReLU's
+    saved0, saved1 = (json.loads((tmp_path / f"rank{r}.saved.json").read_text()) for r in (0, 1))
+    assert saved0 == [str(tmp_path / "best.safetensors")] * mpi_worker.EPOCHS and saved1 == []
+    best = mpi_worker.make_bn_model()
+    best.load_weights(tmp_path / "best.safetensors")
+    assert pn.to_numpy(best.state_dict()["1.num_batches_tracked"]).shape == ()
+    with pytest.raises(pn.serialization.CheckpointError, match="ranks=2, this fit has ranks=1"):
+        mpi_worker.train(
+            203, "float64", batch_size=mpi_worker.BATCH, distributed=None, bn=True, resume=str(tmp_path / "mid"),
+            callbacks=[pn.callbacks.ModelCheckpoint(str(tmp_path / "other.safetensors"), monitor="loss")],
+        )  # fmt: skip
+
+
+@needs_mpiexec
+@pytest.mark.slow
+def test_a_stop_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
+    run = launch("stop", str(tmp_path))  # rank 1 alone sets stop_training after its third step
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "epochs0.json").read_text()) == json.loads((tmp_path / "epochs1.json").read_text()) == [0]
+    rank0, rank1 = np.load(tmp_path / "rank0.npz"), np.load(tmp_path / "rank1.npz")
+    for name in rank0:
+        np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
+
+
+@needs_mpiexec
+@pytest.mark.slow
+def test_an_error_before_the_first_collective_ends_the_job(tmp_path: Path) -> None:
+    run = launch("mismatch", str(tmp_path))  # rank 0 refuses the resume; rank 1 would wait in the broadcast
+    assert run.returncode != 0
+    assert "rank 0 of 2 failed" in run.stderr
+    assert "CheckpointError" in run.stderr and "ModelCheckpoint" in run.stderr
 
 
 @needs_mpiexec
@@ -146,6 +212,18 @@ class FakeComm:
         if self.others is not None and recvbuf.shape == self.others.shape:
             recvbuf += self.others
 
+    def Bcast(self, buf: Any, root: int = 0) -> None:  # rank 0's values are this rank's
+        self.calls.append(("Bcast", buf.shape))
+
+    def bcast(self, obj: Any, root: int = 0) -> Any:
+        return obj
+
+    def allgather(self, obj: Any) -> list[Any]:
+        return [obj] * self.size
+
+    def Abort(self, code: int = 1) -> None:  # a real one ends the job; this one lets the error through
+        self.calls.append(("Abort", code))
+
 
 @needs_mpi
 def test_shards_tile_every_batch() -> None:
@@ -183,6 +261,62 @@ def test_gradients_are_packed_weighted_summed_and_unpacked() -> None:
         offset += p.size
     comm.allreduce_gradients(params, 3, mean=False)  # a summed loss: weight 1; the buffer is reused
     assert fake.calls == [(others.size,)] * 2
+
+
+def _bn_model(**kwargs: Any) -> pn.Sequential:
+    return pn.Sequential([pn.layers.Linear(4, 6), pn.layers.BatchNorm1d(6, **kwargs), pn.layers.Linear(6, 3)], seed=0)
+
+
+def _fit(model: pn.Sequential, n: int, **kwargs: Any) -> pn.History:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(n, 4)).astype(np.float32), np.arange(n) % 3
+    kwargs = {"batch_size": 16, "verbose": 0, **kwargs}
+    return model.fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), **kwargs)
+
+
+@needs_mpi
+def test_broadcast_and_average_keep_zero_dimensional_buffers() -> None:
+    model = _bn_model()
+    _fit(model, 32)
+    comm = pn.distributed.Communicator(FakeComm(2, 1), blas_threads=None)
+    before = {k: pn.to_numpy(v) for k, v in model.state_dict().items()}
+    assert before["1.num_batches_tracked"].shape == ()
+    comm.broadcast_model(model)
+    comm.average_buffers(model)  # the fake's other rank adds nothing: the running statistics halve
+    for name, value in model.state_dict().items():
+        value = pn.to_numpy(value)
+        assert value.shape == before[name].shape and value.dtype == before[name].dtype, name
+        expected = before[name] / 2 if name.endswith(("running_mean", "running_var")) else before[name]
+        np.testing.assert_array_equal(value, expected, err_msg=name)
+
+
+@needs_mpi
+def test_batch_checks_count_the_global_step_and_each_rank_s_shard() -> None:
+    two = [pn.distributed.Communicator(FakeComm(2, r), blas_threads=None) for r in (0, 1)]
+    with pytest.raises(ValueError, match=r"20 examples and batch_size=16 over 2 ranks \(32 examples per step\) leaves no batch"):
+        _fit(pn.Sequential([pn.layers.Linear(4, 3)], seed=0), 20, drop_last=True, distributed=two[0])
+    assert two[0].comm.calls == [("Abort", 1)]  # the error went through the abort guard, before any collective
+    # 99 = 3 * 32 + 3: the last global batch of 3 gives rank 0 one example
+    with pytest.raises(ValueError, match="leave a last batch of 3; split over 2 ranks, rank 0 gets 1"):
+        _fit(_bn_model(), 99, distributed=two[1])
+    _fit(_bn_model(), 99, drop_last=True, distributed=two[1])
+    # 113 = 3 * 32 + 17: a last batch of 17 is 8 + 9 examples; one process with batches of 16 would see 1
+    _fit(_bn_model(), 113, distributed=two[1])
+    with pytest.raises(ValueError, match="leave a last batch of 1"):
+        _fit(_bn_model(), 113)
+    frozen = _bn_model().freeze(1)  # running statistics in training too: one example is enough
+    _fit(frozen, 113)
+    assert pn.model._batch_statistics(_bn_model(track_running_stats=False).freeze(1).layers[1])  # frozen, no running stats
+
+
+@needs_mpi
+def test_rank_seeds_do_not_drift_over_fits() -> None:
+    comm = pn.distributed.Communicator(FakeComm(2, 1), blas_threads=None)
+    model = pn.Sequential([pn.layers.Linear(4, 8), pn.layers.Dropout(0.5), pn.layers.Linear(8, 3)], seed=0)
+    seed = model.layers[1].seed
+    for _ in range(2):
+        _fit(model, 64, distributed=comm)
+        assert model.layers[1].seed == seed
 
 
 @needs_mpi

@@ -288,3 +288,22 @@ def test_non_finite_numbers_in_the_history_round_trip(tmp_path):
     value = {"a": [1.0, float("inf"), float("-inf")], "b": {"c": float("nan")}, "d": [2, "x", None]}
     back = _resume._from_json(_resume._to_json(value))
     assert back["a"] == [1.0, float("inf"), float("-inf")] and np.isnan(back["b"]["c"]) and back["d"] == [2, "x", None]
+
+
+def test_a_checkpoint_older_than_a_run_key_resumes_with_its_default(tmp_path):
+    """A checkpoint written before fit knew drop_last and ranks ran with drop_last=False on one rank."""
+    reference = build()
+    train(reference)
+    model = build()
+    with pytest.raises(KeyboardInterrupt):
+        train(model, interrupt=13, checkpoint=tmp_path, checkpoint_every=3)
+    path = tmp_path / "checkpoint.safetensors"
+    tensors, meta = read_file(path)
+    for key in ("drop_last", "ranks"):
+        del meta["progress"][key]
+    pn.serialization.write_file(path, tensors, meta)
+    resumed = build()
+    train(resumed, checkpoint=tmp_path, resume=tmp_path)
+    assert_bit_identical(host_state(resumed), host_state(reference))
+    with pytest.raises(CheckpointError, match="the run had drop_last=False, this fit has drop_last=True"):
+        train(build(), resume=tmp_path, drop_last=True)
