@@ -860,7 +860,8 @@ class Sequential:
         bad = _count_nonfinite(xp, Y) if xp.isdtype(Y.dtype, "real floating") else 0
         if bad:
             raise ValueError(f"Sequential.{where}: y holds {bad} NaN or infinite values; drop those examples or fix the targets")
-        pred_shape = (X.shape[0], *tuple(self.forward(X[:1, ...])[0].shape[1:]))
+        # two examples where there are two: BatchNorm without running statistics needs them even in evaluation
+        pred_shape = (X.shape[0], *tuple(self.forward(X[: min(2, X.shape[0]), ...])[0].shape[1:]))
         loss.check_target(pred_shape, Y, values=True)
         return X, Y
 

@@ -322,3 +322,14 @@ def test_batchnorm_in_sequential_learns_and_predicts_with_running_stats(case: An
     expected = (h - rm) / np.sqrt(rv + 1e-5) * w + b
     np.testing.assert_allclose(pn.to_numpy(bn(model.layers[0](X))), expected, rtol=1e-4, atol=1e-4)
     assert model.evaluate(x, labels)["accuracy"] > 0.9
+
+
+def test_batchnorm_without_running_statistics_trains_in_fit() -> None:
+    model = pn.Sequential(
+        [pn.layers.Linear(3, 4), pn.layers.BatchNorm1d(4, track_running_stats=False), pn.layers.Linear(4, 2)], seed=0
+    )
+    x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    history = model.fit(
+        x, np.arange(20) % 2, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), batch_size=10, verbose=0
+    )
+    assert len(history.epoch) == 1 and np.isfinite(history.history["loss"][0])
