@@ -523,8 +523,9 @@ class Sequential:
             the step after the one saved. Build the model, optimizer and callbacks as for the
             first run and pass the same arguments; on NumPy, PyTorch CPU and array-api-strict the
             resumed run ends bit-identical to one never interrupted (CuPy's generators expose no
-            state: there a resumed Dropout draws fresh masks, re-seeded from the step). A directory without a checkpoint yet
-            starts from the beginning, so the same command serves the first run and the restarts.
+            state: there a resumed Dropout draws fresh masks, re-seeded from the step). A directory
+            without a checkpoint yet starts from the beginning, so the same command serves the
+            first run and the restarts.
 
         distributed
             None (default) or False: this process alone. True (``pn.distributed.world()``) or a
@@ -534,7 +535,8 @@ class Sequential:
             ``N * batch_size`` examples is split between the ranks, and the gradients are summed
             so that the update is the one a single process takes with batch ``N * batch_size``.
             Only rank 0 prints and writes checkpoints; a rank that fails ends the job. BatchNorm
-            uses each rank's own batch statistics. See :mod:`portnn.distributed`.
+            uses each rank's own batch statistics (running statistics averaged over the ranks at
+            each epoch's end and before a checkpoint). See :mod:`portnn.distributed`.
 
         A batch whose loss is NaN or infinite stops training with an error that names the
         epoch and step, unless a callback rolls back (:class:`~portnn.optim.schedules.Backtracking`).
