@@ -681,17 +681,12 @@ class Sequential:
                             dist.average_buffers(self)
                             if recorder is not None:
                                 recorder.reduce(dist, keep=dist.is_root)
-                    if (
-                        checkpoint_every is not None
-                        and global_step % checkpoint_every == 0
-                        and step + 1 < steps_per_epoch
-                        and (dist is None or dist.is_root)
-                    ):
-                        self._save_checkpoint(
-                            checkpoint, optimizer, callbacks, history, recorder,
-                            {"epoch": epoch, "step": step + 1, "global_step": global_step, "loss_sum": loss_sum,
-                             "seen": seen, "correct": int(correct_sum), "rng": epoch_rng, **run},
-                        )  # fmt: skip
+                        if dist is None or dist.is_root:
+                            self._save_checkpoint(
+                                checkpoint, optimizer, callbacks, history, recorder,
+                                {"epoch": epoch, "step": step + 1, "global_step": global_step, "loss_sum": loss_sum,
+                                 "seen": seen, "correct": int(correct_sum), "rng": epoch_rng, **run},
+                            )  # fmt: skip
                     if stopped if agree else self.stop_training:  # with ranks: the flag agreed at this step
                         break
                 bar.close()
