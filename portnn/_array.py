@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from array_api_compat import array_namespace, device, is_array_api_obj
@@ -107,3 +108,19 @@ def check_input(where: str, x: Any, param: Any) -> Any:
             "model.fit/predict/evaluate do this for you"
         )
     return xp
+
+
+def check_int(where: str, name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int; a ValueError naming ``where`` unless it is an integer (NumPy ints too, not bools) >= ``minimum``.
+
+    A float with a whole value gets the hint to pass the int (``batch_size=2.0`` -> ``batch_size=2``).
+    """
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or number < minimum:
+        whole = isinstance(value, float) and value.is_integer() and value >= minimum
+        hint = f" (a {type(value).__name__}; pass {name}={int(value) if whole else max(minimum, 1)})" if number is None else ""
+        raise ValueError(f"{where}: {name} must be an integer >= {minimum}; got {value!r}{hint}")
+    return number

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import operator
 import os
 import time
 import warnings
@@ -13,7 +12,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from . import _records, _resume, backends
-from ._array import dtype_name
+from ._array import check_int, dtype_name
 from ._progress import progress_bar, resolve_verbose
 from .callbacks import Callback, CallbackList
 from .layers.activations import Sigmoid, Softmax
@@ -573,11 +572,11 @@ class Sequential:
             raise TypeError(
                 f"fit needs an optimizer such as pn.optim.SGD(lr=0.1) (got {optimizer!r}); pass optimizer= or call compile()"
             )
-        _check_positive_int("epochs", epochs, allow_zero=True)
-        _check_positive_int("batch_size", batch_size)
-        _check_positive_int("record_every", record_every)
+        check_int("Sequential.fit", "epochs", epochs, minimum=0)
+        check_int("Sequential.fit", "batch_size", batch_size)
+        check_int("Sequential.fit", "record_every", record_every)
         if checkpoint_every is not None:
-            _check_positive_int("checkpoint_every", checkpoint_every)
+            check_int("Sequential.fit", "checkpoint_every", checkpoint_every)
             if checkpoint is None:
                 raise ValueError("fit: checkpoint_every needs checkpoint=DIR, the directory to write the checkpoints to")
         _check_l2(l2)
@@ -755,7 +754,7 @@ class Sequential:
         Uses ``loss``, else the one from :meth:`compile` or the last :meth:`fit`.
         """
         loss = self._check_loss(loss if loss is not None else self._loss, "evaluate")
-        _check_positive_int("batch_size", batch_size, where="evaluate")
+        check_int("Sequential.evaluate", "batch_size", batch_size)
         X, Y = self._ingest(x, y, loss, "evaluate")
         return self._evaluate_arrays(X, Y, loss, batch_size)
 
@@ -764,7 +763,7 @@ class Sequential:
 
         ``portnn.backends.to_numpy(model.predict(x))`` brings them to the host.
         """
-        _check_positive_int("batch_size", batch_size, where="predict")
+        check_int("Sequential.predict", "batch_size", batch_size)
         X = self._ingest_x(x, "predict")
         xp = self.backend.xp
         n = X.shape[0]
@@ -930,19 +929,6 @@ def _pair(data: Any) -> tuple[Any, Any]:
         got = f"a {type(data).__name__} of length {len(data)}" if isinstance(data, (tuple, list)) else f"a {type(data).__name__}"
         raise TypeError(f"Sequential.fit: validation_data must be a pair (x_val, y_val); got {got}")
     return data[0], data[1]
-
-
-def _check_positive_int(name: str, value: Any, *, allow_zero: bool = False, where: str = "fit") -> None:
-    """ValueError naming ``Sequential.<where>`` unless ``value`` is an int (NumPy ints too, not bools) >= 1 (or >= 0)."""
-    low = 0 if allow_zero else 1
-    try:
-        number = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        number = None
-    if number is None or number < low:
-        whole = isinstance(value, float) and value.is_integer() and value >= low
-        hint = f" (a {type(value).__name__}; pass {name}={int(value) if whole else max(low, 1)})" if number is None else ""
-        raise ValueError(f"Sequential.{where}: {name} must be an integer >= {low}; got {value!r}{hint}")
 
 
 def _check_l2(l2: Any) -> None:

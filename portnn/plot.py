@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import backends, metrics
+from ._array import check_int
 from ._records import ACTIVE_ABOVE, active_counts, active_threshold
 from .layers.base import Layer
 from .layers.dense import Linear
@@ -124,6 +125,18 @@ def _probabilities(out: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _check_label_range(where: str, labels: np.ndarray, n_classes: int) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(
+            f"{where}: y holds labels from {labels.min()} to {labels.max()} but the model predicts {n_classes} classes"
+        )
+
+
+def _example_losses(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each example's cross-entropy: ``-log`` of the probability given to its true class."""
+    return -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-300, None))
+
+
 def _predict(model: Sequential, x: Any, where: str) -> np.ndarray:
     _check_model(model, where)
     return backends.to_numpy(model.predict(x, batch_size=1024))
@@ -138,8 +151,7 @@ def _check_model(model: Any, where: str) -> None:
 
 def _run(model: Sequential, x: Any, stop: int, where: str, batch_size: int = 256) -> Iterator[tuple[int, Layer, Any]]:
     """Run ``model.layers[:stop]`` on ``x`` in batches (inference mode); yield ``(index, layer, output)`` per layer and batch."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"{where}: batch_size must be a positive int; got {batch_size!r}")
+    check_int(where, "batch_size", batch_size)
     X = model._ingest_x(x, where)
     n = X.shape[0]
     for start in range(0, n, batch_size):
@@ -317,8 +329,7 @@ def decision_boundary(
             f"{where}: x must hold 2-D points of shape (n, 2); got shape {X.shape}. For images use worst_predictions or neuron"
         )
     Y = _labels(where, y, X.shape[0])
-    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 2:
-        raise ValueError(f"{where}: resolution must be an int >= 2; got {resolution!r}")
+    check_int(where, "resolution", resolution, minimum=2)
     X = X.astype(np.float64)
     lo, hi = X.min(axis=0), X.max(axis=0)
     margin = 0.1 * np.maximum(hi - lo, 1e-3)
@@ -333,8 +344,7 @@ def decision_boundary(
         pred_grid, pred_data, n_classes = out_grid.reshape(-1) > 0, out_data.reshape(-1) > 0, 2
     else:
         pred_grid, pred_data, n_classes = out_grid.argmax(axis=1), out_data.argmax(axis=1), n_out
-    if Y.size and (Y.min() < 0 or Y.max() >= n_classes):
-        raise ValueError(f"{where}: y holds labels from {Y.min()} to {Y.max()} but the model predicts {n_classes} classes")
+    _check_label_range(where, Y, n_classes)
     colors = _class_colors(n_classes)
     cmap = mpl.colors.ListedColormap(colors)
     fig, ax = _axes(where, ax, (6.0, 5.0))
@@ -510,8 +520,7 @@ def worst_predictions(
     """
     where = "worst_predictions"
     _matplotlib(where)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{where}: n must be a positive int; got {n!r}")
+    check_int(where, "n", n)
     X = _host(x)
     Y = _labels(where, y, X.shape[0])
     images = _images(where, X, image_shape)
@@ -521,9 +530,8 @@ def worst_predictions(
             "(for 2-D points use decision_boundary)"
         )
     probs = _probabilities(_predict(model, x, where))
-    if Y.size and (Y.min() < 0 or Y.max() >= probs.shape[1]):
-        raise ValueError(f"{where}: y holds labels from {Y.min()} to {Y.max()} but the model predicts {probs.shape[1]} classes")
-    losses = -np.log(np.clip(probs[np.arange(len(Y)), Y], 1e-300, None))
+    _check_label_range(where, Y, probs.shape[1])
+    losses = _example_losses(probs, Y)
     order = np.argsort(-losses, kind="stable")[: min(n, len(Y))]
     cols = min(len(order), 8)
     rows = math.ceil(len(order) / cols)
@@ -597,8 +605,7 @@ def neuron(
         raise TypeError(f"{where}: layer {layer!r} is {linear!r}, not a Linear layer; pass one of {linears}")
     if not isinstance(unit, int) or isinstance(unit, bool) or not 0 <= unit < linear.out_features:
         raise ValueError(f"{where}: unit must be an int in 0..{linear.out_features - 1} for {linear!r}; got {unit!r}")
-    if not isinstance(top, int) or isinstance(top, bool) or top < 1:
-        raise ValueError(f"{where}: top must be a positive int; got {top!r}")
+    check_int(where, "top", top)
     stop = index + 1
     if stop < len(model.layers) and isinstance(model.layers[stop], ACTIVATION_LAYERS):
         stop += 1

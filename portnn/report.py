@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import backends, metrics, plot
+from ._array import check_int
 from .layers.dense import Linear
 from .serialization import write_bytes
 
@@ -84,12 +85,11 @@ def _classification(
     c = probs.shape[1]
     if class_names is not None and len(class_names) != c:
         raise ValueError(f"{where}: {len(class_names)} class_names but the model predicts {c} classes; pass {c} names")
-    if labels.size and (labels.min() < 0 or labels.max() >= c):
-        raise ValueError(f"{where}: y holds labels from {labels.min()} to {labels.max()} but the model predicts {c} classes")
+    plot._check_label_range(where, labels, c)
     predicted = probs.argmax(axis=1)
     cm = backends.to_numpy(metrics.confusion_matrix(labels, predicted, num_classes=c))
     per_class = backends.to_numpy(metrics.per_class_accuracy(labels, predicted, num_classes=c))
-    loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-300, None))))
+    loss = float(np.mean(plot._example_losses(probs, labels)))
     names = [plot._class_name(class_names, k) for k in range(c)]
     off = [(int(cm[i, j]), names[i], names[j]) for i in range(c) for j in range(c) if i != j and cm[i, j]]
     off.sort(key=lambda t: -t[0])
@@ -272,8 +272,7 @@ def write_report(
     where = "write_report"
     plot._matplotlib(where)
     plot._check_model(model, where)
-    if not isinstance(neurons, int) or isinstance(neurons, bool) or neurons < 0:
-        raise ValueError(f"{where}: neurons must be an int >= 0; got {neurons!r}")
+    check_int(where, "neurons", neurons, minimum=0)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
