@@ -208,6 +208,57 @@ def _neuron_units(layer: Linear, count: int) -> list[int]:
 # -- the reports --------------------------------------------------------------------------
 
 
+class _Report:
+    """A report being written into a folder: figures saved as they are added, then ``metrics.json`` and ``index.html``."""
+
+    def __init__(self, directory: str | os.PathLike[str], model: Sequential, history: Any) -> None:
+        self.out = Path(directory)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.files: dict[str, Path] = {}
+        self.sections: list[tuple[str, str]] = []
+        self.history = history
+        self.summary = _base_metrics(model, history)
+
+    def save(self, name: str, fig: Figure) -> Path:
+        self.files[name] = _save(fig, self.out / name)
+        return self.files[name]
+
+    def add(self, name: str, fig: Figure, heading: str, caption: str) -> None:
+        """Save ``fig`` as ``name`` and give it a section of the page."""
+        self.save(name, fig)
+        self.sections.append((heading, _figure_html(name, caption)))
+
+    def add_records(self) -> None:
+        """The pictures of ``fit(record=True)``: dead and always-on units, gradient norms (when recorded)."""
+        records = _records(self.history)
+        if records.get("active_fraction"):
+            self.add(
+                "activation_stats.png",
+                plot.activation_stats(self.history, always_on=ALWAYS_ON),
+                "Dead and always-on units",
+                "Per activation layer, in the last training epoch: the share of units never active (dead: they pass "
+                f"no gradient and stopped learning) and of units active on at least {ALWAYS_ON:.0%} of the examples "
+                "(for ReLU: units that act linearly).",
+            )
+        if records.get("grad_norm"):
+            self.add(
+                "grad_norms.png",
+                plot.grad_norms(self.history),
+                "Gradient norms",
+                "The L2 norm of each layer's parameter gradient over the training steps (log scale). Early layers far "
+                "below late ones would mean vanishing gradients; spikes, exploding ones.",
+            )
+
+    def finish(self, title: str, intro: str, extra: Sequence[tuple[str, str]] = ()) -> dict[str, Path]:
+        """Write ``metrics.json`` and ``index.html`` (the model, the figures, ``extra``, the per-epoch history)."""
+        self.files["metrics.json"] = _write_text(self.out / "metrics.json", json.dumps(_jsonable(self.summary), indent=2) + "\n")
+        sections = [("Model", f"<pre>{html.escape(self.summary['model_summary'])}</pre>"), *self.sections, *extra]
+        if self.summary["history"]:
+            sections.append(("Per-epoch history", _history_table(self.summary["history"])))
+        self.files["index.html"] = _write_text(self.out / "index.html", _page(title, intro, sections))
+        return self.files
+
+
 def write_report(
     directory: str | os.PathLike[str],
     model: Sequential,
@@ -273,22 +324,13 @@ def write_report(
     plot._matplotlib(where)
     plot._check_model(model, where)
     check_int(where, "neurons", neurons, minimum=0)
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    sections: list[tuple[str, str]] = []
-    summary = _base_metrics(model, history)
     test, predicted = _classification(where, model, x_test, y_test, class_names)
+    report = _Report(directory, model, history)
+    summary = report.summary
     summary.update(loss=test["loss"], accuracy=test["accuracy"], test=test)
-    records = _records(history)
-
-    def add(name: str, fig: Figure, heading: str, caption: str) -> None:
-        files[name] = _save(fig, out / name)
-        sections.append((heading, _figure_html(name, caption)))
-
     logs = summary["history"]
     if logs.get("loss"):
-        add(
+        report.add(
             "learning_curves.png",
             plot.learning_curves(logs),
             "Learning curves",
@@ -297,7 +339,7 @@ def write_report(
             "training loss falls is overfitting.",
         )
     confused = ", ".join(f"{d['true']} taken for {d['predicted']} ({d['count']}x)" for d in test["most_confused"][:3])
-    add(
+    report.add(
         "confusion_matrix.png",
         plot.confusion_matrix(y_test, plot._host(predicted), class_names=test["class_names"]),
         "Confusion matrix",
@@ -305,7 +347,7 @@ def write_report(
         f"Most frequent confusions: {confused or 'none'}.",
     )
     if plot._images(where, plot._host(x_test)[:1], image_shape) is not None:
-        add(
+        report.add(
             "worst_predictions.png",
             plot.worst_predictions(model, x_test, y_test, n=16, image_shape=image_shape, class_names=class_names),
             "Worst predictions",
@@ -319,9 +361,9 @@ def write_report(
         blocks = []
         for unit in _neuron_units(layer, neurons):
             name = f"neuron_{layer.name}_{unit}.png"
-            files[name] = _save(plot.neuron(model, first, unit, pool, top=9, image_shape=image_shape), out / name)
+            report.save(name, plot.neuron(model, first, unit, pool, top=9, image_shape=image_shape))
             blocks.append(_figure_html(name, f"{layer.name}, unit {unit}"))
-        sections.append(
+        report.sections.append(
             (
                 f"Neurons of {layer.name}",
                 '<p class="note">The units of the first Linear layer with the largest weight norms: their input '
@@ -329,25 +371,7 @@ def write_report(
                 f"{'training' if x_train is not None else 'test'} examples that activate it most.</p>" + "".join(blocks),
             )
         )
-    if records.get("active_fraction"):
-        add(
-            "activation_stats.png",
-            plot.activation_stats(history, always_on=ALWAYS_ON),
-            "Dead and always-on units",
-            "Per activation layer, in the last training epoch: the share of units never active (dead: they pass "
-            f"no gradient and stopped learning) and of units active on at least {ALWAYS_ON:.0%} of the examples "
-            "(for ReLU: units that act linearly).",
-        )
-    if records.get("grad_norm"):
-        add(
-            "grad_norms.png",
-            plot.grad_norms(history),
-            "Gradient norms",
-            "The L2 norm of each layer's parameter gradient over the training steps (log scale). Early layers far "
-            "below late ones would mean vanishing gradients; spikes, exploding ones.",
-        )
-    files["metrics.json"] = _write_text(out / "metrics.json", json.dumps(_jsonable(summary), indent=2) + "\n")
-
+    report.add_records()
     per_class = _table(
         ["class", "accuracy", "examples"],
         [(k, v, int(np.sum(test["confusion_matrix"][i]))) for i, (k, v) in enumerate(test["per_class_accuracy"].items())],
@@ -358,13 +382,7 @@ def write_report(
         f"after {summary['epochs']} epochs. portnn {html.escape(summary['portnn_version'])}. "
         '<a href="metrics.json">metrics.json</a> holds every number on this page.</p>'
     )
-    sections.insert(0, ("Model", f"<pre>{html.escape(summary['model_summary'])}</pre>"))
-    sections.append(("Per-class accuracy", per_class))
-    if logs:
-        sections.append(("Per-epoch history", _history_table(logs)))
-    page = _page(title or "portnn training report", intro, sections)
-    files["index.html"] = _write_text(out / "index.html", page)
-    return files
+    return report.finish(title or "portnn training report", intro, [("Per-class accuracy", per_class)])
 
 
 def write_toy_report(
@@ -416,45 +434,24 @@ def write_toy_report(
     where = "write_toy_report"
     plot._matplotlib(where)
     plot._check_model(model, where)
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    sections: list[tuple[str, str]] = []
-    summary = _base_metrics(model, history)
     data, _ = _classification(where, model, x, y, None)
+    report = _Report(directory, model, history)
+    summary = report.summary
     summary.update(loss=data["loss"], accuracy=data["accuracy"], data=data)
-    records = _records(history)
-
-    def add(name: str, fig: Figure, heading: str, caption: str) -> None:
-        files[name] = _save(fig, out / name)
-        sections.append((heading, _figure_html(name, caption)))
-
-    add(
+    report.add(
         "decision_boundary.png",
         plot.decision_boundary(model, x, y, resolution=resolution, title=title),
         "Decision boundary",
         "The class the model predicts at each point of the plane (shaded), with the training points on top.",
     )
-    logs = summary["history"]
-    if logs.get("loss"):
-        add("learning_curves.png", plot.learning_curves(logs), "Learning curves", "Loss and accuracy per epoch.")
-    if records.get("active_fraction"):
-        add(
-            "activation_stats.png",
-            plot.activation_stats(history, always_on=ALWAYS_ON),
-            "Dead and always-on units",
-            "Per activation layer, in the last epoch: units never active, and units active on almost every point.",
+    if summary["history"].get("loss"):
+        report.add(
+            "learning_curves.png", plot.learning_curves(summary["history"]), "Learning curves", "Loss and accuracy per epoch."
         )
-    if records.get("grad_norm"):
-        add("grad_norms.png", plot.grad_norms(history), "Gradient norms", "Each layer's gradient norm over the steps.")
-    files["metrics.json"] = _write_text(out / "metrics.json", json.dumps(_jsonable(summary), indent=2) + "\n")
+    report.add_records()
     intro = (
         f'<p class="big">Accuracy <b>{data["accuracy"]:.2%}</b> on the {data["examples"]} points, loss {data["loss"]:.4f}, '
         f"after {summary['epochs']} epochs. portnn {html.escape(summary['portnn_version'])}. "
         '<a href="metrics.json">metrics.json</a> holds the numbers.</p>'
     )
-    sections.append(("Model", f"<pre>{html.escape(summary['model_summary'])}</pre>"))
-    if logs:
-        sections.append(("Per-epoch history", _history_table(logs)))
-    files["index.html"] = _write_text(out / "index.html", _page(title or "portnn toy report", intro, sections))
-    return files
+    return report.finish(title or "portnn toy report", intro)
