@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .._array import check_int
+
 __all__ = [
     "DATASETS",
     "ball_and_cup",
@@ -44,16 +46,11 @@ Dataset = tuple[np.ndarray, np.ndarray]
 MAX_BITS = 20
 
 
-def _check_count(fn: str, name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{fn}: {name} must be a positive int (got {value!r}); pass e.g. {name}=200")
-    return int(value)
-
-
-def _check_noise(fn: str, noise: object) -> float:
+def _start(fn: str, n: object, noise: object, seed: object, name: str = "n_per_class") -> tuple[int, float, np.random.Generator]:
+    """The checked count and noise of generator ``fn``, and its random generator seeded with ``seed``."""
     if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
         raise ValueError(f"{fn}: noise must be a finite number >= 0 (got {noise!r}); pass e.g. noise=0.1, or 0 for none")
-    return float(noise)
+    return check_int(fn, name, n), float(noise), np.random.default_rng(seed)
 
 
 def _check_classes(fn: str, n_classes: object, allowed: str, ok: Callable[[int], bool]) -> int:
@@ -98,9 +95,7 @@ def two_gaussians(n_per_class: int = 200, *, noise: float = 0.6, seed: int | Non
     >>> x.shape, y.tolist().count(1)
     ((100, 2), 50)
     """
-    n = _check_count("two_gaussians", "n_per_class", n_per_class)
-    noise = _check_noise("two_gaussians", noise)
-    rng = np.random.default_rng(seed)
+    n, noise, rng = _start("two_gaussians", n_per_class, noise, seed)
     return _finish([_jitter(rng, np.full((n, 2), c), noise) for c in (-1.0, 1.0)])
 
 
@@ -130,9 +125,7 @@ def ball_and_cup(n_per_class: int = 200, *, noise: float = 0.05, seed: int | Non
     >>> x.shape, float(abs(x).max())
     ((100, 2), 1.0)
     """
-    n = _check_count("ball_and_cup", "n_per_class", n_per_class)
-    noise = _check_noise("ball_and_cup", noise)
-    rng = np.random.default_rng(seed)
+    n, noise, rng = _start("ball_and_cup", n_per_class, noise, seed)
     radius, angle = 0.35 * np.sqrt(rng.uniform(size=n)), rng.uniform(0, 2 * np.pi, size=n)
     ball = np.stack([radius * np.cos(angle), 0.9 + radius * np.sin(angle)], axis=1)
     t = rng.uniform(-1, 1, size=n)
@@ -164,9 +157,7 @@ def shifted_cubics(n_per_class: int = 200, *, noise: float = 0.05, seed: int | N
     >>> bool(x[y == 0, 1].mean() > x[y == 1, 1].mean())
     True
     """
-    n = _check_count("shifted_cubics", "n_per_class", n_per_class)
-    noise = _check_noise("shifted_cubics", noise)
-    rng = np.random.default_rng(seed)
+    n, noise, rng = _start("shifted_cubics", n_per_class, noise, seed)
     parts = []
     for shift in (0.5, -0.5):
         t = rng.uniform(-1, 1, size=n)
@@ -199,10 +190,8 @@ def bullseye(n_per_class: int = 200, *, n_classes: int = 2, noise: float = 0.15,
     >>> x.shape, sorted(set(y.tolist()))
     ((150, 2), [0, 1, 2])
     """
-    n = _check_count("bullseye", "n_per_class", n_per_class)
+    n, noise, rng = _start("bullseye", n_per_class, noise, seed)
     k = _check_classes("bullseye", n_classes, "2 or 3", lambda k: k in (2, 3))
-    noise = _check_noise("bullseye", noise)
-    rng = np.random.default_rng(seed)
     parts = []
     for radius in range(k):
         angle = rng.uniform(0, 2 * np.pi, size=n)
@@ -236,9 +225,7 @@ def moons(n_per_class: int = 200, *, noise: float = 0.1, seed: int | None = 0) -
     >>> x.shape, y.shape
     ((100, 2), (100,))
     """
-    n = _check_count("moons", "n_per_class", n_per_class)
-    noise = _check_noise("moons", noise)
-    rng = np.random.default_rng(seed)
+    n, noise, rng = _start("moons", n_per_class, noise, seed)
     t0, t1 = rng.uniform(0, np.pi, size=n), rng.uniform(0, np.pi, size=n)
     upper = np.stack([np.cos(t0), np.sin(t0)], axis=1)
     lower = np.stack([1 - np.cos(t1), 0.5 - np.sin(t1)], axis=1)
@@ -270,10 +257,8 @@ def shifted_sinusoids(n_per_class: int = 200, *, n_classes: int = 2, noise: floa
     >>> x.shape, sorted(set(y.tolist()))
     ((150, 2), [0, 1, 2])
     """
-    n = _check_count("shifted_sinusoids", "n_per_class", n_per_class)
+    n, noise, rng = _start("shifted_sinusoids", n_per_class, noise, seed)
     k = _check_classes("shifted_sinusoids", n_classes, "2 or 3", lambda k: k in (2, 3))
-    noise = _check_noise("shifted_sinusoids", noise)
-    rng = np.random.default_rng(seed)
     parts = []
     for shift in range(k):
         t = rng.uniform(-2 * np.pi, 2 * np.pi, size=n)
@@ -310,10 +295,8 @@ def spirals(n_per_class: int = 200, *, n_classes: int = 2, noise: float = 0.03, 
     >>> x.shape, int(y.max())
     ((200, 2), 3)
     """
-    n = _check_count("spirals", "n_per_class", n_per_class)
+    n, noise, rng = _start("spirals", n_per_class, noise, seed)
     k = _check_classes("spirals", n_classes, "an int >= 2", lambda k: k >= 2)
-    noise = _check_noise("spirals", noise)
-    rng = np.random.default_rng(seed)
     parts = []
     for arm in range(k):
         r = rng.uniform(0.05, 1.0, size=n)
@@ -346,9 +329,7 @@ def sine(n: int = 256, *, noise: float = 0.0, seed: int | None = 0) -> Dataset:
     >>> x.shape, y.dtype.name, bool(abs(y - np.sin(np.pi * x)).max() < 1e-6)
     ((100, 1), 'float32', True)
     """
-    n = _check_count("sine", "n", n)
-    noise = _check_noise("sine", noise)
-    rng = np.random.default_rng(seed)
+    n, noise, rng = _start("sine", n, noise, seed, name="n")
     x = rng.uniform(-1.0, 1.0, size=(n, 1)).astype(np.float32)
     y = _jitter(rng, np.sin(np.pi * x.astype(np.float64)), noise)
     return x, y.astype(np.float32)
