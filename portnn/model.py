@@ -17,7 +17,6 @@ from ._progress import progress_bar, resolve_verbose
 from .callbacks import Callback, CallbackList
 from .layers.activations import Sigmoid, Softmax
 from .layers.base import Buffer, Layer, Parameter, Shape, ShapeError
-from .layers.normalization import _BatchNorm
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
 from .optim import Optimizer
 
@@ -888,13 +887,8 @@ def _distributed_setup(model: Sequential, comm: Any, rng: Any, loss: Loss) -> di
     return seeds
 
 
-def _batch_statistics(layer: Layer) -> bool:
-    """Whether ``layer`` is a BatchNorm that normalises with the batch's statistics in training (not a frozen one)."""
-    return isinstance(layer, _BatchNorm) and not (layer.affine and not layer.trainable and layer.track_running_stats)
-
-
 def _check_batches(model: Sequential, n: int, batch_size: int, ranks: int, drop_last: bool) -> None:
-    """Refuse a fit that takes no step, or whose last batch gives a BatchNorm layer one example on some rank."""
+    """Refuse a fit that takes no step, or whose last batch gives a layer fewer examples than its ``min_batch_size``."""
     step = batch_size * ranks  # a global batch
     over = f" over {ranks} ranks ({step} examples per step)" if ranks > 1 else ""
     if drop_last and n < step:
@@ -904,8 +898,10 @@ def _check_batches(model: Sequential, n: int, batch_size: int, ranks: int, drop_
         )
     last = n % step if n % step and not drop_last else step  # the size of the last global batch
     shards = [last * (r + 1) // ranks - last * r // ranks for r in range(ranks)]  # as Communicator.shard splits it
-    if n > 1 and 1 in shards and any(_batch_statistics(layer) for layer in model.layers):
-        where = f"; split over {ranks} ranks, rank {shards.index(1)} gets 1" if ranks > 1 else ""
+    needy = max(model.layers, key=lambda layer: layer.min_batch_size, default=None)
+    smallest = min(size for size in shards if size)  # an empty share is fine: that rank joins with zeros
+    if n > 1 and needy is not None and smallest < needy.min_batch_size:
+        where = f"; split over {ranks} ranks, rank {shards.index(smallest)} gets {smallest}" if ranks > 1 else ""
         fix = (
             "pass drop_last=True, which skips a short last batch, or another batch_size"
             if last < step
@@ -913,7 +909,7 @@ def _check_batches(model: Sequential, n: int, batch_size: int, ranks: int, drop_
         )
         raise ValueError(
             f"Sequential.fit: {n} examples in batches of {batch_size}{over} leave a last batch of {last}{where}, "
-            f"on which BatchNorm cannot train (Expected more than 1 value per channel); {fix}"
+            f"on which {needy!r} cannot train (it needs batches of {needy.min_batch_size} or more); {fix}"
         )
 
 

@@ -306,7 +306,8 @@ def test_batch_checks_count_the_global_step_and_each_rank_s_shard() -> None:
         _fit(_bn_model(), 113)
     frozen = _bn_model().freeze(1)  # running statistics in training too: one example is enough
     _fit(frozen, 113)
-    assert pn.model._batch_statistics(_bn_model(track_running_stats=False).freeze(1).layers[1])  # frozen, no running stats
+    assert _bn_model(track_running_stats=False).freeze(1).layers[1].min_batch_size == 2  # frozen, no running stats
+    assert frozen.layers[1].min_batch_size == 1
 
 
 @needs_mpi

@@ -152,6 +152,11 @@ class Layer:
         return backend
 
     @property
+    def min_batch_size(self) -> int:
+        """The fewest examples a training batch may hold (BatchNorm needs 2); :meth:`portnn.Sequential.fit` checks it."""
+        return 1
+
+    @property
     def trainable(self) -> bool:
         return any(p.trainable for p in self._params.values())
 

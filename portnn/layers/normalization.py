@@ -103,6 +103,15 @@ class _BatchNorm(Layer):
             raise ShapeError(f"{self!r} expects input of shape {self._expected()}; got {_fmt(input_shape)}")
         return input_shape
 
+    @property
+    def _frozen(self) -> bool:
+        """Frozen with running statistics to normalise with: the layer then trains as in evaluation."""
+        return self.affine and not self.trainable and self.track_running_stats
+
+    @property
+    def min_batch_size(self) -> int:
+        return 1 if self._frozen else 2  # a variance over one value per channel is no statistic
+
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         ref = self._reference()
         if ref is not None:
@@ -113,7 +122,7 @@ class _BatchNorm(Layer):
         if x.ndim > 3:  # per-channel statistics over N and every spatial axis: an (N, C, L) view
             x = array_namespace(x).reshape(x, (shape[0], shape[1], -1))
         flat = tuple(x.shape)
-        if training and self.affine and not self.trainable and self.track_running_stats:
+        if training and self._frozen:
             training = False  # frozen (transfer learning): normalise with the running statistics, leave them be (Keras's rule)
         batch_stats = training or not self.track_running_stats
         w = self.weight.data if self.weight is not None else None
