@@ -326,12 +326,7 @@ class Communicator:
         the L2 term, the optimizer step), so the parameters stay identical on every rank.
         """
         optimizer.zero_grad()
-        model._grad_hook(0)
-        if l2:
-            for p in model.parameters():
-                if p.regularize and p.trainable:
-                    p.accumulate(l2 * p.data)
-        optimizer.step()
+        model._finish_step(optimizer, 0, l2)
 
     def evaluate(self, model: Any, X: Any, Y: Any, loss: Any, batch_size: int) -> dict[str, float]:
         """``model``'s loss (and accuracy) over ``(X, Y)``, each rank evaluating its contiguous share, summed."""

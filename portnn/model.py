@@ -255,16 +255,24 @@ class Sequential:
         y_pred, backward = self.forward(x, training=True)
         value, loss_backward = loss.forward(y_pred, y, validate=validate)
         backward(loss_backward())
+        return self._finish_step(optimizer, x.shape[0], l2, value), y_pred
+
+    def _finish_step(self, optimizer: Optimizer, batch: int, l2: float, value: Any = None) -> Any:
+        """After the backward pass: the gradients of the global batch (distributed), the L2 term, the update.
+
+        Returns ``value`` (the batch loss) with the L2 penalty added; a rank with an empty share
+        of the batch calls it with ``batch=0`` and no value.
+        """
         if self._grad_hook is not None:
-            self._grad_hook(x.shape[0])  # the gradients of the global batch, before the L2 term each rank adds
+            self._grad_hook(batch)  # the gradients of the global batch, before the L2 term each rank adds
         if l2:
-            xp = array_namespace(value)
             for p in self.parameters():
                 if p.regularize and p.trainable:
-                    value = value + (0.5 * l2) * xp.sum(p.data * p.data)
+                    if value is not None:
+                        value = value + (0.5 * l2) * array_namespace(p.data).sum(p.data * p.data)
                     p.accumulate(l2 * p.data)
         optimizer.step()
-        return value, y_pred
+        return value
 
     # -- parameters and state ---------------------------------------------------------
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
