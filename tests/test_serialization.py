@@ -481,7 +481,7 @@ def test_a_write_replaces_the_file_whole(tmp_path: Path) -> None:
 
 
 # -- no pickle ------------------------------------------------------------------------
-@pytest.mark.parametrize("module", ["serialization.py", "io.py"])
+@pytest.mark.parametrize("module", ["serialization.py", "_resume.py", "transfer.py"])
 def test_no_pickle_anywhere_on_the_load_path(module: str) -> None:
     source = (Path(pn.__file__).parent / module).read_text()
     imported = set()
