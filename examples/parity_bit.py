@@ -24,7 +24,7 @@ def main(epochs: int = 40, seed: int = 0, verbose: bool = True) -> dict[str, flo
         bits[train], odd[train], loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.5, momentum=0.9),
         epochs=epochs, batch_size=16, verbose=0,
     )  # fmt: skip
-    result = model.evaluate(bits[test], odd[test])
+    result = model.evaluate(bits[test], odd[test], return_dict=True)
     weights = np.abs(pn.to_numpy(model.layers[0].weight.data)).mean(axis=0)
     result["last_bit_weight_share"] = float(weights[-1] / weights.sum())
     if verbose:

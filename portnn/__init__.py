@@ -8,7 +8,7 @@ Examples
 >>> model = pn.Sequential([pn.layers.Linear(784, 128), pn.layers.ReLU(), pn.layers.Linear(128, 10)], seed=0)
 """
 
-from . import backends, callbacks, datasets, distributed, functional, init, layers, losses, metrics, optim, plot, report
+from . import backends, callbacks, datasets, distributed, functional, init, layers, losses, metrics, optim, plot, report, training
 from .backends import (
     Backend,
     BackendUnavailableError,
@@ -18,9 +18,10 @@ from .backends import (
     to_numpy,
     use_backend,
 )
-from .model import History, Sequential
+from .model import Sequential
 from .optim import schedules as _schedules  # noqa: F401  (makes pn.optim.schedules available)
 from .serialization import CheckpointError, load
+from .training import History
 
 __version__ = "0.1.0"
 
@@ -49,5 +50,6 @@ __all__ = [
     "serialization",
     "set_backend",
     "to_numpy",
+    "training",
     "use_backend",
 ]

@@ -35,9 +35,11 @@ class Callback:
 
     model: Any = None
     optimizer: Any = None
+    #: False on the ranks of a distributed fit other than rank 0: callbacks that write files skip the write.
+    is_root: bool = True
 
-    def set_context(self, model: Any, optimizer: Any) -> None:
-        self.model, self.optimizer = model, optimizer
+    def set_context(self, model: Any, optimizer: Any, *, is_root: bool = True) -> None:
+        self.model, self.optimizer, self.is_root = model, optimizer, is_root
 
     def on_train_begin(self, logs: dict[str, Any]) -> None: ...
 
@@ -52,6 +54,30 @@ class Callback:
 
     def on_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
         """``logs`` holds the batch's ``loss`` (a float) and ``size``."""
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any]) -> None:
+        """Keras 3's name; calls :meth:`on_batch_begin` (its backward-compatible alias), so either may be overridden."""
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
+        """Keras 3's name; calls :meth:`on_batch_end` (its backward-compatible alias), so either may be overridden."""
+        self.on_batch_end(batch, logs)
+
+    def on_test_begin(self, logs: dict[str, Any]) -> None: ...
+
+    def on_test_end(self, logs: dict[str, Any]) -> None: ...
+
+    def on_test_batch_begin(self, batch: int, logs: dict[str, Any]) -> None: ...
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any]) -> None: ...
+
+    def on_predict_begin(self, logs: dict[str, Any]) -> None: ...
+
+    def on_predict_end(self, logs: dict[str, Any]) -> None: ...
+
+    def on_predict_batch_begin(self, batch: int, logs: dict[str, Any]) -> None: ...
+
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any]) -> None: ...
 
     def on_nonfinite_loss(self, epoch: int, batch: int, loss: float) -> bool:
         """Called when a batch's loss is NaN or infinite; return True if the callback repaired training (rolled back)."""
@@ -82,33 +108,20 @@ class CallbackList(Callback):
                     f"at position {i}: {hint}"
                 )
 
-    def set_context(self, model: Any, optimizer: Any) -> None:
+    def set_context(self, model: Any, optimizer: Any, *, is_root: bool = True) -> None:
         for cb in self.callbacks:
-            cb.set_context(model, optimizer)
+            cb.set_context(model, optimizer, is_root=is_root)
 
-    def on_train_begin(self, logs: dict[str, Any]) -> None:
-        for cb in self.callbacks:
-            cb.on_train_begin(logs)
+    def __getattribute__(self, name: str) -> Any:
+        # every other hook: call it on each callback in order
+        if name.startswith("on_") and name != "on_nonfinite_loss":
 
-    def on_train_end(self, logs: dict[str, Any]) -> None:
-        for cb in self.callbacks:
-            cb.on_train_end(logs)
+            def hook(*args: Any) -> None:
+                for cb in object.__getattribute__(self, "callbacks"):
+                    getattr(cb, name)(*args)
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
-        for cb in self.callbacks:
-            cb.on_epoch_begin(epoch, logs)
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        for cb in self.callbacks:
-            cb.on_epoch_end(epoch, logs)
-
-    def on_batch_begin(self, batch: int, logs: dict[str, Any]) -> None:
-        for cb in self.callbacks:
-            cb.on_batch_begin(batch, logs)
-
-    def on_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
-        for cb in self.callbacks:
-            cb.on_batch_end(batch, logs)
+            return hook
+        return object.__getattribute__(self, name)
 
     def on_nonfinite_loss(self, epoch: int, batch: int, loss: float) -> bool:
         return any(cb.on_nonfinite_loss(epoch, batch, loss) for cb in self.callbacks)
@@ -286,8 +299,7 @@ class ModelCheckpoint(_Monitor):
             if not self._improved(value):
                 return
             self.best = value
-        dist = getattr(self.model, "_distributed", None)
-        if dist is not None and not dist.is_root:
+        if not self.is_root:
             return  # every rank holds the same weights: rank 0 writes them
         path = self.filepath.format(epoch=epoch + 1)
         self.model.save_weights(path)

@@ -1,7 +1,8 @@
 """Data-parallel training across MPI ranks (mpi4py): one model per rank, gradients summed every step.
 
 Launch one process per rank with ``mpiexec`` and pass ``distributed=True`` to
-:meth:`portnn.Sequential.fit` (or ``portnn train --distributed``)::
+:meth:`portnn.Sequential.fit` (or ``portnn train --distributed``), which trains with the
+:class:`DataParallel` strategy (the same methods as :class:`portnn.training.LocalStrategy`)::
 
     mpiexec -n 2 portnn train --distributed
     mpiexec -n 2 python my_script.py       # model.fit(..., distributed=True) inside
@@ -45,7 +46,7 @@ import numpy as np
 
 from . import backends
 
-__all__ = ["GPU_PATHS", "Communicator", "cuda_aware_mpi", "init", "limit_blas_threads", "world"]
+__all__ = ["GPU_PATHS", "Communicator", "DataParallel", "cuda_aware_mpi", "init", "limit_blas_threads", "world"]
 
 #: How CuPy gradients travel: ``"auto"`` (CUDA-aware MPI when detected, else ``"host"``),
 #: ``"cuda-aware"`` (device buffers handed to MPI), ``"host"`` (staged through pinned host memory),
@@ -319,32 +320,6 @@ class Communicator:
         )
         self.comm.Abort(code)
 
-    def idle_step(self, model: Any, optimizer: Any, l2: float) -> None:
-        """A training step for a rank whose part of the global batch is empty: zeros join the gradient sum.
-
-        The same update as :meth:`portnn.Sequential.train_step` on the other ranks (the summed gradient,
-        the L2 term, the optimizer step), so the parameters stay identical on every rank.
-        """
-        optimizer.zero_grad()
-        model._finish_step(optimizer, 0, l2)
-
-    def evaluate(self, model: Any, X: Any, Y: Any, loss: Any, batch_size: int) -> dict[str, float]:
-        """``model``'s loss (and accuracy) over ``(X, Y)``, each rank evaluating its contiguous share, summed."""
-        n = X.shape[0]
-        lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
-        sums = [0.0, 0.0, 0.0, 0.0]  # loss sum, examples, correct, counted predictions
-        if hi > lo:
-            logs = model._evaluate_arrays(X[lo:hi, ...], Y[lo:hi, ...], loss, batch_size)
-            sums[:2] = [logs["loss"] * (hi - lo), hi - lo]
-            if loss.classification:
-                count = loss.count(Y[lo:hi, ...])
-                sums[2:] = [logs["accuracy"] * count, count]
-        loss_sum, seen, correct, counted = self.allreduce_sums(sums)
-        out = {"loss": loss_sum / max(seen, 1)}
-        if loss.classification:
-            out["accuracy"] = correct / max(counted, 1)
-        return out
-
     # -- moving the gradient buffer ----------------------------------------------------
     def _sum(self, buf: Any) -> Any:
         """Sum ``buf`` over the ranks; returns the array holding the result (``buf`` itself, or a new one)."""
@@ -408,6 +383,71 @@ class Communicator:
         self.comm.Allreduce(MPI.IN_PLACE, self._host, op=MPI.SUM)
         buf.set(self._host)
         return buf
+
+
+class DataParallel:
+    """The strategy of a data-parallel :meth:`~portnn.training.Trainer.fit` across the ranks of ``comm``.
+
+    It has the methods of :class:`portnn.training.LocalStrategy`, which the training loop calls;
+    here each one is the collective that keeps the ranks in step.
+    """
+
+    def __init__(self, comm: Communicator) -> None:
+        self.comm = comm
+        self.size, self.rank, self.is_root = comm.size, comm.rank, comm.is_root
+        self._seeds: dict[Any, int] = {}
+
+    def __repr__(self) -> str:
+        return f"DataParallel({self.comm!r})"
+
+    def setup(self, model: Any, rng: Any) -> None:
+        """Rank 0's parameters, buffers and shuffling state to every rank; each rank its own dropout stream."""
+        self.comm.broadcast_model(model, rng)
+        self._seeds = reseed_random_layers(model, self.rank)
+
+    def teardown(self, model: Any) -> None:
+        restore_seeds(self._seeds)
+        self._seeds = {}
+
+    def shard(self, start: int, stop: int) -> tuple[int, int]:
+        return self.comm.shard(start, stop)
+
+    def reduce_gradients(self, params: list[Any], local_batch: int, *, mean: bool) -> None:
+        self.comm.allreduce_gradients(params, local_batch, mean=mean)
+
+    def reduce_step(self, value: float, correct: Any, stop: bool) -> tuple[float, Any, bool]:
+        """The global batch's loss sum and correct count, and whether any rank asked to stop: one small allreduce."""
+        value, correct, stops = self.comm.allreduce_sums([value, float(correct), float(stop)])
+        return value, int(correct), stops > 0
+
+    def agree(self, stop: bool) -> bool:
+        return self.comm.allreduce_sums([float(stop)])[0] > 0 if self.size > 1 else stop
+
+    def sync_buffers(self, model: Any) -> None:
+        self.comm.average_buffers(model)
+
+    def sum_arrays(self, arrays: list[Any]) -> list[Any]:
+        return self.comm.sum_arrays(arrays)
+
+    def evaluate(self, evaluate: Any, X: Any, Y: Any, loss: Any) -> dict[str, float]:
+        """``evaluate(X, Y)``'s loss (and accuracy) with each rank evaluating its contiguous share, summed."""
+        n = X.shape[0]
+        lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
+        sums = [0.0, 0.0, 0.0, 0.0]  # loss sum, examples, correct, counted predictions
+        if hi > lo:
+            logs = evaluate(X[lo:hi, ...], Y[lo:hi, ...])
+            sums[:2] = [logs["loss"] * (hi - lo), hi - lo]
+            if loss.classification:
+                count = loss.count(Y[lo:hi, ...])
+                sums[2:] = [logs["accuracy"] * count, count]
+        loss_sum, seen, correct, counted = self.comm.allreduce_sums(sums)
+        out = {"loss": loss_sum / max(seen, 1)}
+        if loss.classification:
+            out["accuracy"] = correct / max(counted, 1)
+        return out
+
+    def abort(self, exc: BaseException) -> None:
+        self.comm.abort(exc)
 
 
 def init(*, gpu: str | None = None, blas_threads: int | None = 1) -> Communicator:

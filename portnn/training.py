@@ -1,0 +1,836 @@
+"""The training loop, apart from the model: :class:`Trainer` gives a model ``compile``, ``fit``, ``evaluate``, ``predict``.
+
+Keras 3 writes ``class Model(Trainer, Layer)``; portnn does the same: :class:`~portnn.Sequential`
+only builds and runs layers, and inherits the loop from :class:`Trainer`. Any model that has
+parameters and a forward pass trains with it (see :class:`Trainer` for what it needs).
+
+The loop itself (:meth:`Trainer.fit`) is a short sequence of hooks. What cuts across it plugs into
+them instead of branching inside: the callbacks (Keras's protocol), the records of
+``fit(record=True)``, training checkpoints, the progress bar and the per-epoch line, and the
+*strategy* that says how this process takes part in training: :class:`LocalStrategy` alone, or
+:class:`portnn.distributed.DataParallel` across MPI ranks, with the same methods.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from . import _records, _resume, backends
+from ._array import check_int, dtype_name
+from ._progress import progress_bar, resolve_verbose
+from .callbacks import Callback, CallbackList
+from .layers.activations import Sigmoid, Softmax
+from .losses import BinaryCrossEntropy, CrossEntropy, Loss
+from .optim import Optimizer
+
+__all__ = ["Evaluation", "History", "LocalStrategy", "Trainer"]
+
+
+class History:
+    """Per-epoch logs of :meth:`Trainer.fit`, as Keras keeps them.
+
+    ``history.history`` maps ``"loss"``, ``"accuracy"``, ``"val_loss"``, ``"val_accuracy"``
+    and ``"epoch_time"`` (seconds) to one value per epoch; ``history["loss"]`` is a shortcut.
+    """
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        #: What ``fit(record=True)`` kept (see :class:`portnn._records.Recorder`): ``"step"``,
+        #: ``"grad_norm"`` and ``"active_fraction"``; empty otherwise.
+        self.records: dict[str, Any] = {}
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.history[key]
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 4) for k, v in self.history.items()}
+        return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+class Evaluation(tuple):
+    """What :meth:`Trainer.evaluate` returns: the loss, then the metrics — a tuple that also answers to names.
+
+    As in Keras, ``loss, accuracy = model.evaluate(x, y)`` unpacks the values in that order;
+    ``result["accuracy"]``, ``result.keys()``, ``result.items()`` and ``dict(result)`` read them
+    by name. Iterating gives the values (it is a tuple), not the names as a dict would.
+
+    Examples
+    --------
+    >>> result = Evaluation({"loss": 0.25, "accuracy": 0.875})
+    >>> loss, accuracy = result
+    >>> result["accuracy"], dict(result)
+    (0.875, {'loss': 0.25, 'accuracy': 0.875})
+    """
+
+    _names: tuple[str, ...]
+
+    def __new__(cls, logs: dict[str, float]) -> Evaluation:
+        self = super().__new__(cls, logs.values())
+        self._names = tuple(logs)
+        return self
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            if key not in self._names:
+                raise KeyError(f"evaluate's result has {list(self._names)}; got {key!r}")
+            return tuple.__getitem__(self, self._names.index(key))
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> tuple[str, ...]:
+        return self._names
+
+    def values(self) -> tuple[float, ...]:
+        return tuple(self)
+
+    def items(self) -> list[tuple[str, float]]:
+        return list(zip(self._names, self))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self._names else default
+
+    def __repr__(self) -> str:
+        return "Evaluation(" + ", ".join(f"{k}={v!r}" for k, v in self.items()) + ")"
+
+
+class LocalStrategy:
+    """Training in this process alone: every collective of a data-parallel strategy is the identity.
+
+    :class:`portnn.distributed.DataParallel` has the same methods for MPI ranks; :meth:`Trainer.fit`
+    calls only these, so the loop has no branch for distributed training.
+    """
+
+    size = 1
+    rank = 0
+    is_root = True
+
+    def setup(self, model: Any, rng: Any) -> None:
+        """Before the first step: make every process start from the same weights and shuffling (nothing to do here)."""
+
+    def teardown(self, model: Any) -> None:
+        """After the last step (also after an error): undo what :meth:`setup` changed."""
+
+    def shard(self, start: int, stop: int) -> tuple[int, int]:
+        """This process's part of the global batch ``[start, stop)``: all of it."""
+        return start, stop
+
+    def reduce_gradients(self, params: list[Any], local_batch: int, *, mean: bool) -> None:
+        """Make every parameter's ``grad`` the gradient of the global batch (here: it is already)."""
+
+    def reduce_step(self, value: float, correct: Any, stop: bool) -> tuple[float, Any, bool]:
+        """The global batch's summed loss, correct count and stop flag (here: this process's, unchanged, on the device)."""
+        return value, correct, stop
+
+    def agree(self, stop: bool) -> bool:
+        """Whether any process asked to stop (here: this one)."""
+        return stop
+
+    def sync_buffers(self, model: Any) -> None:
+        """Make the buffers (BatchNorm running statistics) the same everywhere (here: nothing to do)."""
+
+    def sum_arrays(self, arrays: list[Any]) -> list[Any]:
+        """Host arrays summed over the processes (here: as given)."""
+        return arrays
+
+    def evaluate(self, evaluate: Any, X: Any, Y: Any, loss: Loss) -> dict[str, float]:
+        """``evaluate(X, Y)`` over the whole data (a data-parallel strategy splits it and sums)."""
+        return evaluate(X, Y)
+
+    def abort(self, exc: BaseException) -> None:
+        """A failure in this process: nothing else to end (several ranks end the job instead of hanging)."""
+
+
+@dataclass
+class _Fit:
+    """Everything one call of :meth:`Trainer.fit` works with, checked and resolved."""
+
+    loss: Loss
+    optimizer: Optimizer
+    X: Any
+    Y: Any
+    val: tuple[Any, Any] | None
+    epochs: int
+    batch_size: int
+    shuffle: bool
+    drop_last: bool
+    l2: float
+    verbose: int
+    rng: Any
+    strategy: Any
+    callbacks: CallbackList
+    recorder: Any
+    checkpoint: Any
+    checkpoint_every: int | None
+    history: History = field(default_factory=History)
+    resumed: dict[str, Any] | None = None  # what the checkpoint resumed from holds (callbacks' states)
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.strategy.size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.global_batch if self.drop_last else math.ceil(self.n / self.global_batch)
+
+    @property
+    def run(self) -> dict[str, Any]:
+        """What a resume must find unchanged (saved in every checkpoint)."""
+        return {
+            "n": self.n,
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "drop_last": self.drop_last,
+            "ranks": self.strategy.size,
+        }
+
+
+@dataclass
+class _Position:
+    """Where the loop is: the epoch, the next step, the running sums of the epoch, the shuffling state at its start."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    loss_sum: float = 0.0
+    seen: int = 0
+    correct: Any = 0
+    rng: Any = None
+    stopped: bool = False
+
+    def saved(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint's ``progress`` entry (the format :mod:`portnn._resume` reads back)."""
+        out = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "global_step": self.global_step,
+            "loss_sum": self.loss_sum,
+            "seen": self.seen,
+            "correct": int(self.correct),
+            "rng": self.rng,
+        }
+        if self.step == 0:
+            out["stopped"] = self.stopped
+        return {**out, **run}
+
+
+class Trainer:
+    """The training loop of a model: :meth:`compile`, :meth:`fit`, :meth:`evaluate`, :meth:`predict`, :meth:`train_step`.
+
+    A model class inherits it (``class Sequential(Trainer)``) and provides:
+
+    - ``forward(x, *, training=False, input_grad=...) -> (y, backward)``, where ``backward(dy)``
+      fills each parameter's ``grad``;
+    - ``parameters()`` and ``named_parameters()`` (and, for checkpoints and distributed training,
+      ``named_buffers()``, ``state_dict()`` and ``load_state_dict(state)``).
+
+    It may also provide ``layers`` (per-layer rules such as ``min_batch_size``, the random
+    generators saved in checkpoints, the records; the loss checks the last one), and
+    ``check_input_shape(shape, where)``, which raises a :class:`~portnn.layers.ShapeError` when
+    examples of that shape do not fit, before any computation. A model's ``forward`` that calls
+    ``self._observer(i, layer, output)`` with each layer's training output, when it is set, feeds
+    the activity records of ``fit(record=True)``.
+
+    Examples
+    --------
+    A model that is not a stack, written by hand, trains with the same loop:
+
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> class Wide(pn.training.Trainer):
+    ...     def __init__(self):
+    ...         self.a, self.b = pn.layers.Linear(2, 3), pn.layers.Linear(2, 3)
+    ...     def parameters(self):
+    ...         return [*self.a.parameters(), *self.b.parameters()]
+    ...     def named_parameters(self):
+    ...         yield from self.a.named_parameters("a.")
+    ...         yield from self.b.named_parameters("b.")
+    ...     def forward(self, x, *, training=False, input_grad=False):
+    ...         ya, back_a = self.a.forward(x, training=training, input_grad=input_grad)
+    ...         yb, back_b = self.b.forward(x, training=training, input_grad=input_grad)
+    ...         return ya + yb, lambda dy: (back_a(dy), back_b(dy))[0]
+    >>> x, y = np.random.default_rng(0).normal(size=(64, 2)), np.arange(64) % 3
+    >>> history = Wide().fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), verbose=0)
+    """
+
+    stop_training: bool = False
+    layers: Any = ()
+    _loss: Loss | None = None
+    _optimizer: Optimizer | None = None
+    _observer: Any = None
+    _strategy: Any = LocalStrategy()
+
+    @property
+    def backend(self) -> backends.Backend:
+        """Where the parameters live (the global backend for a model without parameters)."""
+        for p in self.parameters():
+            return backends.Backend(backends.adapter_for(p.data), p.device)
+        return backends.get_backend()
+
+    @property
+    def dtype(self) -> str:
+        """The parameters' dtype (``"float32"`` for a model without parameters)."""
+        for p in self.parameters():
+            return dtype_name(p.dtype)
+        return "float32"
+
+    def check_input_shape(self, shape: tuple[int, ...], where: str) -> None:
+        """Raise a ShapeError when examples of ``shape`` do not fit; a model that cannot tell beforehand accepts all."""
+
+    @property
+    def _shuffle_rng(self) -> Any:
+        """The generator ``fit`` shuffles with when no ``seed`` is given (``Sequential(seed=)`` seeds it)."""
+        if getattr(self, "_rng", None) is None:
+            self._rng = backends.host_rng(None)
+        return self._rng
+
+    # -- configuration ----------------------------------------------------------------
+    def compile(self, *, loss: Loss, optimizer: Optimizer) -> Any:
+        """Keep a loss and an optimizer for :meth:`fit` and :meth:`evaluate` (Keras style). Returns self."""
+        self._loss, self._optimizer = self._check_loss(loss), optimizer
+        return self
+
+    def _check_loss(self, loss: Any, where: str = "compile") -> Loss:
+        if not isinstance(loss, Loss):
+            raise TypeError(f"{where} needs a loss such as pn.losses.CrossEntropy() (got {loss!r}); pass loss= or call compile()")
+        last = self.layers[-1] if self.layers else None
+        if isinstance(loss, CrossEntropy) and isinstance(last, Softmax):
+            raise ValueError(
+                "CrossEntropy takes logits, but the model ends with Softmax, which would apply softmax twice; "
+                "remove the final Softmax layer (apply it to predict()'s output if you need probabilities)"
+            )
+        if isinstance(loss, BinaryCrossEntropy) and isinstance(last, Sigmoid):
+            raise ValueError("BinaryCrossEntropy takes logits, but the model ends with Sigmoid; remove the final Sigmoid layer")
+        return loss
+
+    # -- one step ---------------------------------------------------------------------
+    def train_step(
+        self, x: Any, y: Any, loss: Loss, optimizer: Optimizer, *, validate: bool = True, l2: float = 0.0
+    ) -> tuple[Any, Any]:
+        """One step on a batch already on the model's device: returns ``(loss value, predictions)`` as arrays.
+
+        ``l2 > 0`` adds the penalty ``0.5 * l2 * sum(W**2)`` over the regularised parameters
+        (weights, not biases) to the loss and ``l2 * W`` to their gradients. With plain SGD
+        this equals ``SGD(weight_decay=l2)`` except that weight decay also shrinks biases;
+        with adaptive optimizers (Adam) a penalty in the loss is rescaled per parameter,
+        while AdamW's decoupled decay is not.
+        """
+        _check_l2(l2)
+        if x.shape[0] == 0:
+            raise ValueError(
+                f"{type(self).__name__}.train_step: got an empty batch (x of shape {tuple(x.shape)}); pass at least one example"
+            )
+        optimizer.zero_grad()
+        y_pred, backward = self.forward(x, training=True)
+        value, loss_backward = loss.forward(y_pred, y, validate=validate)
+        backward(loss_backward())
+        return self._finish_step(optimizer, x.shape[0], l2, loss, value), y_pred
+
+    def _finish_step(self, optimizer: Optimizer, batch: int, l2: float, loss: Loss, value: Any = None) -> Any:
+        """After the backward pass: the gradients of the global batch, the L2 term, the update.
+
+        Returns ``value`` (the batch loss) with the L2 penalty added; a rank with an empty share
+        of the batch calls it with ``batch=0`` and no value.
+        """
+        trainable = [p for p in self.parameters() if p.trainable]
+        self._strategy.reduce_gradients(trainable, batch, mean=loss.reduction == "mean")  # before the L2 term
+        if l2:
+            for p in trainable:
+                if p.regularize:
+                    if value is not None:
+                        value = value + (0.5 * l2) * array_namespace(p.data).sum(p.data * p.data)
+                    p.accumulate(l2 * p.data)
+        optimizer.step()
+        return value
+
+    # -- the loop ---------------------------------------------------------------------
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        *,
+        loss: Loss | None = None,
+        optimizer: Optimizer | None = None,
+        epochs: int = 1,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        validation_data: tuple[Any, Any] | None = None,
+        verbose: int | str = "auto",
+        seed: int | None = None,
+        callbacks: Iterable[Callback] | None = None,
+        l2: float = 0.0,
+        record: bool = False,
+        record_every: int = 1,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        resume: str | os.PathLike[str] | None = None,
+        distributed: Any = None,
+    ) -> History:
+        """Train with mini-batch gradient descent.
+
+        Parameters
+        ----------
+        x, y
+            Training inputs and targets: NumPy (or anything NumPy can read) or arrays already
+            on the model's backend and device. Host data is copied onto the model's device
+            once; float inputs are cast to the model's dtype, integer and boolean inputs
+            converted to it (values unchanged: scale pixels yourself). Integer class labels
+            become int64. Non-finite inputs are refused.
+        loss, optimizer
+            Default to those given to :meth:`compile` or the last ``fit``. The optimizer is
+            bound to this model's parameters.
+        epochs, batch_size
+            Passes over the data and examples per step (the last batch may be smaller).
+        shuffle
+            Reshuffle every epoch, from the model's seeded generator (or ``seed``).
+        drop_last
+            Skip the last batch of every epoch when it is smaller than ``batch_size`` (PyTorch's
+            ``DataLoader`` option): BatchNorm cannot train on a last batch of one example.
+        validation_data
+            ``(x_val, y_val)`` evaluated after every epoch.
+        verbose
+            0 silent; 1 a progress bar and a line per epoch; 2 a line per epoch; ``"auto"``
+            is 1 on a terminal or in a notebook, else 2.
+        seed
+            Seed of the shuffling (default: the model's generator, seeded by ``Sequential(seed=)``).
+        callbacks
+            Callbacks (:class:`~portnn.callbacks.Callback`): early stopping, checkpoints, learning-rate
+            schedules (:mod:`portnn.optim.schedules`), your own.
+        l2
+            L2 penalty ``0.5 * l2 * sum(W**2)`` over the weights (not biases) added to the loss;
+            see :meth:`train_step`.
+        record, record_every
+            Keep, every ``record_every`` steps, per-layer gradient norms and, per epoch, how
+            often each unit of each activation layer was active, in ``History.records`` (for
+            :func:`portnn.plot.grad_norms` and :func:`portnn.plot.activation_stats`). Off by default;
+            when on, a few reductions per layer and recorded step, brought to the host once per
+            epoch: about 10% of an MNIST MLP epoch at ``record_every=1``, 1% at 10.
+        checkpoint, checkpoint_every
+            A directory to write a training checkpoint to (``checkpoint.safetensors``, replaced
+            atomically): every ``checkpoint_every`` steps, and at the end of every epoch. It holds
+            the model, the optimizer's state, the states of the random generators (shuffling,
+            dropout), of the schedules, the position and the history: all that ``resume`` needs.
+            Parameters that are not finite are never written over the last good checkpoint.
+        resume
+            A checkpoint directory (or file) of an interrupted run: restores it and goes on from
+            the step after the one saved. Build the model, optimizer and callbacks as for the
+            first run and pass the same arguments; on NumPy, PyTorch CPU and array-api-strict the
+            resumed run ends bit-identical to one never interrupted (CuPy's generators expose no
+            state: there a resumed Dropout draws fresh masks, re-seeded from the step). A directory
+            without a checkpoint yet starts from the beginning, so the same command serves the
+            first run and the restarts.
+        distributed
+            None (default) or False: this process alone. True (``pn.distributed.world()``) or a
+            :class:`portnn.distributed.Communicator`: data-parallel training across MPI ranks
+            (launch with ``mpiexec -n N``). Every rank passes the same data and arguments; rank 0's
+            weights and shuffling state are broadcast, each step's global batch of
+            ``N * batch_size`` examples is split between the ranks, and the gradients are summed
+            so that the update is the one a single process takes with batch ``N * batch_size``.
+            Only rank 0 prints and writes checkpoints; a rank that fails ends the job. BatchNorm
+            uses each rank's own batch statistics (running statistics averaged over the ranks at
+            each epoch's end and before a checkpoint). See :mod:`portnn.distributed`.
+
+        A batch whose loss is NaN or infinite stops training with an error that names the
+        epoch and step, unless a callback rolls back (:class:`~portnn.optim.schedules.Backtracking`).
+
+        Returns
+        -------
+        History
+            Per-epoch ``loss``, ``accuracy`` (classification losses), ``val_loss``,
+            ``val_accuracy``, ``lr`` (the learning rate used) and ``epoch_time``. Training accuracy is accumulated during the
+            epoch, as Keras does (no second pass over the data). ``records`` holds what ``record`` asked for.
+        """
+        strategy = _strategy_for(distributed)
+        try:  # everything, checks and resume included, under the abort guard: a rank that fails ends the job
+            fit = self._plan_fit(
+                x, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                drop_last=drop_last, validation_data=validation_data, verbose=verbose, seed=seed, callbacks=callbacks,
+                l2=l2, record=record, record_every=record_every, checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every, strategy=strategy,
+            )  # fmt: skip
+            self._run(fit, self._resume(fit, resume))
+            return fit.history
+        except BaseException as exc:
+            strategy.abort(exc)  # with more than one rank: report and end the job (the others would hang)
+            raise
+
+    def _plan_fit(
+        self, x: Any, y: Any, *, loss: Any, optimizer: Any, epochs: int, batch_size: int, shuffle: bool, drop_last: bool,
+        validation_data: Any, verbose: int | str, seed: int | None, callbacks: Any, l2: float, record: bool,
+        record_every: int, checkpoint: Any, checkpoint_every: int | None, strategy: Any,
+    ) -> _Fit:  # fmt: skip
+        """Check every argument and bring the data to the model's device; nothing is changed before all is found good."""
+        where = f"{type(self).__name__}.fit"
+        loss = self._check_loss(loss if loss is not None else self._loss, "fit")
+        optimizer = optimizer if optimizer is not None else self._optimizer
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(
+                f"fit needs an optimizer such as pn.optim.SGD(lr=0.1) (got {optimizer!r}); pass optimizer= or call compile()"
+            )
+        check_int(where, "epochs", epochs, minimum=0)
+        check_int(where, "batch_size", batch_size)
+        check_int(where, "record_every", record_every)
+        if checkpoint_every is not None:
+            check_int(where, "checkpoint_every", checkpoint_every)
+            if checkpoint is None:
+                raise ValueError("fit: checkpoint_every needs checkpoint=DIR, the directory to write the checkpoints to")
+        _check_l2(l2)
+        verbose = resolve_verbose(verbose)
+        callback_list = CallbackList(callbacks)
+        X, Y = self._ingest(x, y, loss, "fit")
+        val = self._ingest(*_pair(validation_data), loss, "fit validation_data") if validation_data is not None else None
+        _check_batches(self, X.shape[0], batch_size, strategy.size, drop_last)
+        self._loss, self._optimizer = loss, optimizer  # only once everything given was found good
+        params = self.parameters()
+        if optimizer.params != params:
+            optimizer.bind(params)
+        return _Fit(
+            loss=loss, optimizer=optimizer, X=X, Y=Y, val=val, epochs=epochs, batch_size=batch_size, shuffle=bool(shuffle),
+            drop_last=bool(drop_last), l2=l2, verbose=verbose if strategy.is_root else 0,  # only rank 0 prints
+            rng=backends.host_rng(seed) if seed is not None else self._shuffle_rng, strategy=strategy, callbacks=callback_list,
+            recorder=_records.Recorder(self, record_every) if record else None, checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+        )  # fmt: skip
+
+    def _resume(self, fit: _Fit, resume: Any) -> _Position:
+        """The position to start from: the beginning, or where the checkpoint in ``resume`` left the run (restored)."""
+        if fit.recorder is not None:
+            fit.history.records = fit.recorder.records
+        if resume is None or not _resume.checkpoint_file(resume).exists():
+            return _Position()
+        saved = _resume.load(resume, self, fit.optimizer, fit.callbacks.callbacks, fit.history, fit.recorder, fit.run)
+        fit.rng.bit_generator.state = saved["rng"]  # as it was at the start of the saved epoch
+        fit.resumed = saved  # the callbacks' states go back after on_train_begin, which resets them
+        if fit.verbose:
+            print(f"Resuming from {_resume.checkpoint_file(resume)}: epoch {saved['epoch'] + 1}, step {saved['step']}")
+        if not fit.strategy.is_root and fit.recorder is not None:
+            fit.recorder.clear_partial()  # the checkpoint's partial counts are the sum over the ranks: rank 0 keeps them
+        fields = ("epoch", "step", "global_step", "loss_sum", "seen", "correct", "rng")
+        return _Position(**{k: saved[k] for k in fields}, stopped=bool(saved.get("stopped", False)))
+
+    def _run(self, fit: _Fit, position: _Position) -> None:
+        """The epochs, between ``on_train_begin`` and ``on_train_end``."""
+        strategy, callbacks = fit.strategy, fit.callbacks
+        strategy.setup(self, fit.rng)
+        callbacks.set_context(self, fit.optimizer, is_root=strategy.is_root)
+        self.stop_training = False
+        self._observer = fit.recorder.observe if fit.recorder is not None else None
+        self._strategy = strategy
+        try:
+            callbacks.on_train_begin({})
+            if fit.resumed is not None:  # after on_train_begin, which resets them
+                _resume.restore_callbacks(callbacks.callbacks, fit.resumed)
+            first_epoch = fit.epochs if position.stopped else position.epoch
+            for epoch in range(first_epoch, fit.epochs):
+                start_time = time.perf_counter()
+                callbacks.on_epoch_begin(epoch, {})
+                if epoch != position.epoch or position.step == 0:  # a fresh epoch (not the one resumed mid-way)
+                    position = _Position(epoch=epoch, global_step=position.global_step)
+                position.rng = fit.rng.bit_generator.state
+                self._train_epoch(fit, position)
+                self._end_epoch(fit, position, start_time)
+                if self.stop_training:
+                    break
+            callbacks.on_train_end({})
+        finally:
+            self._observer = None
+            self._strategy = LocalStrategy()
+            strategy.teardown(self)
+
+    def _train_epoch(self, fit: _Fit, position: _Position) -> None:
+        """The steps of one epoch from ``position.step`` on; the sums accumulate in ``position``."""
+        strategy, callbacks, recorder, loss = fit.strategy, fit.callbacks, fit.recorder, fit.loss
+        backend = self.backend
+        xp, n, size = backend.xp, fit.n, fit.global_batch
+        order = backend.adapter.from_numpy(fit.rng.permutation(n), backend.device) if fit.shuffle else None
+        title = f"Epoch {position.epoch + 1}/{fit.epochs}"
+        bar = progress_bar(fit.steps_per_epoch, title, fit.verbose == 1, initial=position.step)
+        stopped = False
+        for step in range(position.step, fit.steps_per_epoch):
+            start, stop = step * size, min((step + 1) * size, n)
+            lo, hi = strategy.shard(start, stop)  # this process's slice of the global batch
+            if order is None:
+                xb, yb = fit.X[lo:hi, ...], fit.Y[lo:hi, ...]
+            else:
+                idx = order[lo:hi]
+                xb, yb = xp.take(fit.X, idx, axis=0), xp.take(fit.Y, idx, axis=0)
+            callbacks.on_train_batch_begin(step, {})
+            if recorder is not None:
+                recorder.before_step(position.global_step)
+            if hi > lo:
+                value, y_pred = self.train_step(xb, yb, loss, fit.optimizer, validate=False, l2=fit.l2)
+                value = float(value) * ((hi - lo) if loss.reduction == "mean" else 1)  # summed over the batch
+                correct = loss.correct(y_pred, yb) if loss.classification else 0
+            else:  # a rank with nothing left in a short last batch still joins the gradient sum
+                fit.optimizer.zero_grad()
+                self._finish_step(fit.optimizer, 0, fit.l2, loss)
+                value, correct = 0.0, 0
+            value, correct, stopped = strategy.reduce_step(value, correct, self.stop_training)  # over the global batch
+            self.stop_training = stopped
+            if not math.isfinite(value):
+                if callbacks.on_nonfinite_loss(position.epoch, step, value):
+                    continue  # a callback rolled back
+                raise FloatingPointError(
+                    f"fit: the training loss became {value} in epoch {position.epoch + 1}, step {step + 1} "
+                    f"(batch {start}:{stop}); "
+                    f"the learning rate ({fit.optimizer.lr:g}) is probably too large, or the inputs are unscaled. "
+                    "pn.optim.schedules.Backtracking() rolls back and lowers it instead"
+                )
+            if recorder is not None:
+                recorder.after_step(position.global_step)
+            position.global_step += 1
+            position.step = step + 1
+            position.loss_sum += value
+            position.seen += stop - start
+            if loss.classification:
+                position.correct = position.correct + correct
+            callbacks.on_train_batch_end(step, {"loss": value / (stop - start), "size": stop - start})
+            bar.update(1)
+            if fit.verbose == 1 and step % 50 == 0:
+                bar.set_postfix_str(f"loss {value / (stop - start):.4f}")
+            if fit.checkpoint_every is not None and position.global_step % fit.checkpoint_every == 0:
+                if position.step < fit.steps_per_epoch:  # the epoch's end writes its own
+                    self._checkpoint(fit, position, mid_epoch=True)
+            if stopped if strategy.size > 1 else self.stop_training:  # with ranks: the flag agreed at this step
+                break
+        bar.close()
+
+    def _end_epoch(self, fit: _Fit, position: _Position, start_time: float) -> None:
+        """The epoch's logs (validation included), callbacks, history, the printed line and the checkpoint."""
+        strategy, loss = fit.strategy, fit.loss
+        logs = {"loss": position.loss_sum / max(position.seen, 1)}
+        if loss.classification:
+            logs["accuracy"] = float(position.correct) / max(position.seen * loss.count(fit.Y) // fit.n, 1)
+        strategy.sync_buffers(self)  # BatchNorm running statistics: the mean over the ranks
+        if fit.val is not None:
+            evaluate = lambda X, Y: self._evaluate_arrays(X, Y, loss, max(fit.batch_size, 256), fit.callbacks)  # noqa: E731
+            logs.update({f"val_{k}": v for k, v in strategy.evaluate(evaluate, *fit.val, loss).items()})
+        logs["lr"] = fit.optimizer.lr
+        if fit.recorder is not None:
+            fit.recorder.end_epoch(strategy)
+        fit.callbacks.on_epoch_end(position.epoch, logs)
+        self.stop_training = strategy.agree(self.stop_training)  # a stop asked for on one rank stops every rank
+        self.backend.adapter.synchronize(self.backend.device)
+        logs["epoch_time"] = time.perf_counter() - start_time
+        fit.history.append(position.epoch, logs)
+        if fit.verbose:
+            shown = " - ".join(f"{k}: {v:{'.4g' if k == 'lr' else '.4f'}}" for k, v in logs.items() if k != "epoch_time")
+            print(f"Epoch {position.epoch + 1}/{fit.epochs} - {logs['epoch_time']:.1f}s - {shown}", flush=True)
+        if fit.checkpoint is not None:
+            end = _Position(
+                epoch=position.epoch + 1, global_step=position.global_step, rng=fit.rng.bit_generator.state,
+                stopped=self.stop_training,
+            )  # fmt: skip
+            self._checkpoint(fit, end)
+
+    def _checkpoint(self, fit: _Fit, position: _Position, *, mid_epoch: bool = False) -> None:
+        """Write a training checkpoint (rank 0), unless a parameter is no longer finite (the last good one stays)."""
+        if mid_epoch:  # every rank takes part: the state saved is the global one
+            fit.strategy.sync_buffers(self)
+            if fit.recorder is not None:
+                fit.recorder.reduce(fit.strategy, keep=fit.strategy.is_root)
+        if not fit.strategy.is_root:
+            return
+        xp = self.backend.xp
+        bad = [name for name, p in self.named_parameters() if not bool(xp.all(xp.isfinite(p.data)))]
+        if bad:
+            warnings.warn(
+                f"fit: parameters {bad} hold NaN or infinite values after step {position.global_step}; "
+                f"the checkpoint in {fit.checkpoint} was not overwritten",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return
+        _resume.save(
+            fit.checkpoint, self, fit.optimizer, fit.callbacks.callbacks, position.saved(fit.run), fit.history, fit.recorder
+        )
+
+    # -- inference --------------------------------------------------------------------
+    def evaluate(
+        self,
+        x: Any,
+        y: Any,
+        *,
+        loss: Loss | None = None,
+        batch_size: int = 256,
+        callbacks: Iterable[Callback] | None = None,
+        return_dict: bool = False,
+    ) -> Evaluation | dict[str, float]:
+        """Loss (and accuracy, for classification losses) over ``(x, y)`` in inference mode.
+
+        Uses ``loss``, else the one from :meth:`compile` or the last :meth:`fit`. Returns an
+        :class:`Evaluation`: ``loss, accuracy = model.evaluate(x, y)`` as in Keras, or
+        ``model.evaluate(x, y)["accuracy"]``; ``return_dict=True`` gives a plain dict (Keras's
+        option). ``callbacks`` get Keras's ``on_test_*`` hooks.
+        """
+        loss = self._check_loss(loss if loss is not None else self._loss, "evaluate")
+        check_int(f"{type(self).__name__}.evaluate", "batch_size", batch_size)
+        callback_list = CallbackList(callbacks)
+        X, Y = self._ingest(x, y, loss, "evaluate")
+        callback_list.set_context(self, self._optimizer)
+        logs = self._evaluate_arrays(X, Y, loss, batch_size, callback_list)
+        return dict(logs) if return_dict else Evaluation(logs)
+
+    def _evaluate_arrays(self, X: Any, Y: Any, loss: Loss, batch_size: int, callbacks: CallbackList) -> dict[str, float]:
+        n = X.shape[0]
+        callbacks.on_test_begin({})
+        loss_sum = correct_sum = 0
+        for batch, start in enumerate(range(0, n, batch_size)):
+            stop = min(start + batch_size, n)  # out-of-range slice ends are not standard
+            callbacks.on_test_batch_begin(batch, {})
+            xb, yb = X[start:stop, ...], Y[start:stop, ...]
+            y_pred = self.forward(xb)[0]
+            value, _ = loss.forward(y_pred, yb, validate=False)
+            loss_sum = loss_sum + (value * xb.shape[0] if loss.reduction == "mean" else value)
+            if loss.classification:
+                correct_sum = correct_sum + loss.correct(y_pred, yb)
+            callbacks.on_test_batch_end(batch, {"size": stop - start})
+        logs = {"loss": float(loss_sum) / n}
+        if loss.classification:
+            logs["accuracy"] = float(correct_sum) / loss.count(Y)
+        callbacks.on_test_end(dict(logs))
+        return logs
+
+    def predict(
+        self, x: Any, *, batch_size: int = 256, to_numpy: bool = False, callbacks: Iterable[Callback] | None = None
+    ) -> Any:
+        """Model outputs for ``x`` in inference mode, in batches.
+
+        An array on the model's backend and device (PyTorch's habit: a CuPy array on a GPU, a
+        torch tensor on the torch backend), so ``xp.argmax(model.predict(x), axis=1)`` stays on
+        the device. ``to_numpy=True`` returns a NumPy array on the host instead (Keras's habit),
+        in one call. ``callbacks`` get Keras's ``on_predict_*`` hooks.
+        """
+        check_int(f"{type(self).__name__}.predict", "batch_size", batch_size)
+        callback_list = CallbackList(callbacks)
+        X = self._ingest_x(x, "predict")
+        callback_list.set_context(self, self._optimizer)
+        callback_list.on_predict_begin({})
+        n, outs = X.shape[0], []
+        for batch, start in enumerate(range(0, n, batch_size)):
+            callback_list.on_predict_batch_begin(batch, {})
+            outs.append(self.forward(X[start : min(start + batch_size, n), ...])[0])
+            callback_list.on_predict_batch_end(batch, {"outputs": outs[-1]})
+        callback_list.on_predict_end({})
+        out = self.backend.xp.concat(outs, axis=0) if len(outs) != 1 else outs[0]
+        return backends.to_numpy(out) if to_numpy else out
+
+    # -- bringing data to the model ----------------------------------------------------
+    def _ingest_x(self, x: Any, where: str) -> Any:
+        name = f"{type(self).__name__}.{where}"
+        backend = self.backend
+        xp = backend.xp
+        X = backends.as_backend_array(x, backend, what="x", where=f"{name}: ")
+        if X.ndim == 0:
+            raise ValueError(f"{name}: x is a scalar (shape ()); pass an array of examples, shape (n, ...)")
+        if X.shape[0] == 0:
+            raise ValueError(f"{name}: x is empty (shape {tuple(X.shape)}); pass at least one example")
+        if any(d == 0 for d in X.shape[1:]):
+            raise ValueError(
+                f"{name}: x has shape {tuple(X.shape)}: its examples hold no values (a 0-sized axis); "
+                "check how the features were selected"
+            )
+        target = getattr(xp, self.dtype)
+        if X.dtype != target:
+            if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral") or X.dtype == xp.bool):
+                raise TypeError(f"{name}: x has dtype {dtype_name(X.dtype)}; pass real numbers")
+            X = xp.astype(X, target)
+        bad = _count_nonfinite(xp, X)
+        if bad:
+            raise ValueError(f"{name}: x holds {bad} NaN or infinite values; clean or impute them first")
+        self.check_input_shape(tuple(X.shape), where)
+        return X
+
+    def _ingest(self, x: Any, y: Any, loss: Loss, where: str) -> tuple[Any, Any]:
+        name = f"{type(self).__name__}.{where}"
+        X = self._ingest_x(x, where)
+        backend = self.backend
+        xp = backend.xp
+        Y = backends.as_backend_array(y, backend, what="y", where=f"{name}: ")
+        if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
+            raise ValueError(f"{name}: x has {X.shape[0]} examples but y has shape {tuple(Y.shape)}; they must match")
+        if not (xp.isdtype(Y.dtype, "real floating") or xp.isdtype(Y.dtype, "integral") or Y.dtype == xp.bool):
+            raise TypeError(f"{name}: y has dtype {dtype_name(Y.dtype)}; pass integer labels or real targets")
+        if isinstance(loss, CrossEntropy) and not xp.isdtype(Y.dtype, "real floating"):
+            Y = xp.astype(Y, xp.int64)  # class indices
+        else:
+            Y = xp.astype(Y, getattr(xp, self.dtype))
+        bad = _count_nonfinite(xp, Y) if xp.isdtype(Y.dtype, "real floating") else 0
+        if bad:
+            raise ValueError(f"{name}: y holds {bad} NaN or infinite values; drop those examples or fix the targets")
+        # two examples where there are two: BatchNorm without running statistics needs them even in evaluation
+        pred_shape = (X.shape[0], *tuple(self.forward(X[: min(2, X.shape[0]), ...])[0].shape[1:]))
+        loss.check_target(pred_shape, Y, values=True)
+        return X, Y
+
+
+def _strategy_for(distributed: Any) -> Any:
+    """``fit``'s ``distributed`` argument as a strategy; no collective yet."""
+    if distributed is None or distributed is False:
+        return LocalStrategy()
+    from . import distributed as _distributed
+
+    return _distributed.DataParallel(_distributed.resolve(distributed))
+
+
+def _check_batches(model: Any, n: int, batch_size: int, ranks: int, drop_last: bool) -> None:
+    """Refuse a fit that takes no step, or whose last batch gives a layer fewer examples than its ``min_batch_size``."""
+    where = f"{type(model).__name__}.fit"
+    step = batch_size * ranks  # a global batch
+    over = f" over {ranks} ranks ({step} examples per step)" if ranks > 1 else ""
+    if drop_last and n < step:
+        raise ValueError(
+            f"{where}: drop_last=True with {n} examples and batch_size={batch_size}{over} leaves no batch; "
+            "use a smaller batch_size or drop_last=False"
+        )
+    last = n % step if n % step and not drop_last else step  # the size of the last global batch
+    shards = [last * (r + 1) // ranks - last * r // ranks for r in range(ranks)]  # as the strategy's shard splits it
+    needy = max(model.layers, key=lambda layer: layer.min_batch_size, default=None)
+    smallest = min(size for size in shards if size)  # an empty share is fine: that rank joins with zeros
+    if n > 1 and needy is not None and smallest < needy.min_batch_size:
+        share = f"; split over {ranks} ranks, rank {shards.index(smallest)} gets {smallest}" if ranks > 1 else ""
+        fix = (
+            "pass drop_last=True, which skips a short last batch, or another batch_size"
+            if last < step
+            else "use a larger batch_size"
+        )
+        raise ValueError(
+            f"{where}: {n} examples in batches of {batch_size}{over} leave a last batch of {last}{share}, "
+            f"on which {needy!r} cannot train (it needs batches of {needy.min_batch_size} or more); {fix}"
+        )
+
+
+def _count_nonfinite(xp: Any, a: Any) -> int:
+    """How many NaN/inf values ``a`` holds. One sum (NaN and inf propagate) settles the usual case in one pass."""
+    if bool(xp.isfinite(xp.sum(a))):
+        return 0
+    return int(xp.count_nonzero(~xp.isfinite(a)))  # also 0 when only the sum overflowed
+
+
+def _pair(data: Any) -> tuple[Any, Any]:
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        got = f"a {type(data).__name__} of length {len(data)}" if isinstance(data, (tuple, list)) else f"a {type(data).__name__}"
+        raise TypeError(f"Sequential.fit: validation_data must be a pair (x_val, y_val); got {got}")
+    return data[0], data[1]
+
+
+def _check_l2(l2: Any) -> None:
+    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not 0 <= l2 < math.inf:
+        raise ValueError(f"Sequential.fit/train_step: l2 must be a finite number >= 0; got {l2!r}")
