@@ -172,10 +172,14 @@ class _Fit:
     strategy: Any
     callbacks: CallbackList
     recorder: Any
-    checkpoint: Any
-    checkpoint_every: int | None
     history: History = field(default_factory=History)
     resumed: dict[str, Any] | None = None  # what the checkpoint resumed from holds (callbacks' states)
+    parts: list[_Part] = field(default_factory=list)  # the loop's own parts: records, progress, checkpoints
+
+    def emit(self, event: str, position: _Position, logs: dict[str, Any] | None = None) -> None:
+        """Tell the loop's own parts, in order, that ``event`` happened (see :class:`_Part`)."""
+        for part in self.parts:
+            getattr(part, event)(self, position, logs)
 
     @property
     def n(self) -> int:
@@ -228,6 +232,107 @@ class _Position:
         if self.step == 0:
             out["stopped"] = self.stopped
         return {**out, **run}
+
+
+class _Part:
+    """One of the loop's own parts. Its events, in the order the loop emits them (each a no-op here):
+
+    ``epoch_begin``; per step ``batch_begin`` (before the step), ``step_done`` (after the update,
+    before the callbacks see the batch) and ``batch_end`` (after them); ``epoch_logs`` (before the
+    callbacks see the epoch's logs) and ``epoch_end`` (after them and the history).
+    """
+
+    def epoch_begin(self, fit: _Fit, position: _Position, logs: Any) -> None: ...
+
+    def batch_begin(self, fit: _Fit, position: _Position, logs: Any) -> None: ...
+
+    def step_done(self, fit: _Fit, position: _Position, logs: Any) -> None: ...
+
+    def batch_end(self, fit: _Fit, position: _Position, logs: Any) -> None: ...
+
+    def epoch_logs(self, fit: _Fit, position: _Position, logs: Any) -> None: ...
+
+    def epoch_end(self, fit: _Fit, position: _Position, logs: Any) -> None: ...
+
+
+class _Records(_Part):
+    """``fit(record=True)``: gradient norms after recorded steps, unit activity closed per epoch (all ranks')."""
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+
+    def batch_begin(self, fit: _Fit, position: _Position, logs: Any) -> None:
+        self.recorder.before_step(position.global_step)
+
+    def step_done(self, fit: _Fit, position: _Position, logs: Any) -> None:
+        self.recorder.after_step(position.global_step)
+
+    def epoch_logs(self, fit: _Fit, position: _Position, logs: Any) -> None:
+        self.recorder.end_epoch(fit.strategy)
+
+
+class _Progress(_Part):
+    """``verbose``: a progress bar over the epoch's steps (1) and a line per epoch (1 and 2)."""
+
+    def __init__(self, verbose: int) -> None:
+        self.verbose, self.bar = verbose, None
+
+    def epoch_begin(self, fit: _Fit, position: _Position, logs: Any) -> None:
+        title = f"Epoch {position.epoch + 1}/{fit.epochs}"
+        self.bar = progress_bar(fit.steps_per_epoch, title, self.verbose == 1, initial=position.step)
+
+    def batch_end(self, fit: _Fit, position: _Position, logs: Any) -> None:
+        self.bar.update(1)
+        if self.verbose == 1 and (position.step - 1) % 50 == 0:
+            self.bar.set_postfix_str(f"loss {logs['loss']:.4f}")
+
+    def epoch_end(self, fit: _Fit, position: _Position, logs: Any) -> None:
+        self.bar.close()
+        shown = " - ".join(f"{k}: {v:{'.4g' if k == 'lr' else '.4f'}}" for k, v in logs.items() if k != "epoch_time")
+        print(f"Epoch {position.epoch + 1}/{fit.epochs} - {logs['epoch_time']:.1f}s - {shown}", flush=True)
+
+
+class _Checkpoints(_Part):
+    """``fit(checkpoint=DIR, checkpoint_every=N)``: a training checkpoint every N steps and at every epoch's end."""
+
+    def __init__(self, model: Any, directory: Any, every: int | None) -> None:
+        self.model, self.directory, self.every = model, directory, every
+
+    def batch_end(self, fit: _Fit, position: _Position, logs: Any) -> None:
+        if self.every is not None and position.global_step % self.every == 0 and position.step < fit.steps_per_epoch:
+            # every rank takes part: the state saved is the global one (the epoch's end writes its own)
+            fit.strategy.sync_buffers(self.model)
+            if fit.recorder is not None:
+                fit.recorder.reduce(fit.strategy, keep=fit.strategy.is_root)
+            self.write(fit, position)
+
+    def epoch_end(self, fit: _Fit, position: _Position, logs: Any) -> None:
+        stopped = self.model.stop_training
+        self.write(
+            fit,
+            _Position(
+                epoch=position.epoch + 1, global_step=position.global_step, rng=fit.rng.bit_generator.state, stopped=stopped
+            ),
+        )
+
+    def write(self, fit: _Fit, position: _Position) -> None:
+        """Write (rank 0), unless a parameter is no longer finite: the last good checkpoint stays."""
+        if not fit.strategy.is_root:
+            return
+        model = self.model
+        xp = model.backend.xp
+        bad = [name for name, p in model.named_parameters() if not bool(xp.all(xp.isfinite(p.data)))]
+        if bad:
+            warnings.warn(
+                f"fit: parameters {bad} hold NaN or infinite values after step {position.global_step}; "
+                f"the checkpoint in {self.directory} was not overwritten",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        _resume.save(
+            self.directory, model, fit.optimizer, fit.callbacks.callbacks, position.saved(fit.run), fit.history, fit.recorder
+        )
 
 
 class Trainer:
@@ -501,13 +606,19 @@ class Trainer:
         params = self.parameters()
         if optimizer.params != params:
             optimizer.bind(params)
-        return _Fit(
+        fit = _Fit(
             loss=loss, optimizer=optimizer, X=X, Y=Y, val=val, epochs=epochs, batch_size=batch_size, shuffle=bool(shuffle),
             drop_last=bool(drop_last), l2=l2, verbose=verbose if strategy.is_root else 0,  # only rank 0 prints
             rng=backends.host_rng(seed) if seed is not None else self._shuffle_rng, strategy=strategy, callbacks=callback_list,
-            recorder=_records.Recorder(self, record_every) if record else None, checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
+            recorder=_records.Recorder(self, record_every) if record else None,
         )  # fmt: skip
+        if fit.recorder is not None:
+            fit.parts.append(_Records(fit.recorder))
+        if fit.verbose:
+            fit.parts.append(_Progress(fit.verbose))
+        if checkpoint is not None:
+            fit.parts.append(_Checkpoints(self, checkpoint, checkpoint_every))
+        return fit
 
     def _resume(self, fit: _Fit, resume: Any) -> _Position:
         """The position to start from: the beginning, or where the checkpoint in ``resume`` left the run (restored)."""
@@ -544,6 +655,7 @@ class Trainer:
                 if epoch != position.epoch or position.step == 0:  # a fresh epoch (not the one resumed mid-way)
                     position = _Position(epoch=epoch, global_step=position.global_step)
                 position.rng = fit.rng.bit_generator.state
+                fit.emit("epoch_begin", position)
                 self._train_epoch(fit, position)
                 self._end_epoch(fit, position, start_time)
                 if self.stop_training:
@@ -556,13 +668,10 @@ class Trainer:
 
     def _train_epoch(self, fit: _Fit, position: _Position) -> None:
         """The steps of one epoch from ``position.step`` on; the sums accumulate in ``position``."""
-        strategy, callbacks, recorder, loss = fit.strategy, fit.callbacks, fit.recorder, fit.loss
+        strategy, callbacks, loss = fit.strategy, fit.callbacks, fit.loss
         backend = self.backend
         xp, n, size = backend.xp, fit.n, fit.global_batch
         order = backend.adapter.from_numpy(fit.rng.permutation(n), backend.device) if fit.shuffle else None
-        title = f"Epoch {position.epoch + 1}/{fit.epochs}"
-        bar = progress_bar(fit.steps_per_epoch, title, fit.verbose == 1, initial=position.step)
-        stopped = False
         for step in range(position.step, fit.steps_per_epoch):
             start, stop = step * size, min((step + 1) * size, n)
             lo, hi = strategy.shard(start, stop)  # this process's slice of the global batch
@@ -572,8 +681,7 @@ class Trainer:
                 idx = order[lo:hi]
                 xb, yb = xp.take(fit.X, idx, axis=0), xp.take(fit.Y, idx, axis=0)
             callbacks.on_train_batch_begin(step, {})
-            if recorder is not None:
-                recorder.before_step(position.global_step)
+            fit.emit("batch_begin", position)
             if hi > lo:
                 value, y_pred = self.train_step(xb, yb, loss, fit.optimizer, validate=False, l2=fit.l2)
                 value = float(value) * ((hi - lo) if loss.reduction == "mean" else 1)  # summed over the batch
@@ -593,27 +701,21 @@ class Trainer:
                     f"the learning rate ({fit.optimizer.lr:g}) is probably too large, or the inputs are unscaled. "
                     "pn.optim.schedules.Backtracking() rolls back and lowers it instead"
                 )
-            if recorder is not None:
-                recorder.after_step(position.global_step)
+            fit.emit("step_done", position)
             position.global_step += 1
             position.step = step + 1
             position.loss_sum += value
             position.seen += stop - start
             if loss.classification:
                 position.correct = position.correct + correct
-            callbacks.on_train_batch_end(step, {"loss": value / (stop - start), "size": stop - start})
-            bar.update(1)
-            if fit.verbose == 1 and step % 50 == 0:
-                bar.set_postfix_str(f"loss {value / (stop - start):.4f}")
-            if fit.checkpoint_every is not None and position.global_step % fit.checkpoint_every == 0:
-                if position.step < fit.steps_per_epoch:  # the epoch's end writes its own
-                    self._checkpoint(fit, position, mid_epoch=True)
+            logs = {"loss": value / (stop - start), "size": stop - start}
+            callbacks.on_train_batch_end(step, logs)
+            fit.emit("batch_end", position, logs)
             if stopped if strategy.size > 1 else self.stop_training:  # with ranks: the flag agreed at this step
                 break
-        bar.close()
 
     def _end_epoch(self, fit: _Fit, position: _Position, start_time: float) -> None:
-        """The epoch's logs (validation included), callbacks, history, the printed line and the checkpoint."""
+        """The epoch's logs (validation included) to the callbacks and the history."""
         strategy, loss = fit.strategy, fit.loss
         logs = {"loss": position.loss_sum / max(position.seen, 1)}
         if loss.classification:
@@ -623,44 +725,13 @@ class Trainer:
             evaluate = lambda X, Y: self._evaluate_arrays(X, Y, loss, max(fit.batch_size, 256), fit.callbacks)  # noqa: E731
             logs.update({f"val_{k}": v for k, v in strategy.evaluate(evaluate, *fit.val, loss).items()})
         logs["lr"] = fit.optimizer.lr
-        if fit.recorder is not None:
-            fit.recorder.end_epoch(strategy)
+        fit.emit("epoch_logs", position, logs)
         fit.callbacks.on_epoch_end(position.epoch, logs)
         self.stop_training = strategy.agree(self.stop_training)  # a stop asked for on one rank stops every rank
         self.backend.adapter.synchronize(self.backend.device)
         logs["epoch_time"] = time.perf_counter() - start_time
         fit.history.append(position.epoch, logs)
-        if fit.verbose:
-            shown = " - ".join(f"{k}: {v:{'.4g' if k == 'lr' else '.4f'}}" for k, v in logs.items() if k != "epoch_time")
-            print(f"Epoch {position.epoch + 1}/{fit.epochs} - {logs['epoch_time']:.1f}s - {shown}", flush=True)
-        if fit.checkpoint is not None:
-            end = _Position(
-                epoch=position.epoch + 1, global_step=position.global_step, rng=fit.rng.bit_generator.state,
-                stopped=self.stop_training,
-            )  # fmt: skip
-            self._checkpoint(fit, end)
-
-    def _checkpoint(self, fit: _Fit, position: _Position, *, mid_epoch: bool = False) -> None:
-        """Write a training checkpoint (rank 0), unless a parameter is no longer finite (the last good one stays)."""
-        if mid_epoch:  # every rank takes part: the state saved is the global one
-            fit.strategy.sync_buffers(self)
-            if fit.recorder is not None:
-                fit.recorder.reduce(fit.strategy, keep=fit.strategy.is_root)
-        if not fit.strategy.is_root:
-            return
-        xp = self.backend.xp
-        bad = [name for name, p in self.named_parameters() if not bool(xp.all(xp.isfinite(p.data)))]
-        if bad:
-            warnings.warn(
-                f"fit: parameters {bad} hold NaN or infinite values after step {position.global_step}; "
-                f"the checkpoint in {fit.checkpoint} was not overwritten",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            return
-        _resume.save(
-            fit.checkpoint, self, fit.optimizer, fit.callbacks.callbacks, position.saved(fit.run), fit.history, fit.recorder
-        )
+        fit.emit("epoch_end", position, logs)
 
     # -- inference --------------------------------------------------------------------
     def evaluate(
