@@ -9,6 +9,7 @@ Examples
 """
 
 from . import backends, callbacks, datasets, distributed, functional, init, layers, losses, metrics, optim, plot, report
+from ._version import __version__
 from .backends import (
     Backend,
     BackendUnavailableError,
@@ -21,8 +22,6 @@ from .backends import (
 from .model import History, Sequential
 from .optim import schedules as _schedules  # noqa: F401  (makes pn.optim.schedules available)
 from .serialization import CheckpointError, load
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Backend",

@@ -19,6 +19,7 @@ from .layers.activations import Sigmoid, Softmax
 from .layers.base import Buffer, Layer, Parameter, Shape, ShapeError
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
 from .optim import Optimizer
+from .serialization import register_model
 
 __all__ = ["History", "Sequential"]
 
@@ -50,6 +51,7 @@ class History:
         return f"History(epochs={len(self.epoch)}, last={last})"
 
 
+@register_model
 class Sequential:
     """Layers applied one after the other.
 
