@@ -9,6 +9,7 @@ Examples
 """
 
 from . import backends, callbacks, datasets, distributed, functional, init, layers, losses, metrics, optim, plot, report, training
+from ._version import __version__
 from .backends import (
     Backend,
     BackendUnavailableError,
@@ -22,8 +23,6 @@ from .model import Sequential
 from .optim import schedules as _schedules  # noqa: F401  (makes pn.optim.schedules available)
 from .serialization import CheckpointError, load
 from .training import History
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Backend",

@@ -9,11 +9,13 @@ from typing import Any
 from . import backends
 from ._array import dtype_name
 from .layers.base import Buffer, Layer, Parameter, Shape, ShapeError
+from .serialization import register_model
 from .training import History, Trainer
 
 __all__ = ["History", "Sequential"]
 
 
+@register_model
 class Sequential(Trainer):
     """Layers applied one after the other.
 

@@ -1,27 +1,30 @@
-"""Checkpoints on disk: one safetensors file with portnn's metadata, written atomically, read with checks.
+"""Models on disk: what a model's file holds, and how :func:`load` rebuilds it.
 
-A portnn file is an ordinary `safetensors <https://huggingface.co/docs/safetensors>`_ file
-(tensors by name, little-endian, no code) whose ``__metadata__`` holds strings:
+The container (a safetensors file with portnn's metadata, checksummed, written atomically)
+is :mod:`portnn.fileformat`, which imports nothing of portnn; its :func:`read_file`,
+:func:`write_bytes` and :class:`CheckpointError` are importable from here as well, and
+:func:`write_file` here records this portnn's version. This module never imports the model
+classes: :meth:`portnn.Sequential.save` calls it, and :func:`load` finds the class to build
+in a registry filled by :func:`register_model`.
 
-``format``
-    ``"portnn"``.
-``format_version``
-    ``"1"``; a file of a newer version is refused with a hint to upgrade.
-``portnn_version``
-    The version of portnn that wrote it.
-``meta``
-    A JSON object given by the writer. :meth:`portnn.Sequential.save` stores the
-    ``architecture`` (:meth:`~portnn.Sequential.get_config`), ``dtype``, ``backend`` (where the
-    model was saved from), ``input_shape`` and ``layer_names``; ``save_weights`` the same
-    without ``architecture``.
-``checksum``
-    ``"sha256:<hex>"`` over every tensor (sorted by name: name, dtype, shape, raw bytes) and
-    then every other metadata entry (sorted by key: key, value), so damage to the data or
-    to the metadata is caught on reading.
+The ``meta`` of a model's file (see :mod:`portnn.fileformat` for the rest of the header):
 
-Reading never unpickles anything and never imports a name found in a file: layers are
-rebuilt from a fixed registry of portnn's own classes. This is the I/O edge: arrays are
-moved to the host here and nowhere else.
+``kind``
+    ``"model"`` (:meth:`~portnn.Sequential.save`), ``"weights"``
+    (:meth:`~portnn.Sequential.save_weights`) or ``"training"`` (a ``fit`` checkpoint,
+    whose model tensors are prefixed with ``model.``).
+``model_class``
+    The registered name of the model's class (``"Sequential"``). Files written before this
+    entry existed hold a Sequential.
+``architecture``
+    :meth:`~portnn.Sequential.get_config` (absent from weights files).
+``dtype``, ``backend``, ``input_shape``, ``layer_names``
+    The parameters' dtype, where the model was saved from, the shape of one example and the
+    layers' names in order.
+
+Reading never unpickles anything and never imports a name found in a file: layers and
+models are rebuilt from registries of classes already imported. This is the I/O edge:
+arrays are moved to the host here and nowhere else.
 
 Examples
 --------
@@ -38,68 +41,47 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-import secrets
-import struct
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
-import safetensors.numpy
 
-from . import backends
-
-if TYPE_CHECKING:
-    from .layers.base import Layer
-    from .model import Sequential
+from . import backends, fileformat, layers
+from ._version import __version__
+from .fileformat import FORMAT, FORMAT_VERSION, CheckpointError, read_file, write_bytes
+from .layers.base import Layer
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "CheckpointError",
+    "ModelLike",
     "layer_from_config",
     "load",
     "load_weights",
+    "model_meta",
+    "model_tensors",
     "read_file",
+    "register_model",
     "save_model",
     "save_weights",
     "write_bytes",
     "write_file",
 ]
 
-#: The ``format`` string in every portnn file.
-FORMAT = "portnn"
-#: The newest ``format_version`` this portnn writes and reads.
-FORMAT_VERSION = 1
 
-_RESERVED = "__metadata__"
-_MAX_HEADER = 100 * 2**20  # safetensors' own limit on the JSON header
-
-
-class CheckpointError(ValueError):
-    """A file that is not a readable portnn checkpoint, or does not fit the model. The message names the file."""
-
-
-# -- the file --------------------------------------------------------------------------
 def write_file(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Write ``tensors`` and the JSON-able ``meta`` to ``path`` as a portnn safetensors file, atomically.
-
-    The bytes go to a temporary file in the same folder, which is flushed, synced and renamed
-    over ``path`` (then the folder is synced where the OS allows): a reader sees the old file
-    or the new one, never a mix, and a failed write removes its temporary file and leaves an
-    existing ``path`` as it was. Missing parent folders are created.
+    """:func:`portnn.fileformat.write_file` with this portnn's version recorded: ``tensors`` and ``meta``, atomically.
 
     Parameters
     ----------
     path
-        The file to write (by convention ``*.safetensors``).
+        The file to write (by convention ``*.safetensors``); missing folders are created.
     tensors
         NumPy arrays by name (move device arrays with :func:`portnn.to_numpy` first).
     meta
-        JSON-able values (str, int, float, bool, None, lists, dicts with str keys), stored
-        as the ``meta`` string of the header and returned by :func:`read_file`.
+        JSON-able values, returned by :func:`read_file`.
 
     Examples
     --------
@@ -111,234 +93,107 @@ def write_file(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], met
     >>> read_file(path)[1]
     {'epoch': 3}
     """
-    path = Path(path)
-    data = _encode(tensors, meta, where=f"write_file({str(path)!r})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(path, data)
+    fileformat.write_file(path, tensors, meta, portnn_version=__version__)
 
 
-def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a file written by :func:`write_file`: ``(tensors as NumPy arrays, meta)``, after checking it.
+# -- models: what this module needs of one, and the classes load may build -------------
+class ModelLike(Protocol):
+    """What saving and loading use of a model (:class:`portnn.Sequential` has it all).
+
+    A class given to :func:`register_model` also needs the classmethod
+    ``from_config(architecture)`` that rebuilds a model from :meth:`get_config`.
+    """
+
+    layers: list[Any]
+    input_shape: tuple[int, ...] | None
+
+    @property
+    def dtype(self) -> str: ...
+
+    @property
+    def backend(self) -> Any: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def named_parameters(self) -> Iterable[tuple[str, Any]]: ...
+
+    def named_buffers(self) -> Iterable[tuple[str, Any]]: ...
+
+    def get_config(self) -> dict[str, Any]: ...
+
+
+_MODELS: dict[str, type] = {}
+_Class = TypeVar("_Class", bound=type)
+
+
+def register_model(cls: _Class) -> _Class:
+    """Class decorator: let :func:`load` rebuild models of ``cls``, named in files by ``cls.__name__``.
+
+    :class:`portnn.Sequential` is registered where it is defined. A model class of your own
+    (a subclass of Sequential, say) must be registered before it is saved with ``save`` and
+    before a file of it is loaded: :func:`load` looks the file's ``model_class`` up here and
+    never imports a name found in a file. Registering the same class again (or a class of the
+    same module and qualified name, as when a module is reloaded) replaces the entry.
+
+    Parameters
+    ----------
+    cls
+        A class with the methods of :class:`ModelLike` and a classmethod ``from_config``.
+
+    Returns
+    -------
+    type
+        ``cls`` itself, so this works as a decorator.
 
     Raises
     ------
-    CheckpointError
-        Naming the file and what is wrong: missing, empty, truncated, not a safetensors file
-        (a ``.npz``, text, random bytes), a safetensors file that portnn did not write, a
-        newer ``format_version``, malformed metadata, or a checksum that does not match.
+    TypeError
+        When ``cls`` is not a class, or has no ``from_config`` or ``get_config``.
+    ValueError
+        When another class of the same name is registered already.
 
     Examples
     --------
-    >>> from portnn.serialization import CheckpointError, read_file
-    >>> try:
-    ...     read_file("no-such-file.safetensors")
-    ... except CheckpointError as exc:
-    ...     print(exc)
-    read_file: no-such-file.safetensors: no such file
+    >>> import os, tempfile
+    >>> import portnn as pn
+    >>> from portnn.serialization import register_model
+    >>> @register_model
+    ... class WideMLP(pn.Sequential):
+    ...     pass
+    >>> path = os.path.join(tempfile.mkdtemp(), "wide.safetensors")
+    >>> WideMLP([pn.layers.Linear(4, 16)], seed=0).save(path)
+    >>> type(pn.load(path)).__name__
+    'WideMLP'
     """
-    where = f"read_file: {os.fspath(path)}"
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise CheckpointError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{where}: is a folder, not a checkpoint file") from None
-    except OSError as exc:
-        raise CheckpointError(f"{where}: cannot be read ({exc})") from exc
-    return _decode(data, where)
-
-
-def _encode(tensors: dict[str, np.ndarray], meta: dict[str, Any], *, where: str) -> bytes:
-    if not isinstance(tensors, dict):
-        raise TypeError(f"{where}: tensors must be a dict of name -> numpy array; got {type(tensors).__name__}")
-    if not isinstance(meta, dict):
-        raise TypeError(f"{where}: meta must be a dict of JSON-able values; got {type(meta).__name__}")
-    host: dict[str, np.ndarray] = {}
-    for name, value in tensors.items():
-        if not isinstance(name, str) or not name or name == _RESERVED:
-            raise ValueError(f"{where}: tensor name {name!r} is not allowed; use a non-empty str other than {_RESERVED!r}")
-        if not isinstance(value, np.ndarray):
-            raise TypeError(
-                f"{where}: tensor {name!r} is a {type(value).__module__}.{type(value).__name__}; "
-                "pass NumPy arrays (portnn.to_numpy(x) moves any backend's array to the host)"
-            )
-        if value.dtype.kind not in "biuf":
-            raise TypeError(f"{where}: tensor {name!r} has dtype {value.dtype}; only bool, integer and float arrays are stored")
-        host[name] = value if value.flags.c_contiguous else value.copy(order="C")  # keeps 0-d arrays 0-d
-    try:
-        meta_json = json.dumps(meta, allow_nan=False, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{where}: meta must hold only JSON values (str, int, float, bool, None, list, dict): {exc}") from None
-    from . import __version__
-
-    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "portnn_version": __version__, "meta": meta_json}
-    metadata["checksum"] = _checksum(host, metadata)
-    return safetensors.numpy.save(host, metadata=metadata)
-
-
-def _checksum(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str:
-    """sha256 over the tensors (sorted names; name, dtype, shape, bytes) and the metadata but its checksum (sorted keys).
-
-    Every field is length-prefixed, so no two different contents hash the same bytes.
-    """
-    h = hashlib.sha256()
-
-    def field(b: bytes) -> None:
-        h.update(struct.pack("<Q", len(b)))
-        h.update(b)
-
-    for name in sorted(tensors):
-        a = tensors[name]
-        field(name.encode("utf-8"))
-        field(a.dtype.name.encode("ascii"))
-        field(json.dumps([int(d) for d in a.shape]).encode("ascii"))
-        field(a.tobytes(order="C"))
-    for key in sorted(k for k in metadata if k != "checksum"):
-        field(key.encode("utf-8"))
-        field(metadata[key].encode("utf-8"))
-    return "sha256:" + h.hexdigest()
-
-
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, rename, fsync of the folder.
-
-    A failure at any point leaves the old file (if any) as it was and no temporary file behind.
-    """
-    path = Path(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for any new file
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable; folders cannot be opened or synced on every OS (Windows), so failures pass."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _what_is(data: bytes) -> str:
-    """A guess at what a file that is not safetensors is, for the error message."""
-    if data[:4] == b"PK\x03\x04":
-        return "a zip archive (a NumPy .npz? portnn now saves .safetensors: load it with numpy and save it again)"
-    if data[:6] == b"\x93NUMPY":
-        return "a NumPy .npy file"
-    if data[:2] == b"\x80\x04" or data[:2] == b"\x80\x02":
-        return "a pickle (never loaded: it could run code)"
-    try:
-        data[:64].decode("utf-8")
-        return "a text file" if data[:64].isascii() else "not a safetensors file"
-    except UnicodeDecodeError:
-        return "not a safetensors file"
-
-
-def _decode(data: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    size = len(data)
-    if size == 0:
-        raise CheckpointError(f"{where}: the file is empty (0 bytes); it was not written completely, save it again")
-    looks_like_header = size > 8 and data[8:9] == b"{"
-    if not looks_like_header:
-        if size < 8:
-            raise CheckpointError(f"{where}: {size} bytes is too short for a safetensors file: truncated, or {_what_is(data)}")
-        raise CheckpointError(f"{where}: not a portnn checkpoint: {_what_is(data)} (no safetensors JSON header)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > _MAX_HEADER:
-        raise CheckpointError(f"{where}: not a safetensors file: its header length field says {n} bytes")
-    if 8 + n > size:
-        raise CheckpointError(
-            f"{where}: the file is truncated in its header ({size} bytes; the header alone should take {8 + n}); save it again"
+    if not isinstance(cls, type):
+        raise TypeError(f"register_model: expected a class (use it as @register_model above the class); got {cls!r:.100}")
+    missing = [m for m in ("from_config", "get_config") if not callable(getattr(cls, m, None))]
+    if missing:
+        raise TypeError(
+            f"register_model: {cls.__module__}.{cls.__qualname__} has no {' or '.join(missing)}; load rebuilds a model with "
+            "cls.from_config(model.get_config()): define both (subclass portnn.Sequential to inherit them)"
         )
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{where}: the safetensors header is not valid JSON, so the file is damaged ({exc})") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{where}: the safetensors header is not a JSON object, so the file is damaged")
-    end = 0
-    for name, entry in header.items():
-        if name == _RESERVED:
-            continue
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise CheckpointError(f"{where}: the header entry of tensor {name!r} is malformed, so the file is damaged")
-        end = max(end, offsets[1])
-    if 8 + n + end > size:
-        raise CheckpointError(
-            f"{where}: the file is truncated: its tensor data ends at byte {8 + n + end} but the file has {size} bytes; "
-            "save it again"
+    name = cls.__name__
+    known = _MODELS.get(name)
+    if known is not None and known is not cls and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(
+            f"register_model: {cls.__module__}.{cls.__qualname__} has the name {name!r} of the registered "
+            f"{known.__module__}.{known.__qualname__}; files name a model class by its name alone, so rename one of them"
         )
-    metadata = header.get(_RESERVED)
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        found = "no __metadata__" if not isinstance(metadata, dict) else f"format={metadata.get('format')!r}"
-        raise CheckpointError(
-            f"{where}: a safetensors file that portnn did not write ({found}, expected format={FORMAT!r}); "
-            "read it with safetensors.numpy.load_file and pass the arrays to model.load_state_dict"
-        )
-    odd = sorted(k for k, v in metadata.items() if not isinstance(v, str))
-    if odd:
-        raise CheckpointError(f"{where}: malformed metadata: {odd} are not strings, as safetensors requires; the file is damaged")
-    version = metadata.get("format_version")
-    if not (isinstance(version, str) and version.isdigit() and int(version) >= 1):
-        raise CheckpointError(f"{where}: format_version {version!r} is not a version portnn knows; the file is damaged")
-    if int(version) > FORMAT_VERSION:
-        from . import __version__
-
-        raise CheckpointError(
-            f"{where}: written by a newer portnn ({metadata.get('portnn_version')!r}, format_version {version}); "
-            f"this portnn {__version__} reads format_version {FORMAT_VERSION} at most: upgrade portnn"
-        )
-    meta_json = metadata.get("meta")
-    try:
-        if not isinstance(meta_json, str):
-            raise ValueError(f"'meta' is {type(meta_json).__name__}, expected a JSON string")
-        meta = json.loads(meta_json)
-        if not isinstance(meta, dict):
-            raise ValueError(f"'meta' holds a {type(meta).__name__}, expected a JSON object")
-    except ValueError as exc:
-        raise CheckpointError(f"{where}: malformed JSON metadata: {exc}") from None
-    try:
-        tensors = safetensors.numpy.load(data)
-    except Exception as exc:  # safetensors' own checks: offsets, dtypes, sizes
-        raise CheckpointError(f"{where}: the safetensors data is invalid, so the file is damaged ({exc})") from None
-    expected = metadata.get("checksum")
-    actual = _checksum(tensors, metadata)
-    if expected != actual:
-        raise CheckpointError(
-            f"{where}: checksum mismatch: the tensors or metadata changed after writing (bit rot, a partial copy, "
-            f"an edit); stored {expected!r}, computed {actual!r}. Use another copy of the file"
-        )
-    return tensors, meta
+    _MODELS[name] = cls
+    return cls
 
 
-# -- layers and models -----------------------------------------------------------------
+def _model_class(model: ModelLike) -> str | None:
+    """The name under which ``model``'s class is registered, None when it is not."""
+    name = type(model).__name__
+    return name if _MODELS.get(name) is type(model) else None
+
+
+# -- layers ----------------------------------------------------------------------------
 def _registry() -> dict[str, type[Layer]]:
-    from . import layers
-    from .layers.base import Layer
-
     found = {}
     for name in layers.__all__:
         cls = getattr(layers, name)
@@ -370,12 +225,14 @@ def layer_from_config(class_name: str, config: dict[str, Any]) -> Layer:
         raise ValueError(f"layer_from_config: cannot build {class_name} from {config!r}: {exc}") from None
 
 
-def _state_on_host(model: Sequential) -> dict[str, np.ndarray]:
+# -- models ----------------------------------------------------------------------------
+def _state_on_host(model: ModelLike) -> dict[str, np.ndarray]:
     return {name: backends.to_numpy(value) for name, value in model.state_dict().items()}
 
 
-def _common_meta(model: Sequential) -> dict[str, Any]:
+def _common_meta(model: ModelLike) -> dict[str, Any]:
     return {
+        "model_class": type(model).__name__,
         "dtype": model.dtype,
         "backend": str(model.backend),
         "input_shape": None if model.input_shape is None else list(model.input_shape[1:]),
@@ -383,8 +240,15 @@ def _common_meta(model: Sequential) -> dict[str, Any]:
     }
 
 
-def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
+def save_model(model: ModelLike, path: str | os.PathLike[str]) -> None:
     """Write ``model``'s architecture and state dict to one file: :meth:`portnn.Sequential.save`.
+
+    Raises
+    ------
+    TypeError
+        When :func:`load` could not rebuild the model: a layer that is not one of portnn's
+        own classes, or a model class not registered with :func:`register_model`. Nothing
+        is written; ``save_weights`` still works.
 
     Examples
     --------
@@ -398,11 +262,19 @@ def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
       (0): Linear(4, 2)
     )
     """
+    cls = type(model)
+    where = f"{cls.__name__}.save"
+    if _model_class(model) is None:
+        raise TypeError(
+            f"{where}: the model is a {cls.__module__}.{cls.__qualname__}, a class pn.load does not know; register it "
+            "with @portnn.serialization.register_model above its definition, or save the weights with "
+            "model.save_weights(path) and build the model in code"
+        )
     known = _registry()
     for i, layer in enumerate(model.layers):
         if known.get(type(layer).__name__) is not type(layer):
             raise TypeError(
-                f"Sequential.save: layer {i} ({layer!r}, name={layer.name!r}) is a {type(layer).__module__}."
+                f"{where}: layer {i} ({layer!r}, name={layer.name!r}) is a {type(layer).__module__}."
                 f"{type(layer).__qualname__}, which portnn cannot rebuild from a file (only its own layers); "
                 "save the weights with model.save_weights(path) and build the model in code"
             )
@@ -410,16 +282,38 @@ def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
     write_file(path, _state_on_host(model), meta)
 
 
-def save_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
-    """Write ``model``'s state dict (no architecture): :meth:`portnn.Sequential.save_weights`."""
+def save_weights(model: ModelLike, path: str | os.PathLike[str]) -> None:
+    """Write ``model``'s state dict (no architecture): :meth:`portnn.Sequential.save_weights`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import portnn as pn
+    >>> path = os.path.join(tempfile.mkdtemp(), "weights.safetensors")
+    >>> pn.serialization.save_weights(pn.Sequential([pn.layers.Linear(4, 2)], seed=0), path)
+    >>> sorted(pn.serialization.read_file(path)[0])
+    ['0.bias', '0.weight']
+    """
     write_file(path, _state_on_host(model), {"kind": "weights", **_common_meta(model)})
 
 
-def load_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
+def load_weights(model: ModelLike, path: str | os.PathLike[str]) -> None:
     """Load a file of :func:`save_weights` or :func:`save_model` into ``model``: :meth:`portnn.Sequential.load_weights`.
 
     Names and shapes are all checked before anything is written; a mismatch raises a
     :class:`CheckpointError` that lists them and leaves the model as it was.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import portnn as pn
+    >>> path = os.path.join(tempfile.mkdtemp(), "weights.safetensors")
+    >>> saved = pn.Sequential([pn.layers.Linear(4, 2)], seed=0)
+    >>> saved.save_weights(path)
+    >>> model = pn.Sequential([pn.layers.Linear(4, 2)], seed=1)
+    >>> pn.serialization.load_weights(model, path)
+    >>> bool((pn.to_numpy(model.layers[0].weight.data) == pn.to_numpy(saved.layers[0].weight.data)).all())
+    True
     """
     tensors, meta = read_file(path)
     _load_checked(
@@ -430,7 +324,7 @@ def load_weights(model: Sequential, path: str | os.PathLike[str]) -> None:
     )
 
 
-def _load_checked(model: Sequential, tensors: dict[str, np.ndarray], where: str, hint: str) -> None:
+def _load_checked(model: ModelLike, tensors: dict[str, np.ndarray], where: str, hint: str) -> None:
     """``model.load_state_dict(tensors)`` after checking every name and shape; a CheckpointError listing all misfits."""
     expected = {name: b.shape for name, b in (*model.named_parameters(), *model.named_buffers())}
     missing = [n for n in expected if n not in tensors]
@@ -452,13 +346,13 @@ def _load_checked(model: Sequential, tensors: dict[str, np.ndarray], where: str,
     model.load_state_dict(tensors)
 
 
-def load(path: str | os.PathLike[str], *, backend: str | None = None, device: Any = None) -> Sequential:
+def load(path: str | os.PathLike[str], *, backend: str | None = None, device: Any = None) -> Any:
     """Rebuild a model saved by :meth:`portnn.Sequential.save`, with its weights bit for bit.
 
     Parameters
     ----------
     path
-        A file written by ``model.save``.
+        A file written by ``model.save``, or a training checkpoint of ``fit``.
     backend, device
         Where to build the model: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``
         and a device of it. None takes the current global backend (:func:`portnn.set_backend`);
@@ -468,12 +362,13 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, device: An
     Returns
     -------
     Sequential
+        Or the registered class (:func:`register_model`) that the file's ``model_class`` names.
 
     Raises
     ------
     CheckpointError
         When the file is not a readable portnn model (see :func:`read_file`), holds only
-        weights, or names a layer portnn does not have.
+        weights, or names a model class or layer portnn does not know.
 
     Examples
     --------
@@ -488,41 +383,69 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, device: An
     >>> bool((again.predict(x) == model.predict(x)).all())
     True
     """
-    from .model import Sequential
-
     tensors, meta = read_file(path)
     where = f"load: {os.fspath(path)}"
     architecture = meta.get("architecture")
     if architecture is None:
+        if meta.get("kind") == "training":
+            raise CheckpointError(
+                f"{where}: a training checkpoint of a model that portnn cannot rebuild (a layer or model class of your "
+                "own); build the model in code and call model.load_weights(path)"
+            )
         raise CheckpointError(
             f"{where}: holds weights only (written by save_weights), not a model; build the model in code and call "
             "model.load_weights(path)"
+        )
+    class_name = meta.get("model_class", "Sequential")  # files written before model_class existed hold a Sequential
+    cls = _MODELS.get(class_name) if isinstance(class_name, str) else None
+    if cls is None:
+        raise CheckpointError(
+            f"{where}: the file holds a model of class {class_name!r}, which is not a registered model class "
+            f"(registered: {', '.join(sorted(_MODELS)) or 'none'}); names in a file are never imported: import the module "
+            "that defines the class, decorated with @portnn.serialization.register_model, before loading"
         )
     if backend is None:
         backend = backends.get_backend().name if device is not None else None
     scope = backends.use_backend(backend, device) if backend is not None else contextlib.nullcontext()
     with scope:
         try:
-            model = Sequential.from_config(architecture)
+            model = cls.from_config(architecture)
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: the architecture cannot be rebuilt: {exc}") from None
     _load_checked(model, model_tensors(tensors, meta), where, "the file is damaged or was edited")
     return model
 
 
-def model_meta(model: Sequential) -> dict[str, Any]:
-    """The metadata that lets :func:`load` rebuild ``model`` (architecture, dtype, backend, layer names), for other writers.
+def model_meta(model: ModelLike) -> dict[str, Any]:
+    """What lets :func:`load` rebuild ``model`` (architecture, class, dtype, backend, layer names), for other writers.
 
     Training checkpoints carry it, so ``pn.load`` reads them too. The architecture is None
-    for a model with a layer portnn cannot rebuild (a layer class of your own).
+    for a model :func:`load` could not rebuild (a layer class of your own, or a model class
+    not registered with :func:`register_model`).
+
+    Examples
+    --------
+    >>> import portnn as pn
+    >>> meta = pn.serialization.model_meta(pn.Sequential([pn.layers.Linear(4, 2)]))
+    >>> meta["model_class"], meta["layer_names"]
+    ('Sequential', ['linear'])
     """
     known = _registry()
-    rebuildable = all(known.get(type(layer).__name__) is type(layer) for layer in model.layers)
+    layers_known = all(known.get(type(layer).__name__) is type(layer) for layer in model.layers)
+    rebuildable = layers_known and _model_class(model) is not None
     return {"architecture": model.get_config() if rebuildable else None, **_common_meta(model)}
 
 
 def model_tensors(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The model's state dict among a file's tensors (a training checkpoint prefixes them with ``model.``)."""
+    """The model's state dict among a file's tensors (a training checkpoint prefixes them with ``model.``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from portnn.serialization import model_tensors
+    >>> sorted(model_tensors({"model.0.weight": np.ones(2), "optimizer.0.m": np.ones(2)}, {"kind": "training"}))
+    ['0.weight']
+    """
     if meta.get("kind") != "training":
         return tensors
     return {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -27,6 +27,9 @@ from typing import Any
 
 from . import backends
 from ._array import dtype_name
+from ._resume import checkpoint_file
+from .fileformat import CheckpointError, read_file
+from .serialization import model_tensors
 
 __all__ = ["TransferReport", "load_layers"]
 
@@ -52,28 +55,30 @@ class TransferReport:
 
 
 def _source_layers(source: Any) -> tuple[str, list[str], dict[str, dict[str, Any]]]:
-    """``(description, layer names in order, name -> {param/buffer name -> host array})`` of a model or a file."""
-    from .model import Sequential
+    """``(description, layer names in order, name -> {param/buffer name -> host array})`` of a model or a file.
 
-    if isinstance(source, Sequential):
+    A model is anything with ``layers`` (a :class:`~portnn.Sequential`), each layer with a
+    ``name`` and ``named_parameters``/``named_buffers``: no model class is imported here.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        if not hasattr(source, "layers"):
+            raise TypeError(
+                "load_layers: source must be a model with .layers (a Sequential) or the path of a saved model or training "
+                f"checkpoint; got {type(source).__name__}"
+            )
         names = [layer.name for layer in source.layers]
         arrays = {
             layer.name: {k: backends.to_numpy(b.data) for k, b in (*layer.named_parameters(), *layer.named_buffers())}
             for layer in source.layers
         }
         return "a model", names, arrays
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"load_layers: source must be a Sequential or the path of a saved model; got {type(source).__name__}")
-    from . import serialization
-    from ._resume import checkpoint_file
-
     path = checkpoint_file(source) if Path(source).is_dir() else Path(source)
-    tensors, meta = serialization.read_file(path)
+    tensors, meta = read_file(path)
     names = meta.get("layer_names")
     if not names:
-        raise serialization.CheckpointError(f"load_layers: {path} does not name its layers (not written by model.save?)")
+        raise CheckpointError(f"load_layers: {path} does not name its layers (not written by model.save?)")
     arrays: dict[str, dict[str, Any]] = {name: {} for name in names}
-    for key, value in serialization.model_tensors(tensors, meta).items():
+    for key, value in model_tensors(tensors, meta).items():
         index, _, param = key.partition(".")
         if index.isdigit() and int(index) < len(names):
             arrays[names[int(index)]][param] = value

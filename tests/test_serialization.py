@@ -1,4 +1,4 @@
-"""The checkpoint format: round trips on and across backends, damaged files, atomic writes, no pickle."""
+"""The checkpoint format: round trips on and across backends, old files, model classes, damage, atomic writes, no pickle."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ import safetensors.numpy
 from conftest import ALL_BACKENDS, _skip_reason
 
 import portnn as pn
-from portnn import backends, serialization
+from portnn import backends, fileformat, serialization
 from portnn.serialization import CheckpointError, read_file, write_file
 
 L = pn.layers
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def every_layer_model(dtype: str = "float32", seed: int = 0) -> pn.Sequential:
@@ -182,6 +184,27 @@ def test_write_file_read_file_any_tensors_and_meta(tmp_path: Path) -> None:
     assert md["checksum"].startswith("sha256:") and json.loads(md["meta"]) == meta
 
 
+def test_the_format_records_the_version_its_caller_gives(tmp_path: Path) -> None:
+    path = tmp_path / "v.safetensors"
+    fileformat.write_file(path, {"w": np.ones(2)}, {"a": 1}, portnn_version="9.8.7")
+    assert _split(path.read_bytes())[1]["__metadata__"]["portnn_version"] == "9.8.7"
+    assert fileformat.read_file(path)[1] == {"a": 1}
+    for bad in ("", None, 1):
+        with pytest.raises(TypeError, match=rf"write_file.*portnn_version must be a non-empty str.*got {bad!r}"):
+            fileformat.write_file(path, {"w": np.ones(2)}, {}, portnn_version=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="portnn_version"):
+        fileformat.write_file(path, {"w": np.ones(2)}, {})  # type: ignore[call-arg]
+    # serialization's write_file is the format's, with this portnn's version
+    serialization.write_file(path, {"w": np.ones(2)}, {})
+    assert _split(path.read_bytes())[1]["__metadata__"]["portnn_version"] == pn.__version__
+
+
+def test_serialization_re_exports_the_format() -> None:
+    for name in ("CheckpointError", "read_file", "write_bytes", "FORMAT", "FORMAT_VERSION"):
+        assert getattr(serialization, name) is getattr(fileformat, name), name
+    assert pn.CheckpointError is fileformat.CheckpointError
+
+
 def test_write_file_refuses_what_it_cannot_store(tmp_path: Path) -> None:
     path = tmp_path / "x.safetensors"
     with pytest.raises(TypeError, match=r"write_file.*tensor 'w' is a .*list.*portnn.to_numpy"):
@@ -333,7 +356,7 @@ def test_every_single_byte_flip_in_the_header_is_caught(tmp_path: Path) -> None:
     for i in range(8 + n):  # checked in memory: read_file is this decoding after reading the bytes
         for mask in (0x01, 0x20, 0xFF):
             try:
-                serialization._decode(_flip(data, i, mask), "flipped")
+                fileformat._decode(_flip(data, i, mask), "flipped")
             except CheckpointError:
                 continue
             missed.append((i, mask, data[i : i + 1]))
@@ -345,7 +368,7 @@ def test_every_single_byte_flip_in_the_data_fails_the_checksum(tmp_path: Path) -
     n, _ = _split(data)
     for i in range(8 + n, len(data)):
         with pytest.raises(CheckpointError, match="checksum mismatch"):
-            serialization._decode(_flip(data, i), "flipped")
+            fileformat._decode(_flip(data, i), "flipped")
 
 
 def test_architecture_naming_an_unknown_layer_is_refused(tmp_path: Path) -> None:
@@ -434,6 +457,135 @@ def test_init_names_and_factories_round_trip() -> None:
         L.Linear.from_config({**L.Linear(4, 3).get_config(), "init": "eval(1)"})
 
 
+# -- model classes, and files from before they were named -----------------------------
+@pytest.fixture
+def registry(monkeypatch: Any) -> dict[str, type]:
+    """The model registry, restored after the test: classes a test registers do not leak into others."""
+    monkeypatch.setattr(serialization, "_MODELS", dict(serialization._MODELS))
+    return serialization._MODELS
+
+
+def test_sequential_is_registered_and_files_name_it(tmp_path: Path) -> None:
+    assert serialization._MODELS["Sequential"] is pn.Sequential
+    model = _victim()
+    model.save(tmp_path / "m.safetensors")
+    model.save_weights(tmp_path / "w.safetensors")
+    for name in ("m", "w"):
+        assert read_file(tmp_path / f"{name}.safetensors")[1]["model_class"] == "Sequential"
+    assert serialization.model_meta(model)["model_class"] == "Sequential"
+
+
+def test_a_file_from_before_model_class_loads_as_a_sequential(case: Any) -> None:
+    """A file written by portnn 0.1.0 before files named their model class (committed, never regenerated)."""
+    path = FIXTURES / "sequential-0.1.0.safetensors"
+    tensors, meta = read_file(path)
+    assert meta["kind"] == "model" and "model_class" not in meta
+    model = pn.load(path)
+    assert type(model) is pn.Sequential and model.backend.name == case.name
+    assert [type(layer).__name__ for layer in model.layers] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert_same_bytes(host_state(model), tensors)
+    x = np.random.default_rng(4).normal(size=(5, 3)).astype(np.float32)
+    h = x @ tensors["0.weight"].T + tensors["0.bias"]  # the same forward written out in NumPy, BatchNorm in eval mode
+    h = (h - tensors["1.running_mean"]) / np.sqrt(tensors["1.running_var"] + np.float32(1e-5)) * tensors["1.weight"]
+    h = np.maximum(h + tensors["1.bias"], 0)
+    expected = h @ tensors["3.weight"].T + tensors["3.bias"]
+    np.testing.assert_allclose(backends.to_numpy(model.predict(case.asarray(x))), expected, rtol=1e-5, atol=1e-6)
+    fresh = pn.Sequential([L.Linear(3, 4), L.BatchNorm1d(4), L.ReLU(), L.Linear(4, 2)], seed=5)
+    fresh.load_weights(path)
+    assert_same_bytes(host_state(fresh), tensors)
+
+
+def test_a_file_naming_an_unknown_model_class_is_refused_without_importing_it(tmp_path: Path) -> None:
+    tensors, meta = read_file(_good_file(tmp_path))
+    path = tmp_path / "evil.safetensors"
+    for evil in ("os.system", "this", "portnn.model.Sequential", "Layer", "__import__", "", None, ["Sequential"]):
+        write_file(path, tensors, {**meta, "model_class": evil})
+        before = set(sys.modules)
+        with pytest.raises(CheckpointError) as info:
+            pn.load(path)
+        message = str(info.value)
+        assert message.startswith(f"load: {path}: the file holds a model of class {evil!r}, which is not a registered"), message
+        assert "registered: Sequential" in message and "@portnn.serialization.register_model" in message
+        assert set(sys.modules) == before
+
+
+def test_a_registered_model_class_round_trips(case: Any, registry: dict[str, type], tmp_path: Path) -> None:
+    @serialization.register_model
+    class Tower(pn.Sequential):
+        def depth(self) -> int:
+            return len(self.layers)
+
+    model = Tower([L.Linear(3, 4), L.BatchNorm1d(4), L.ReLU(), L.Linear(4, 2)], seed=0)
+    train = case.asarray(np.random.default_rng(1).normal(size=(5, 3)), "float32")
+    model.forward(train, training=True)
+    model.save(tmp_path / "tower.safetensors")
+    assert read_file(tmp_path / "tower.safetensors")[1]["model_class"] == "Tower"
+    loaded = pn.load(tmp_path / "tower.safetensors")
+    assert type(loaded) is Tower and loaded.depth() == 4 and loaded.backend.name == case.name
+    assert_same_bytes(host_state(loaded), host_state(model))
+    del registry["Tower"]  # a new session that has not imported the class: refused, by name
+    with pytest.raises(CheckpointError, match="class 'Tower', which is not a registered model class"):
+        pn.load(tmp_path / "tower.safetensors")
+
+
+def test_an_unregistered_model_class_saves_weights_but_not_a_model(registry: dict[str, type], tmp_path: Path) -> None:
+    class Plain(pn.Sequential):
+        pass
+
+    with pn.use_backend("numpy"):
+        model = Plain([L.Linear(3, 2)], seed=0)
+    with pytest.raises(TypeError, match=r"Plain\.save: the model is a .*Plain, a class pn\.load does not know.*register_model.*"):
+        model.save(tmp_path / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []
+    model.save_weights(tmp_path / "w.safetensors")
+    assert read_file(tmp_path / "w.safetensors")[1]["model_class"] == "Plain"
+    # a training checkpoint of it carries no architecture, and pn.load says what to do
+    meta = serialization.model_meta(model)
+    assert meta["architecture"] is None and meta["model_class"] == "Plain"
+    state = {f"model.{k}": v for k, v in host_state(model).items()}
+    write_file(tmp_path / "ck.safetensors", state, {"kind": "training", **meta})
+    with pytest.raises(CheckpointError, match="a training checkpoint of a model that portnn cannot rebuild.*load_weights"):
+        pn.load(tmp_path / "ck.safetensors")
+    other = Plain([L.Linear(3, 2)], seed=1)
+    other.load_weights(tmp_path / "ck.safetensors")
+    assert_same_bytes(host_state(other), host_state(model))
+    serialization.register_model(Plain)
+    assert serialization.model_meta(model)["architecture"] == model.get_config()
+    model.save(tmp_path / "m.safetensors")
+    assert type(pn.load(tmp_path / "m.safetensors")) is Plain
+
+
+def test_register_model_refuses_what_load_could_not_build(registry: dict[str, type]) -> None:
+    with pytest.raises(TypeError, match="register_model: expected a class"):
+        serialization.register_model(pn.Sequential())  # type: ignore[arg-type]
+
+    class NoConfig:
+        def get_config(self) -> dict[str, Any]:
+            return {}
+
+    with pytest.raises(TypeError, match=r"register_model: .*NoConfig has no from_config"):
+        serialization.register_model(NoConfig)
+
+    class Sequential(pn.Sequential):  # same name, another class
+        pass
+
+    with pytest.raises(ValueError, match=r"has the name 'Sequential' of the registered portnn\.model\.Sequential.*rename"):
+        serialization.register_model(Sequential)
+    assert registry["Sequential"] is pn.Sequential and "NoConfig" not in registry
+    assert serialization.register_model(pn.Sequential) is pn.Sequential
+
+    def define() -> type:
+        class Again(pn.Sequential):
+            pass
+
+        return Again
+
+    first, second = define(), define()
+    serialization.register_model(first)
+    serialization.register_model(second)  # the same definition run again (a reloaded module, a notebook cell)
+    assert registry["Again"] is second
+
+
 # -- atomic writes --------------------------------------------------------------------
 @pytest.mark.parametrize("failing", ["replace", "fsync", "write"])
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(failing: str, tmp_path: Path, monkeypatch: Any) -> None:
@@ -481,7 +633,7 @@ def test_a_write_replaces_the_file_whole(tmp_path: Path) -> None:
 
 
 # -- no pickle ------------------------------------------------------------------------
-@pytest.mark.parametrize("module", ["serialization.py", "_resume.py", "transfer.py"])
+@pytest.mark.parametrize("module", ["fileformat.py", "serialization.py", "_resume.py", "transfer.py"])
 def test_no_pickle_anywhere_on_the_load_path(module: str) -> None:
     source = (Path(pn.__file__).parent / module).read_text()
     imported = set()

@@ -80,6 +80,21 @@ def test_a_mapping_loads_between_differently_named_layers():
         target.load_layers(source, {"features": "nope"})
 
 
+def test_any_object_with_layers_is_a_source():
+    source = trained_source()
+
+    class Features:  # not a Sequential: load_layers reads only .layers
+        def __init__(self, layers):
+            self.layers = layers
+
+    target = cnn(5, seed=1)
+    report = target.load_layers(Features(source.layers[:2]))
+    assert [(t, s) for t, s, _ in report.loaded] == [("conv2d", "conv2d"), ("batchnorm2d", "batchnorm2d")]
+    assert report.skipped == [("linear", "no layer of that name in the source")]
+    assert same(target.layers[0].weight, source.layers[0].weight)
+    assert same(target.layers[1].running_mean, source.layers[1].running_mean)
+
+
 def test_loading_onto_another_backend(case):
     source = trained_source()
     target = cnn(3, seed=1).to(case.name, case.device)
@@ -111,7 +126,7 @@ def test_freeze_replace_head_fine_tune():
 
 def test_bad_sources(tmp_path):
     model = cnn(3, seed=1)
-    with pytest.raises(TypeError, match="Sequential or the path"):
+    with pytest.raises(TypeError, match=r"source must be a model with \.layers \(a Sequential\) or the path.*got int"):
         model.load_layers(42)
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="junk.safetensors"):
