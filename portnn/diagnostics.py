@@ -391,6 +391,11 @@ def _classification(where: str, model: Any, x: Any, y: Any, from_logits: bool | 
 def example_losses(model: Model, x: Any, y: Any, *, from_logits: bool | None = None, batch_size: int = 1024) -> Any:
     """Each example's cross-entropy: ``-log`` of the probability the model gives its true class (see :func:`classification`).
 
+    Parameters
+    ----------
+    model, x, y, from_logits, batch_size
+        As in :func:`classification` (``y`` is required).
+
     Returns
     -------
     numpy.ndarray
@@ -415,6 +420,13 @@ def worst_predictions(
     """The ``n`` examples with the highest loss (see :func:`classification`), highest first.
 
     Confident mistakes come first; then mistakes, then correct but unsure answers.
+
+    Parameters
+    ----------
+    model, x, y, from_logits, batch_size
+        As in :func:`classification` (``y`` is required).
+    n
+        How many examples to return (all of them when ``x`` has fewer).
 
     Returns
     -------
@@ -507,6 +519,18 @@ def _confusion(where: str, y_true: Any, y_pred: Any, num_classes: int | None, th
 
 def most_confused(matrix: Any, *, top: int = 10) -> list[tuple[int, int, int]]:
     """The ``top`` most frequent confusions of a confusion matrix: ``(true class, predicted class, count)``, most first.
+
+    Parameters
+    ----------
+    matrix
+        Counts of shape (C, C), rows true classes (:func:`confusion`, :func:`portnn.metrics.confusion_matrix`).
+    top
+        How many off-diagonal cells to return at most; cells of count 0 are never returned.
+
+    Returns
+    -------
+    list[tuple[int, int, int]]
+        Ties keep the row-major order.
 
     Examples
     --------
@@ -602,6 +626,17 @@ def _top_activating(where: str, model: Any, layer: Any, unit: Any, x: Any, top: 
 
 def units_by_weight_norm(layer: Any, *, top: int | None = None) -> list[int]:
     """The units (output features) of a layer with weights, by the L2 norm of their input weights, largest first.
+
+    Parameters
+    ----------
+    layer
+        A layer with a ``weight`` parameter whose first axis is the unit (Linear, Conv2d).
+    top
+        How many units to return; None: all (ties keep the index order).
+
+    Returns
+    -------
+    list[int]
 
     Examples
     --------
@@ -720,6 +755,16 @@ def _recorded_fractions(where: str, history: Any) -> dict[str, Any]:
 
 def recorded_grad_norms(history: Any) -> GradNorms:
     """The gradient norms that ``fit(..., record=True)`` kept: the recorded steps and each layer's norms at them.
+
+    Parameters
+    ----------
+    history
+        The History that ``fit(..., record=True)`` returned, or its ``records`` dict.
+
+    Returns
+    -------
+    GradNorms
+        ``(steps, norms)``.
 
     Examples
     --------

@@ -65,6 +65,15 @@ class Loss:
         compiled or trained: CrossEntropy refuses a final Softmax, BinaryCrossEntropy a final
         Sigmoid under ``from_logits=True`` and anything else under ``from_logits=False``.
         The base class accepts every layer.
+
+        Examples
+        --------
+        >>> import portnn as pn
+        >>> pn.losses.BinaryCrossEntropy().check_output_layer(pn.layers.Sigmoid())  # probabilities: fine
+        >>> pn.losses.CrossEntropy().check_output_layer(pn.layers.Softmax())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: CrossEntropy takes logits, but the model ends with Softmax, which would apply softmax twice; ...
         """
 
     def correct(self, y_pred: Any, target: Any) -> Any:
