@@ -15,7 +15,7 @@ def main(epochs: int = 300, seed: int = 0, verbose: bool = True) -> dict[str, fl
     y = labels[:, None].astype(np.float32)  # one logit per example for binary cross-entropy
     model = pn.Sequential([pn.layers.Linear(2, 8, init="glorot_uniform"), pn.layers.Tanh(), pn.layers.Linear(8, 1)], seed=seed)
     history = model.fit(
-        x, y, loss=pn.losses.BinaryCrossEntropy(), optimizer=pn.optim.SGD(lr=0.5, momentum=0.9),
+        x, y, loss=pn.losses.BinaryCrossEntropy(from_logits=True), optimizer=pn.optim.SGD(lr=0.5, momentum=0.9),
         epochs=epochs, batch_size=4, verbose=0,
     )  # fmt: skip
     probabilities = 1 / (1 + np.exp(-pn.to_numpy(model.predict(x))))

@@ -8,7 +8,22 @@ Examples
 >>> model = pn.Sequential([pn.layers.Linear(784, 128), pn.layers.ReLU(), pn.layers.Linear(128, 10)], seed=0)
 """
 
-from . import backends, callbacks, datasets, distributed, functional, init, layers, losses, metrics, optim, plot, report, training
+from . import (
+    backends,
+    callbacks,
+    datasets,
+    diagnostics,
+    distributed,
+    functional,
+    init,
+    layers,
+    losses,
+    metrics,
+    optim,
+    plot,
+    report,
+    training,
+)
 from ._version import __version__
 from .backends import (
     Backend,
@@ -35,6 +50,7 @@ __all__ = [
     "backends",
     "callbacks",
     "datasets",
+    "diagnostics",
     "distributed",
     "functional",
     "get_backend",

@@ -8,26 +8,8 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from . import backends
-from .layers.activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from .diagnostics import active_counts, active_threshold
 from .layers.base import Layer
-
-#: The output above which a unit of each activation layer counts as active.
-ACTIVE_ABOVE: dict[type, float] = {ReLU: 0.0, LeakyReLU: 0.0, Tanh: 0.0, Sigmoid: 0.5}
-
-
-def active_threshold(layer: Layer) -> float | None:
-    """The output value above which ``layer``'s units count as active (None: not an activation layer)."""
-    for cls, threshold in ACTIVE_ABOVE.items():
-        if isinstance(layer, cls):
-            return threshold
-    return None
-
-
-def active_counts(out: Any, threshold: float) -> Any:
-    """For each unit (feature of the flattened output), on how many examples of the batch it is above ``threshold``."""
-    xp = array_namespace(out)
-    flat = xp.reshape(out, (out.shape[0], -1))
-    return xp.sum(xp.astype(flat > threshold, out.dtype), axis=0)
 
 
 class Recorder:

@@ -4,6 +4,11 @@ A loss is called as ``loss(y_pred, target)`` for the value, or ``loss.forward(y_
 for ``(value, backward)`` where ``backward()`` returns the gradient of ``y_pred``. With
 ``reduction="mean"`` (the default) that gradient is averaged over the batch, so the learning
 rate does not need dividing by the batch size.
+
+Each loss states what it takes: :meth:`Loss.check_target` checks targets,
+:meth:`Loss.check_predictions` the predictions' values, and :meth:`Loss.check_output_layer`
+the model's last layer (CrossEntropy takes logits, so no final Softmax;
+``BinaryCrossEntropy(from_logits=False)`` takes probabilities, so a final Sigmoid).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from array_api_compat import array_namespace, size
 
 from ._array import dtype_name, namespace
 from .functional import losses as FL
+from .layers.activations import Sigmoid, Softmax
 
 __all__ = ["BinaryCrossEntropy", "CrossEntropy", "Loss", "MSE"]
 
@@ -47,6 +53,27 @@ class Loss:
         """Raise a ValueError/TypeError naming the loss if ``target`` does not fit predictions of ``pred_shape``.
 
         ``values=True`` also checks values (a device-to-host sync on a GPU).
+        """
+
+    def check_predictions(self, y_pred: Any) -> None:
+        """Raise a ValueError naming the loss if ``y_pred`` cannot be this loss's input (checked with ``validate=True``)."""
+
+    def check_output_layer(self, layer: Any) -> None:
+        """Raise a ValueError naming the loss and the fix if a model ending with ``layer`` cannot feed this loss.
+
+        A model calls it with its last layer (None for a model without layers) when it is
+        compiled or trained: CrossEntropy refuses a final Softmax, BinaryCrossEntropy a final
+        Sigmoid under ``from_logits=True`` and anything else under ``from_logits=False``.
+        The base class accepts every layer.
+
+        Examples
+        --------
+        >>> import portnn as pn
+        >>> pn.losses.BinaryCrossEntropy().check_output_layer(pn.layers.Sigmoid())  # probabilities: fine
+        >>> pn.losses.CrossEntropy().check_output_layer(pn.layers.Softmax())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: CrossEntropy takes logits, but the model ends with Softmax, which would apply softmax twice; ...
         """
 
     def correct(self, y_pred: Any, target: Any) -> Any:
@@ -144,6 +171,13 @@ class CrossEntropy(Loss):
                 f"{self!r}: targets must be integer labels or float probabilities; got dtype {dtype_name(target.dtype)}"
             )
 
+    def check_output_layer(self, layer: Any) -> None:
+        if isinstance(layer, Softmax):
+            raise ValueError(
+                "CrossEntropy takes logits, but the model ends with Softmax, which would apply softmax twice; "
+                "remove the final Softmax layer (apply it to predict()'s output if you need probabilities)"
+            )
+
     def correct(self, y_pred: Any, target: Any) -> Any:
         xp = array_namespace(y_pred, target)
         if not xp.isdtype(target.dtype, "integral"):
@@ -165,16 +199,87 @@ class MSE(Loss):
 
 
 class BinaryCrossEntropy(Loss):
-    """Binary cross-entropy from logits (PyTorch's ``BCEWithLogitsLoss``), stable for any logit.
+    """Binary cross-entropy, from probabilities (the default) or from logits.
 
-    Targets are 0/1 (or probabilities) of the predictions' shape. Predictions are logits:
-    do not end the model with Sigmoid.
+    Parameters
+    ----------
+    from_logits
+        False (the default, as Keras's ``BinaryCrossentropy`` and PyTorch's ``BCELoss``): the
+        predictions are probabilities in [0, 1], from a model that ends with Sigmoid; they are
+        clipped to ``[1e-7, 1 - 1e-7]`` before the log, as Keras does. True (PyTorch's
+        ``BCEWithLogitsLoss``): the predictions are logits, from a model without a final
+        Sigmoid; the loss applies the sigmoid itself, exactly and stably for any logit. Prefer
+        logits when you can: a saturated Sigmoid passes no gradient back.
+    reduction
+        ``"mean"`` over all elements (default) or ``"sum"``.
+
+    Targets are 0/1 (or probabilities) of the predictions' shape. With validation on (a direct
+    call, or ``forward(..., validate=True)``), predictions outside [0, 1] under
+    ``from_logits=False`` raise a ValueError: they are logits. :meth:`check_output_layer`
+    catches the same mistake from the model's last layer before training.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> target = np.array([[1.0], [0.0]])
+    >>> round(float(pn.losses.BinaryCrossEntropy()(np.array([[0.8], [0.4]]), target)), 4)  # probabilities
+    0.367
+    >>> round(float(pn.losses.BinaryCrossEntropy(from_logits=True)(np.array([[2.0], [-1.0]]), target)), 4)
+    0.2201
+    >>> pn.losses.BinaryCrossEntropy()(np.array([[2.0], [-1.0]]), target)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: BinaryCrossEntropy() takes probabilities in [0, 1] ...: they look like logits. Pass ...(from_logits=True), ...
     """
 
     classification = True
 
+    def __init__(self, *, from_logits: bool = False, reduction: str = "mean") -> None:
+        super().__init__(reduction=reduction)
+        if not isinstance(from_logits, bool):
+            raise TypeError(f"BinaryCrossEntropy: from_logits must be True or False; got {from_logits!r}")
+        self.from_logits = from_logits
+
+    def forward(self, y_pred: Any, target: Any, *, validate: bool = True) -> tuple[Any, Callable[[], Any]]:
+        """Return ``(loss, backward)``; ``validate=True`` also checks that probabilities lie in [0, 1] (a sync)."""
+        if validate:
+            namespace(y_pred, target, where=f"{self!r}: ")
+            self.check_target(tuple(y_pred.shape), target, values=True)
+            self.check_predictions(y_pred)
+        return self._forward(y_pred, target)
+
     def _forward(self, y_pred: Any, target: Any) -> tuple[Any, Callable[[], Any]]:
-        return FL.binary_cross_entropy_with_logits(y_pred, target, reduction=self.reduction)
+        if self.from_logits:
+            return FL.binary_cross_entropy_with_logits(y_pred, target, reduction=self.reduction)
+        return FL.binary_cross_entropy(y_pred, target, reduction=self.reduction)
+
+    def check_predictions(self, y_pred: Any) -> None:
+        """Raise a ValueError if ``from_logits=False`` and ``y_pred`` leaves [0, 1] (a device-to-host sync)."""
+        if self.from_logits or size(y_pred) == 0:
+            return
+        xp = array_namespace(y_pred)
+        lo, hi = float(xp.min(y_pred)), float(xp.max(y_pred))
+        if lo < 0.0 or hi > 1.0:
+            n_out = int(xp.count_nonzero((y_pred < 0.0) | (y_pred > 1.0)))
+            raise ValueError(
+                f"{self!r} takes probabilities in [0, 1] (from_logits=False, the default), but the predictions run from "
+                f"{lo} to {hi} ({n_out} of {size(y_pred)} outside): they look like logits. "
+                "Pass BinaryCrossEntropy(from_logits=True), or end the model with pn.layers.Sigmoid()"
+            )
+
+    def check_output_layer(self, layer: Any) -> None:
+        if self.from_logits and isinstance(layer, Sigmoid):
+            raise ValueError(
+                f"{self!r} takes logits, but the model ends with Sigmoid, which would apply the sigmoid twice; "
+                "remove the final Sigmoid layer, or use BinaryCrossEntropy() (from_logits=False), which takes probabilities"
+            )
+        if not self.from_logits and layer is not None and not isinstance(layer, Sigmoid):
+            raise ValueError(
+                f"{self!r} takes probabilities in [0, 1] (from_logits=False, the default), but the model ends with "
+                f"{layer!r}, whose outputs are not probabilities; end the model with pn.layers.Sigmoid(), or pass "
+                "BinaryCrossEntropy(from_logits=True) to train on its logits (the stabler choice)"
+            )
 
     def check_target(self, pred_shape: tuple[int, ...], target: Any, *, values: bool = True) -> None:
         _check_float_like(self, pred_shape, target)
@@ -189,11 +294,16 @@ class BinaryCrossEntropy(Loss):
                 )
 
     def correct(self, y_pred: Any, target: Any) -> Any:
+        """Predictions on the right side of the threshold: 0 for logits, 0.5 for probabilities."""
         xp = array_namespace(y_pred, target)
-        return xp.sum(xp.astype((y_pred > 0) == (target > 0.5), xp.int64))
+        threshold = 0.0 if self.from_logits else 0.5
+        return xp.sum(xp.astype((y_pred > threshold) == (target > 0.5), xp.int64))
 
     def count(self, target: Any) -> int:
         return int(size(target))
+
+    def __repr__(self) -> str:
+        return "BinaryCrossEntropy(from_logits=True)" if self.from_logits else "BinaryCrossEntropy()"
 
 
 def _check_float_like(loss: Loss, pred_shape: tuple[int, ...], target: Any) -> None:

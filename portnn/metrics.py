@@ -4,21 +4,30 @@ Every metric infers its namespace and device from its inputs and returns arrays 
 (0-d for a single number): nothing is copied to the host, so a metric on a GPU stays on the
 GPU until you print it (``float(m)`` or :func:`portnn.to_numpy`).
 
-Inputs are ``y_true``, integer class labels of shape (N,), and ``y_pred``, either integer
-labels of shape (N,) or scores of shape (N, C) (logits or probabilities: the predicted class
-is their ``argmax``, the first one on ties, as in NumPy).
+Inputs are ``y_true``, integer class labels of shape (N,), and ``y_pred``, one of:
+
+- integer (or boolean) labels of shape (N,);
+- scores of shape (N, C), C >= 2 (logits or probabilities: the predicted class is their
+  ``argmax``, the first one on ties, as in NumPy);
+- one score per example, float of shape (N,) or any real dtype of shape (N, 1): the output of
+  a binary model (``BinaryCrossEntropy``). Class 1 is predicted where the score is above
+  ``threshold``: 0.5 by default, for probabilities (Keras's ``binary_accuracy``); pass
+  ``threshold=0.0`` for logits. Under the default, scores outside [0, 1] raise a ValueError
+  (they are logits, and 0.5 would silently be the wrong threshold) when ``validate=True``.
 
 Rates (accuracy, precision, ...) are float32, or float64 when the scores are float64: integer
 labels alone never bring float64 in. Counts (confusion matrix, support) are int64.
 
 Data-dependent checks need a device-to-host sync (one ``bool``/``int`` of a 0-d array): checking
-that labels lie in ``0..num_classes-1`` (``validate=True``, the default; pass ``validate=False``
-in a hot loop once the data is known to be clean) and inferring ``num_classes`` when it is not
-given and ``y_pred`` holds labels. Pass ``num_classes`` to skip the latter.
+that labels lie in ``0..num_classes-1`` and that binary scores under the default threshold lie
+in [0, 1] (``validate=True``, the default; pass ``validate=False`` in a hot loop once the data
+is known to be clean) and inferring ``num_classes`` when it is not given and ``y_pred`` holds
+labels. Pass ``num_classes`` to skip the latter.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 from array_api_compat import device
@@ -95,22 +104,70 @@ def _check_scores(where: str, xp: Any, scores: Any, name: str) -> None:
         raise ValueError(f"{where}: {name} has no classes (shape {_shape(scores)})")
 
 
-def _predictions(where: str, y_true: Any, y_pred: Any) -> tuple[Any, Any, int | None, Any]:
+def _is_binary(xp: Any, scores: Any) -> bool:
+    """One score per example: float (N,), or (N, 1) of any real dtype (a binary model's output)."""
+    if scores.ndim == 1:
+        return bool(xp.isdtype(scores.dtype, "real floating"))
+    return scores.ndim == 2 and scores.shape[1] == 1 and bool(xp.isdtype(scores.dtype, ("real floating", "integral")))
+
+
+def _binary_scores(where: str, xp: Any, scores: Any, name: str, threshold: Any, validate: bool) -> tuple[Any, float]:
+    """The scores as shape (N,) floats and the threshold to compare them with (checked: see the module docstring)."""
+    s = scores if scores.ndim == 1 else scores[:, 0]
+    if not xp.isdtype(s.dtype, "real floating"):
+        s = xp.astype(s, xp.float32)
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise TypeError(
+                f"{where}: threshold must be a finite number (0.0 for logits, 0.5 for probabilities); got {threshold!r}"
+            )
+        return s, float(threshold)
+    if validate and s.shape[0]:
+        lo, hi = float(xp.min(s)), float(xp.max(s))
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"{where}: {name} of shape {_shape(scores)} holds one score per example (a binary model), compared with "
+                f"the default threshold 0.5, for probabilities; but its values run from {lo} to {hi}, outside [0, 1]: "
+                "they look like logits. Pass threshold=0.0 for logits (or apply a sigmoid first)"
+            )
+    return s, 0.5
+
+
+def _no_threshold(where: str, threshold: Any, y_pred: Any) -> None:
+    if threshold is not None:
+        raise ValueError(
+            f"{where}: threshold applies to one score per example (a binary model, shape (N,) or (N, 1)); "
+            f"y_pred has {_describe(y_pred)}: drop threshold="
+        )
+
+
+def _predictions(
+    where: str, y_true: Any, y_pred: Any, threshold: Any = None, validate: bool = True
+) -> tuple[Any, Any, int | None, Any]:
     """Return ``(xp, predicted labels, C of the scores or None, float dtype of the result)``."""
     xp = _common(where, y_true, y_pred, "y_pred")
+    if _is_binary(xp, y_pred):
+        s, t = _binary_scores(where, xp, y_pred, "y_pred", threshold, validate)
+        return xp, xp.astype(s > t, xp.int64), 2, _float_dtype(xp, y_pred)
+    _no_threshold(where, threshold, y_pred)
     if y_pred.ndim == 2:
         _check_scores(where, xp, y_pred, "y_pred")
         labels, score_classes = xp.argmax(y_pred, axis=1), int(y_pred.shape[1])
     elif y_pred.ndim == 1:
-        if not xp.isdtype(y_pred.dtype, "integral"):
+        if y_pred.dtype == xp.bool:
+            labels = xp.astype(y_pred, xp.int64)
+        elif xp.isdtype(y_pred.dtype, "integral"):
+            labels = y_pred
+        else:
             raise TypeError(
-                f"{where}: y_pred of shape (N,) must hold integer class labels; got {_describe(y_pred)}. "
-                "Pass scores or logits of shape (N, C), or labels "
-                "(for binary probabilities: xp.astype(p > 0.5, xp.int64))"
+                f"{where}: y_pred of shape (N,) must hold integer class labels or float scores; got {_describe(y_pred)}"
             )
-        labels, score_classes = y_pred, None
+        score_classes = None
     else:
-        raise ValueError(f"{where}: y_pred must be labels of shape (N,) or scores of shape (N, C); got {_describe(y_pred)}")
+        raise ValueError(
+            f"{where}: y_pred must be labels of shape (N,), scores of shape (N, C), or one score per example (N, 1); "
+            f"got {_describe(y_pred)}"
+        )
     return xp, labels, score_classes, _float_dtype(xp, y_pred)
 
 
@@ -160,7 +217,7 @@ def _safe_divide(xp: Any, num: Any, den: Any) -> Any:
 # -- the metrics --------------------------------------------------------------------------
 
 
-def accuracy(y_true: Any, y_pred: Any) -> Any:
+def accuracy(y_true: Any, y_pred: Any, *, threshold: float | None = None, validate: bool = True) -> Any:
     """Fraction of predictions equal to the labels.
 
     Parameters
@@ -168,7 +225,16 @@ def accuracy(y_true: Any, y_pred: Any) -> Any:
     y_true
         Integer class labels, shape (N,).
     y_pred
-        Integer labels, shape (N,), or scores/logits, shape (N, C) (then their argmax).
+        Integer labels, shape (N,); scores/logits, shape (N, C) (then their argmax); or one
+        score per example of a binary model, float (N,) or (N, 1) (then class 1 where the
+        score is above ``threshold``).
+    threshold
+        For one score per example only: None (the default) means 0.5, for probabilities, and
+        refuses scores outside [0, 1]; pass ``threshold=0.0`` for logits.
+    validate
+        With scores: check that the labels lie in ``0..C-1`` (C = 2 for one score per
+        example) and, under the default threshold, that one score per example lies in [0, 1]
+        (a device-to-host sync).
 
     Returns
     -------
@@ -178,7 +244,8 @@ def accuracy(y_true: Any, y_pred: Any) -> Any:
     Raises
     ------
     ValueError, TypeError
-        For empty inputs, mismatched lengths or shapes, float labels.
+        For empty inputs, mismatched lengths or shapes, float labels, logits under the
+        probability threshold.
 
     Examples
     --------
@@ -188,17 +255,23 @@ def accuracy(y_true: Any, y_pred: Any) -> Any:
     0.75
     >>> float(metrics.accuracy(np.array([1, 0]), np.array([[0.1, 0.9], [0.3, 0.7]])))
     0.5
+    >>> float(metrics.accuracy(np.array([1, 0, 0, 1]), np.array([[0.9], [0.2], [0.6], [0.7]])))  # probabilities of class 1
+    0.75
+    >>> float(metrics.accuracy(np.array([1, 0, 0, 1]), np.array([[2.2], [-1.4], [0.4], [0.8]]), threshold=0.0))  # logits
+    0.75
     """
     where = "accuracy"
-    xp, labels, _, fdt = _predictions(where, y_true, y_pred)
+    xp, labels, score_classes, fdt = _predictions(where, y_true, y_pred, threshold, validate)
     n = int(y_true.shape[0])
     if n == 0:
         raise ValueError(f"{where}: got 0 samples; accuracy of an empty set is undefined")
+    if validate and score_classes is not None:
+        _check_range(where, xp, score_classes, y_true=y_true)
     hits = xp.sum(xp.astype(labels == y_true, xp.int64))
     return xp.asarray(xp.astype(hits, fdt) / n)
 
 
-def top_k_accuracy(y_true: Any, scores: Any, *, k: int = 5, validate: bool = True) -> Any:
+def top_k_accuracy(y_true: Any, scores: Any, *, k: int = 5, threshold: float | None = None, validate: bool = True) -> Any:
     """Fraction of samples whose true class is among the ``k`` highest scores.
 
     The rank of the true class ``t`` of a row is the number of classes that beat it: those
@@ -207,16 +280,23 @@ def top_k_accuracy(y_true: Any, scores: Any, *, k: int = 5, validate: bool = Tru
     below ``k``. Computed by comparison in O(N·C), without sorting. NaN scores are not
     supported (NaN compares false with everything, so such a row's rank is meaningless).
 
+    One score per example (float (N,) or (N, 1), a binary model) counts as two classes, class 1
+    ranking first where the score is above ``threshold``: ``k=1`` is :func:`accuracy`, ``k=2``
+    gives 1.
+
     Parameters
     ----------
     y_true
         Integer class labels, shape (N,).
     scores
-        Scores or logits, shape (N, C).
+        Scores or logits, shape (N, C); or one score per example, (N,) or (N, 1).
     k
         How many top classes count, ``1 <= k <= C``; ``k == C`` gives 1.
+    threshold
+        For one score per example only, as in :func:`accuracy` (None: 0.5 for probabilities).
     validate
-        Check that the labels lie in ``0..C-1`` (one device-to-host sync).
+        Check that the labels lie in ``0..C-1``, and one score per example in [0, 1] under the
+        default threshold (one device-to-host sync).
 
     Returns
     -------
@@ -235,7 +315,12 @@ def top_k_accuracy(y_true: Any, scores: Any, *, k: int = 5, validate: bool = Tru
     """
     where = "top_k_accuracy"
     xp = _common(where, y_true, scores, "scores")
-    _check_scores(where, xp, scores, "scores")
+    if _is_binary(xp, scores):
+        s, t = _binary_scores(where, xp, scores, "scores", threshold, validate)
+        scores = xp.stack([t - s, s - t], axis=1)  # class 1 ranks first exactly where s > t (a tie goes to class 0)
+    else:
+        _no_threshold(where, threshold, scores)
+        _check_scores(where, xp, scores, "scores")
     c = int(scores.shape[1])
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= c:
         raise ValueError(f"{where}: k must be an int in 1..{c} for scores of shape {_shape(scores)}; got k={k!r}")
@@ -253,7 +338,9 @@ def top_k_accuracy(y_true: Any, scores: Any, *, k: int = 5, validate: bool = Tru
     return xp.asarray(xp.astype(hits, _float_dtype(xp, scores)) / n)
 
 
-def confusion_matrix(y_true: Any, y_pred: Any, *, num_classes: int | None = None, validate: bool = True) -> Any:
+def confusion_matrix(
+    y_true: Any, y_pred: Any, *, num_classes: int | None = None, threshold: float | None = None, validate: bool = True
+) -> Any:
     """Counts of (true class, predicted class) pairs: rows are true classes, columns predicted (scikit-learn's layout).
 
     Built as ``onehot(y_true).T @ onehot(y_pred)``, never by scattering with repeated indices
@@ -266,13 +353,17 @@ def confusion_matrix(y_true: Any, y_pred: Any, *, num_classes: int | None = None
     y_true
         Integer class labels, shape (N,).
     y_pred
-        Integer labels, shape (N,), or scores/logits, shape (N, C) (then their argmax).
+        Integer labels, shape (N,); scores/logits, shape (N, C) (then their argmax); or one
+        score per example, (N,) or (N, 1) (two classes: 1 where the score is above ``threshold``).
     num_classes
         Number of classes C. None infers it: C of the scores, else ``max(labels) + 1`` (a
         device-to-host sync; and classes above the largest label seen are left out).
+    threshold
+        For one score per example only, as in :func:`accuracy` (None: 0.5 for probabilities).
     validate
-        Check that the labels lie in ``0..C-1`` (one device-to-host sync). Out-of-range labels
-        would otherwise go uncounted.
+        Check that the labels lie in ``0..C-1`` (one device-to-host sync), and one score per
+        example in [0, 1] under the default threshold. Out-of-range labels would otherwise go
+        uncounted.
 
     Returns
     -------
@@ -291,9 +382,12 @@ def confusion_matrix(y_true: Any, y_pred: Any, *, num_classes: int | None = None
     array([[0, 2, 0],
            [0, 0, 0],
            [0, 0, 0]])
+    >>> metrics.confusion_matrix(np.array([0, 1, 1]), np.array([[-0.3], [1.2], [-2.0]]), threshold=0.0)  # logits
+    array([[1, 0],
+           [1, 1]])
     """
     where = "confusion_matrix"
-    xp, labels, score_classes, _ = _predictions(where, y_true, y_pred)
+    xp, labels, score_classes, _ = _predictions(where, y_true, y_pred, threshold, validate)
     c = _num_classes(where, xp, y_true, labels, num_classes, score_classes)
     if validate:
         checked = {"y_true": y_true} if score_classes is not None else {"y_true": y_true, "y_pred": labels}
@@ -316,7 +410,13 @@ def _confusion(xp: Any, y_true: Any, labels: Any, c: int) -> Any:
 
 
 def precision_recall_f1(
-    y_true: Any, y_pred: Any, *, num_classes: int | None = None, average: str | None = None, validate: bool = True
+    y_true: Any,
+    y_pred: Any,
+    *,
+    num_classes: int | None = None,
+    average: str | None = None,
+    threshold: float | None = None,
+    validate: bool = True,
 ) -> PrecisionRecallF1:
     """Precision, recall, F1 and support of each class, or their average (scikit-learn's ``precision_recall_fscore_support``).
 
@@ -331,7 +431,8 @@ def precision_recall_f1(
     y_true
         Integer class labels, shape (N,).
     y_pred
-        Integer labels, shape (N,), or scores/logits, shape (N, C) (then their argmax).
+        Integer labels, shape (N,); scores/logits, shape (N, C) (then their argmax); or one
+        score per example, (N,) or (N, 1), as in :func:`confusion_matrix`.
     num_classes
         Number of classes C; None infers it as in :func:`confusion_matrix`.
     average
@@ -339,8 +440,11 @@ def precision_recall_f1(
         that occur in ``y_true`` or in the predictions (a class absent from both is left out, as
         scikit-learn does with ``labels=None``). ``"weighted"``: their mean weighted by support.
         ``"micro"``: from the summed counts (equal to accuracy when every label is in range).
+    threshold
+        For one score per example only, as in :func:`accuracy` (None: 0.5 for probabilities).
     validate
-        Check that the labels lie in ``0..C-1`` (one device-to-host sync).
+        Check that the labels lie in ``0..C-1`` (one device-to-host sync), and one score per
+        example in [0, 1] under the default threshold.
 
     Returns
     -------
@@ -364,15 +468,15 @@ def precision_recall_f1(
     >>> round(float(metrics.precision_recall_f1(y_true, y_pred, average="macro").recall), 4)
     0.6667
     """
-    return _precision_recall_f1("precision_recall_f1", y_true, y_pred, num_classes, average, validate)
+    return _precision_recall_f1("precision_recall_f1", y_true, y_pred, num_classes, average, threshold, validate)
 
 
 def _precision_recall_f1(
-    where: str, y_true: Any, y_pred: Any, num_classes: int | None, average: str | None, validate: bool
+    where: str, y_true: Any, y_pred: Any, num_classes: int | None, average: str | None, threshold: Any, validate: bool
 ) -> PrecisionRecallF1:
     if average not in AVERAGES:
         raise ValueError(f"{where}: average must be one of {', '.join(map(repr, AVERAGES))}; got {average!r}")
-    xp, labels, score_classes, fdt = _predictions(where, y_true, y_pred)
+    xp, labels, score_classes, fdt = _predictions(where, y_true, y_pred, threshold, validate)
     c = _num_classes(where, xp, y_true, labels, num_classes, score_classes)
     if validate:
         checked = {"y_true": y_true} if score_classes is not None else {"y_true": y_true, "y_pred": labels}
@@ -399,7 +503,9 @@ def _precision_recall_f1(
     return PrecisionRecallF1(*(xp.asarray(_safe_divide(xp, xp.sum(v * weights), total)) for v in (precision, recall, f1)), None)
 
 
-def per_class_accuracy(y_true: Any, y_pred: Any, *, num_classes: int | None = None, validate: bool = True) -> Any:
+def per_class_accuracy(
+    y_true: Any, y_pred: Any, *, num_classes: int | None = None, threshold: float | None = None, validate: bool = True
+) -> Any:
     """Accuracy within each true class: the recall of each class, 0 for a class with no samples.
 
     Parameters
@@ -407,11 +513,15 @@ def per_class_accuracy(y_true: Any, y_pred: Any, *, num_classes: int | None = No
     y_true
         Integer class labels, shape (N,).
     y_pred
-        Integer labels, shape (N,), or scores/logits, shape (N, C) (then their argmax).
+        Integer labels, shape (N,); scores/logits, shape (N, C) (then their argmax); or one
+        score per example, (N,) or (N, 1), as in :func:`confusion_matrix`.
     num_classes
         Number of classes C; None infers it as in :func:`confusion_matrix`.
+    threshold
+        For one score per example only, as in :func:`accuracy` (None: 0.5 for probabilities).
     validate
-        Check that the labels lie in ``0..C-1`` (one device-to-host sync).
+        Check that the labels lie in ``0..C-1`` (one device-to-host sync), and one score per
+        example in [0, 1] under the default threshold.
 
     Returns
     -------
@@ -425,4 +535,4 @@ def per_class_accuracy(y_true: Any, y_pred: Any, *, num_classes: int | None = No
     >>> metrics.per_class_accuracy(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), num_classes=3).tolist()
     [0.5, 1.0, 0.0]
     """
-    return _precision_recall_f1("per_class_accuracy", y_true, y_pred, num_classes, None, validate).recall
+    return _precision_recall_f1("per_class_accuracy", y_true, y_pred, num_classes, None, threshold, validate).recall

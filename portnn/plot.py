@@ -13,28 +13,27 @@ a loop that makes a thousand figures does not leak them. In a notebook, display 
 leaving it as a cell's value. Functions that draw a single panel take ``ax=`` to draw into
 an axes of your own figure instead (and then return that axes' figure).
 
-Models run in inference mode (``training=False``) and in batches on their own backend.
+What a figure shows is computed by :mod:`portnn.diagnostics` (class probabilities, losses,
+confusions, unit activity); this module only draws it. Models run there in inference mode
+(``training=False``) and in batches on their own backend; anything with ``layers``,
+``backend`` and ``dtype`` is a model (:class:`portnn.diagnostics.Model`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import backends, metrics
+from . import backends, diagnostics
 from ._array import check_int
-from ._records import ACTIVE_ABOVE, active_counts, active_threshold
-from .layers.base import Layer
-from .layers.dense import Linear
+from .diagnostics import Model
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from .model import History, Sequential
 
 __all__ = [
     "ACTIVATION_LAYERS",
@@ -49,14 +48,14 @@ __all__ = [
 ]
 
 #: The layers whose units :func:`activation_fractions` counts as active or not.
-ACTIVATION_LAYERS = tuple(ACTIVE_ABOVE)
+ACTIVATION_LAYERS = diagnostics.ACTIVATION_LAYERS
 ACTIVATION_LAYERS_NAMES = tuple(cls.__name__ for cls in ACTIVATION_LAYERS)
 #: Dots per inch of every figure: a figure of ``figsize=(w, h)`` saves as ``w*DPI`` x ``h*DPI`` pixels.
 DPI = 100
 INSTALL_HINT = 'pip install "portnn[plot]"'
 
 
-# -- edges: matplotlib, host arrays, models -----------------------------------------------
+# -- edges: matplotlib, host arrays ------------------------------------------------------
 
 
 def _matplotlib(where: str) -> Any:
@@ -94,81 +93,6 @@ def _host(a: Any) -> np.ndarray:
         return backends.to_numpy(a)
     except TypeError:
         return np.asarray(a)
-
-
-def _labels(where: str, y: Any, n: int | None = None) -> np.ndarray:
-    """Integer class labels of shape (n,) from labels of any backend (0/1 float targets of shape (n, 1) included)."""
-    y = _host(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(
-            f"{where}: y must be class labels of shape (N,); got shape {y.shape}. For one-hot rows pass y.argmax(axis=1)"
-        )
-    if n is not None and y.shape[0] != n:
-        raise ValueError(f"{where}: x has {n} examples but y has {y.shape[0]}; pass one label per example")
-    if y.dtype.kind == "f":
-        if not np.all(y == np.round(y)):
-            raise ValueError(f"{where}: y holds non-integer values; pass integer class labels (0/1 for a binary model)")
-        y = y.astype(np.int64)
-    return y.astype(np.int64, copy=False)
-
-
-def _probabilities(out: np.ndarray) -> np.ndarray:
-    """Class probabilities from model outputs: softmax of (n, C) logits; a single logit (n, 1) becomes [1 - p, p]."""
-    out = out.astype(np.float64).reshape(out.shape[0], -1)
-    if out.shape[1] == 1:
-        p = 0.5 * (1.0 + np.tanh(0.5 * out))  # sigmoid without overflow
-        return np.concatenate([1.0 - p, p], axis=1)
-    z = out - out.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _check_label_range(where: str, labels: np.ndarray, n_classes: int) -> None:
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(
-            f"{where}: y holds labels from {labels.min()} to {labels.max()} but the model predicts {n_classes} classes"
-        )
-
-
-def _example_losses(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Each example's cross-entropy: ``-log`` of the probability given to its true class."""
-    return -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-300, None))
-
-
-def _predict(model: Sequential, x: Any, where: str) -> np.ndarray:
-    _check_model(model, where)
-    return backends.to_numpy(model.predict(x, batch_size=1024))
-
-
-def _check_model(model: Any, where: str) -> None:
-    from .model import Sequential
-
-    if not isinstance(model, Sequential):
-        raise TypeError(f"{where}: model must be a portnn.Sequential; got {type(model).__name__}")
-
-
-def _run(model: Sequential, x: Any, stop: int, where: str, batch_size: int = 256) -> Iterator[tuple[int, Layer, Any]]:
-    """Run ``model.layers[:stop]`` on ``x`` in batches (inference mode); yield ``(index, layer, output)`` per layer and batch."""
-    check_int(where, "batch_size", batch_size)
-    X = model._ingest_x(x, where)
-    n = X.shape[0]
-    for start in range(0, n, batch_size):
-        h = X[start : min(start + batch_size, n), ...]
-        for i, layer in enumerate(model.layers[:stop]):
-            h = layer.forward(h, training=False, input_grad=False)[0]  # no backward: skip input gradients
-            yield i, layer, h
-
-
-def _layer_index(model: Sequential, layer: str | int, where: str) -> int:
-    if not isinstance(layer, (str, int)) or isinstance(layer, bool):
-        raise TypeError(f"{where}: layer must be a layer name (str) or an index (int); got {layer!r}")
-    try:
-        target = model.get_layer(layer)
-    except (KeyError, IndexError) as exc:
-        raise type(exc)(f"{where}: {exc.args[0]}") from None
-    return next(i for i, other in enumerate(model.layers) if other is target)
 
 
 def _images(where: str, x: np.ndarray, image_shape: tuple[int, ...] | None) -> np.ndarray | None:
@@ -209,20 +133,10 @@ def _class_colors(n_classes: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n_classes)]
 
 
-def _records(source: Any, key: str, where: str) -> Any:
-    records = source if isinstance(source, Mapping) and key in source else getattr(source, "records", None)
-    if not records or not records.get(key):
-        raise ValueError(
-            f"{where}: {type(source).__name__} has no records[{key!r}]; train with model.fit(..., record=True) "
-            "and pass the History it returns"
-        )
-    return records
-
-
 # -- learning curves ----------------------------------------------------------------------
 
 
-def learning_curves(history: History | Mapping[str, Any], *, title: str | None = None) -> Figure:
+def learning_curves(history: Any, *, title: str | None = None) -> Figure:
     """Loss, and accuracy when it was logged, per epoch, on the training and validation data.
 
     Parameters
@@ -286,15 +200,16 @@ def learning_curves(history: History | Mapping[str, Any], *, title: str | None =
 
 
 def decision_boundary(
-    model: Sequential, x: Any, y: Any, *, ax: Axes | None = None, resolution: int = 200, title: str | None = None
+    model: Model, x: Any, y: Any, *, ax: Axes | None = None, resolution: int = 200, title: str | None = None
 ) -> Figure:
     """The class a 2-D input model predicts over the plane around the data, with the data on top.
 
     Parameters
     ----------
     model
-        A classifier of 2 inputs: C logits (C >= 2, CrossEntropy-style) or a single logit
-        (n, 1) (BinaryCrossEntropy-style: class 1 where the logit is positive).
+        A classifier of 2 inputs: C >= 2 outputs (the most probable class), or one output per
+        example (a binary model: class 1 where its probability is above 0.5). Outputs are
+        logits unless the model ends with Sigmoid or Softmax (see :mod:`portnn.diagnostics`).
     x
         Points of shape (n, 2), any backend; the grid covers them with a 10% margin.
     y
@@ -328,23 +243,16 @@ def decision_boundary(
         raise ValueError(
             f"{where}: x must hold 2-D points of shape (n, 2); got shape {X.shape}. For images use worst_predictions or neuron"
         )
-    Y = _labels(where, y, X.shape[0])
     check_int(where, "resolution", resolution, minimum=2)
+    data = diagnostics._classification(where, model, X, y, None, 1024)
+    Y, n_classes = data.labels, data.probabilities.shape[1]
     X = X.astype(np.float64)
     lo, hi = X.min(axis=0), X.max(axis=0)
     margin = 0.1 * np.maximum(hi - lo, 1e-3)
     gx = np.linspace(lo[0] - margin[0], hi[0] + margin[0], resolution)
     gy = np.linspace(lo[1] - margin[1], hi[1] + margin[1], resolution)
     xx, yy = np.meshgrid(gx, gy)
-    grid = np.stack([xx.ravel(), yy.ravel()], axis=1).astype(model.dtype)
-    out_grid = _predict(model, grid, where)
-    out_data = _predict(model, X.astype(model.dtype), where)
-    n_out = int(np.prod(out_grid.shape[1:]))
-    if n_out == 1:
-        pred_grid, pred_data, n_classes = out_grid.reshape(-1) > 0, out_data.reshape(-1) > 0, 2
-    else:
-        pred_grid, pred_data, n_classes = out_grid.argmax(axis=1), out_data.argmax(axis=1), n_out
-    _check_label_range(where, Y, n_classes)
+    pred_grid = diagnostics._classification(where, model, np.stack([xx.ravel(), yy.ravel()], axis=1), None, None, 1024).predicted
     colors = _class_colors(n_classes)
     cmap = mpl.colors.ListedColormap(colors)
     fig, ax = _axes(where, ax, (6.0, 5.0))
@@ -356,13 +264,12 @@ def decision_boundary(
         mask = Y == c
         if mask.any():
             ax.scatter(X[mask, 0], X[mask, 1], s=size, color=colors[c], edgecolors="k", linewidths=0.3, label=f"class {c}")
-    accuracy = float(np.mean(pred_data == Y)) if len(Y) else float("nan")
     ax.set_xlim(gx[0], gx[-1])
     ax.set_ylim(gy[0], gy[-1])
     ax.set_xlabel("x[:, 0]")
     ax.set_ylabel("x[:, 1]")
     ax.set_title(
-        title if title is not None else f"decision regions, {n_classes} classes: accuracy {accuracy:.1%} on {len(Y)} points"
+        title if title is not None else f"decision regions, {n_classes} classes: accuracy {data.accuracy:.1%} on {len(Y)} points"
     )
     ax.legend(loc="best", fontsize=8, framealpha=0.8, markerscale=max(1.0, 20 / size))
     return fig
@@ -371,22 +278,27 @@ def decision_boundary(
 # -- confusion matrix ---------------------------------------------------------------------
 
 
-def confusion_matrix(y_true: Any, y_pred: Any, *, class_names: Any = None, title: str | None = None) -> Figure:
+def confusion_matrix(
+    y_true: Any, y_pred: Any, *, class_names: Any = None, threshold: float | None = None, title: str | None = None
+) -> Figure:
     """The confusion matrix with its counts, and each class's accuracy as bars.
 
-    Counts come from :func:`portnn.metrics.confusion_matrix` (rows: true class, columns:
+    Counts come from :func:`portnn.diagnostics.confusion` (rows: true class, columns:
     predicted); cells are coloured by the fraction of their row on a square-root-like scale
     (``PowerNorm(0.4)``) so that rare confusions next to a ~99% diagonal still show.
 
     Parameters
     ----------
     y_true
-        Integer class labels (n,), any backend.
+        Integer class labels (n,) (or 0/1 targets (n, 1)), any backend.
     y_pred
         Predicted labels (n,), or scores/logits/probabilities (n, C) (their argmax), or one
-        logit per row (n, 1) (class 1 where it is positive).
+        score per example, float (n,) or (n, 1) (class 1 above ``threshold``), any backend.
     class_names
         Names for the ticks; its length sets the number of classes when given.
+    threshold
+        For one score per example only: None means 0.5, for probabilities (scores outside
+        [0, 1] raise); pass 0.0 for logits.
     title
         Default: the number of examples and the accuracy.
 
@@ -405,27 +317,15 @@ def confusion_matrix(y_true: Any, y_pred: Any, *, class_names: Any = None, title
     """
     where = "confusion_matrix"
     mpl = _matplotlib(where)
-    t = _labels(where, y_true)
-    p = _host(y_pred)
-    if p.ndim == 2 and p.shape[1] == 1:
-        p = (p[:, 0] > 0).astype(np.int64)
-    elif p.ndim == 1 or (p.ndim == 2 and p.dtype.kind in "iub"):
-        p = _labels(where, p)
-    if p.shape[0] != t.shape[0]:
-        raise ValueError(f"{where}: y_true has {t.shape[0]} labels but y_pred has shape {p.shape}; pass one prediction per label")
     n_classes = None
     if class_names is not None:
         n_classes = len(class_names)
-        if p.ndim == 2 and p.shape[1] != n_classes:
-            raise ValueError(f"{where}: {n_classes} class_names but y_pred has scores for {p.shape[1]} classes")
-    elif p.ndim == 1 and len(t):
-        n_classes = int(max(t.max(), p.max(), 1)) + 1  # at least 2 classes
-    cm = backends.to_numpy(metrics.confusion_matrix(t, p, num_classes=n_classes))
-    per_class = backends.to_numpy(metrics.per_class_accuracy(t, p, num_classes=cm.shape[0])).astype(np.float64)
+        scores = _host(y_pred).shape
+        if len(scores) == 2 and scores[1] > 1 and scores[1] != n_classes:
+            raise ValueError(f"{where}: {n_classes} class_names but y_pred has scores for {scores[1]} classes")
+    cm, support, per_class, accuracy = diagnostics._confusion(where, y_true, y_pred, n_classes, threshold)
     c = cm.shape[0]
     total = int(cm.sum())
-    accuracy = float(np.trace(cm)) / max(total, 1)
-    support = cm.sum(axis=1)
     rates = cm / np.maximum(support, 1)[:, None]
     names = [_class_name(class_names, k) for k in range(c)]
 
@@ -476,7 +376,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, *, class_names: Any = None, title
 
 
 def worst_predictions(
-    model: Sequential,
+    model: Model,
     x: Any,
     y: Any,
     *,
@@ -486,13 +386,13 @@ def worst_predictions(
 ) -> Figure:
     """The ``n`` examples with the highest loss, as images titled with the label, the prediction and the top-3 probabilities.
 
-    The loss of an example is the cross-entropy of the softmax of the model's outputs (of
-    the sigmoid for a single-logit model) at its true class: confident mistakes come first.
+    The loss of an example is its cross-entropy, ``-log`` of the probability the model gives
+    its true class (:func:`portnn.diagnostics.worst_predictions`): confident mistakes come first.
 
     Parameters
     ----------
     model
-        A classifier (logits out).
+        A classifier (logits out, or probabilities after a final Sigmoid or Softmax).
     x, y
         Examples (any backend) and their integer labels.
     n
@@ -522,17 +422,14 @@ def worst_predictions(
     _matplotlib(where)
     check_int(where, "n", n)
     X = _host(x)
-    Y = _labels(where, y, X.shape[0])
     images = _images(where, X, image_shape)
     if images is None:
         raise ValueError(
             f"{where}: cannot tell how to draw examples of shape {X.shape[1:]} as images; pass image_shape=(H, W) "
             "(for 2-D points use decision_boundary)"
         )
-    probs = _probabilities(_predict(model, x, where))
-    _check_label_range(where, Y, probs.shape[1])
-    losses = _example_losses(probs, Y)
-    order = np.argsort(-losses, kind="stable")[: min(n, len(Y))]
+    result = diagnostics._classification(where, model, x, y, None, 1024)
+    order, worst = diagnostics._worst(result, n)
     cols = min(len(order), 8)
     rows = math.ceil(len(order) / cols)
     fig = _figure(where, (1.9 * cols, 2.4 * rows + 0.4))
@@ -542,12 +439,12 @@ def worst_predictions(
         ax.imshow(images[i], cmap="gray_r", vmin=vmin, vmax=vmax)
         ax.set_xticks([])
         ax.set_yticks([])
-        pred = int(probs[i].argmax())
-        top3 = np.argsort(-probs[i], kind="stable")[:3]
-        line1 = f"#{i}: true {_class_name(class_names, int(Y[i]))}, pred {_class_name(class_names, pred)}"
-        line2 = "  ".join(f"{_class_name(class_names, int(c))}: {probs[i, c]:.2f}" for c in top3)
-        ax.set_title(f"{line1}\n{line2}", fontsize=7.5, color="tab:red" if pred != Y[i] else "black")
-    fig.suptitle(f"the {len(order)} examples of {len(Y)} with the highest loss (red: misclassified)", fontsize=11)
+        true, pred, probs = int(worst.labels[k]), int(worst.predicted[k]), worst.probabilities[k]
+        top3 = np.argsort(-probs, kind="stable")[:3]
+        line1 = f"#{i}: true {_class_name(class_names, true)}, pred {_class_name(class_names, pred)}"
+        line2 = "  ".join(f"{_class_name(class_names, int(c))}: {probs[c]:.2f}" for c in top3)
+        ax.set_title(f"{line1}\n{line2}", fontsize=7.5, color="tab:red" if pred != true else "black")
+    fig.suptitle(f"the {len(order)} examples of {len(result.labels)} with the highest loss (red: misclassified)", fontsize=11)
     return fig
 
 
@@ -555,7 +452,7 @@ def worst_predictions(
 
 
 def neuron(
-    model: Sequential, layer: str | int, unit: int, x: Any, *, top: int = 9, image_shape: tuple[int, ...] | None = None
+    model: Model, layer: str | int, unit: int, x: Any, *, top: int = 9, image_shape: tuple[int, ...] | None = None
 ) -> Figure:
     """A hidden unit of a Linear layer: its input weights, and the examples of ``x`` that activate it most.
 
@@ -597,24 +494,9 @@ def neuron(
     """
     where = "neuron"
     _matplotlib(where)
-    _check_model(model, where)
-    index = _layer_index(model, layer, where)
-    linear = model.layers[index]
-    if not isinstance(linear, Linear):
-        linears = [f"{i}: {other.name}" for i, other in enumerate(model.layers) if isinstance(other, Linear)]
-        raise TypeError(f"{where}: layer {layer!r} is {linear!r}, not a Linear layer; pass one of {linears}")
-    if not isinstance(unit, int) or isinstance(unit, bool) or not 0 <= unit < linear.out_features:
-        raise ValueError(f"{where}: unit must be an int in 0..{linear.out_features - 1} for {linear!r}; got {unit!r}")
-    check_int(where, "top", top)
-    stop = index + 1
-    if stop < len(model.layers) and isinstance(model.layers[stop], ACTIVATION_LAYERS):
-        stop += 1
-    after = model.layers[stop - 1]
-    acts = np.concatenate(
-        [backends.to_numpy(h[:, unit]) for i, _, h in _run(model, x, stop, where, 1024) if i == stop - 1]
-    ).astype(np.float64)
+    order, acts, index, measured = diagnostics._top_activating(where, model, layer, unit, x, top, 1024)
+    linear, after = model.layers[index], model.layers[measured]
     X = _host(x)
-    order = np.argsort(-acts, kind="stable")[: min(top, len(acts))]
     weights = backends.to_numpy(linear.weight.data)[unit].astype(np.float64)
     # Weights are an image only where they look at the input itself (the first layer with parameters).
     w_img = _images(where, weights[None, :], image_shape) if index == _first_weighted(model) else None
@@ -669,7 +551,7 @@ def neuron(
     return fig
 
 
-def _first_weighted(model: Sequential) -> int:
+def _first_weighted(model: Model) -> int:
     """Index of the first layer with parameters: the one whose weights look at the input itself."""
     return next((i for i, layer in enumerate(model.layers) if layer.parameters()), -1)
 
@@ -677,57 +559,12 @@ def _first_weighted(model: Sequential) -> int:
 # -- dead and saturated units -------------------------------------------------------------
 
 
-def activation_fractions(model: Sequential, x: Any, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """For each activation layer, the fraction of the examples of ``x`` on which each unit is active.
-
-    A unit is one feature of the layer's flattened output; it is active where its output is
-    positive (above 0.5 for Sigmoid). A fraction of 0 marks a dead unit on this data. The
-    model runs in inference mode, one layer at a time, in batches, on its own backend; the
-    counts stay on the device until the end.
-
-    Parameters
-    ----------
-    model
-        The model; its ReLU, LeakyReLU, Tanh and Sigmoid layers are counted.
-    x
-        Examples (any backend, or host data).
-    batch_size
-        Examples per forward pass.
-
-    Returns
-    -------
-    dict[str, numpy.ndarray]
-        Layer name -> float64 array of shape (units,), in layer order ({} without activation layers).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import portnn as pn
-    >>> model = pn.Sequential([pn.layers.Linear(1, 2), pn.layers.ReLU()])
-    >>> model.layers[0].weight.data[...] = [[1.0], [-1.0]]
-    >>> model.layers[0].bias.data[...] = 0.0
-    >>> pn.plot.activation_fractions(model, np.array([[1.0], [2.0], [-1.0], [3.0]], dtype=np.float32))
-    {'relu': array([0.75, 0.25])}
-    """
-    where = "activation_fractions"
-    _check_model(model, where)
-    last = max((i for i, layer in enumerate(model.layers) if isinstance(layer, ACTIVATION_LAYERS)), default=-1)
-    counts: dict[str, Any] = {}
-    n = 0
-    for _, layer, h in _run(model, x, last + 1, where, batch_size):
-        threshold = active_threshold(layer)
-        if threshold is not None:
-            c = active_counts(h, threshold)  # the same count as fit(record=True) keeps
-            counts[layer.name] = c if layer.name not in counts else counts[layer.name] + c
-            if layer is model.layers[last]:
-                n += int(h.shape[0])
-    if last < 0:
-        return {}
-    return {name: backends.to_numpy(c).astype(np.float64) / n for name, c in counts.items()}
+#: The fraction of the examples on which each unit is active (computed, not drawn: re-exported from diagnostics).
+activation_fractions = diagnostics.activation_fractions
 
 
 def activation_stats(
-    source: History | Sequential, x: Any = None, *, always_on: float = 0.99, ax: Axes | None = None, batch_size: int = 256
+    source: Any, x: Any = None, *, always_on: float = 0.99, ax: Axes | None = None, batch_size: int = 256
 ) -> Figure:
     """Per activation layer, the share of dead units (never active) and always-on units, as grouped bars.
 
@@ -736,7 +573,7 @@ def activation_stats(
     source
         A History from ``model.fit(..., record=True)`` (its ``records["active_fraction"]``
         of the last epoch: fractions of the training examples), or a model, whose fractions
-        are computed on ``x`` by :func:`activation_fractions`.
+        are computed on ``x`` by :func:`portnn.diagnostics.activation_fractions`.
     x
         The examples, with a model (not with a History).
     always_on
@@ -763,30 +600,25 @@ def activation_stats(
     """
     where = "activation_stats"
     _matplotlib(where)
-    from .model import Sequential
-
-    if not (isinstance(always_on, (int, float)) and 0 < always_on <= 1):
-        raise ValueError(f"{where}: always_on must be a fraction in (0, 1]; got {always_on!r}")
-    if isinstance(source, Sequential):
+    diagnostics._check_always_on(where, always_on)
+    if hasattr(source, "layers"):  # a model
         if x is None:
             raise ValueError(f"{where}: with a model, pass the examples x to run it on (activation_stats(model, x))")
-        fractions = activation_fractions(source, x, batch_size)
+        fractions = diagnostics.activation_fractions(source, x, batch_size=batch_size)
         where_from = f"on {_host(x).shape[0]} examples"
     else:
         if x is not None:
             raise ValueError(f"{where}: x is used only with a model; a History already holds the fractions of its last epoch")
-        records = _records(source, "active_fraction", where)
-        fractions = {
-            name: _host(per_epoch[-1]).reshape(-1) for name, per_epoch in records["active_fraction"].items() if per_epoch
-        }
-        epochs = max(len(v) for v in records["active_fraction"].values())
-        where_from = f"in training epoch {epochs}"
+        fractions = diagnostics._recorded_fractions(where, source)
+        records = source if isinstance(source, Mapping) else source.records
+        where_from = f"in training epoch {max(len(v) for v in records['active_fraction'].values())}"
     if not fractions:
         raise ValueError(f"{where}: the model has no activation layers ({', '.join(ACTIVATION_LAYERS_NAMES)}) to count")
+    shares = diagnostics._unit_shares(where, fractions, always_on)
     names = list(fractions)
-    dead = np.array([np.mean(fractions[k] <= 0) for k in names])
-    full = np.array([np.mean(fractions[k] >= always_on) for k in names])
-    sizes = [fractions[k].size for k in names]
+    dead = np.array([shares[k].dead for k in names])
+    full = np.array([shares[k].always_on for k in names])
+    sizes = [shares[k].units for k in names]
     mpl = _matplotlib(where)
     if ax is None:  # a second panel: how often each unit is active, per layer
         fig = _figure(where, (max(5.0, 1.3 * len(names) + 2.5) + 5.5, 4.0))
@@ -822,7 +654,7 @@ def activation_stats(
 # -- gradient norms -----------------------------------------------------------------------
 
 
-def grad_norms(history: History, *, log: bool = True, ax: Axes | None = None) -> Figure:
+def grad_norms(history: Any, *, log: bool = True, ax: Axes | None = None) -> Figure:
     """The L2 norm of each layer's parameter gradients over the recorded training steps.
 
     One line per layer, coloured from dark (first layer) to light (last), on a log scale by
@@ -854,13 +686,10 @@ def grad_norms(history: History, *, log: bool = True, ax: Axes | None = None) ->
     """
     where = "grad_norms"
     mpl = _matplotlib(where)
-    records = _records(history, "grad_norm", where)
-    steps = np.asarray(records.get("step") or [], dtype=np.int64)
-    norms = records["grad_norm"]
+    steps, norms = diagnostics._recorded_grad_norms(where, history)
     fig, ax = _axes(where, ax, (8.0, 4.5))
     cmap = mpl.colormaps["viridis"]
     for k, (name, values) in enumerate(norms.items()):
-        values = np.asarray([float(v) for v in values])
         x = steps if len(steps) == len(values) else np.arange(len(values))
         color = cmap(0.9 * k / max(len(norms) - 1, 1))
         window = len(values) // 40

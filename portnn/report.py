@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import backends, metrics, plot
+from . import diagnostics, plot
 from ._array import check_int
+from ._version import __version__
+from .diagnostics import Model
+from .fileformat import write_bytes
 from .layers.dense import Linear
-from .serialization import write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from .model import History, Sequential
 
 __all__ = ["write_report", "write_toy_report"]
 
@@ -76,33 +76,27 @@ def _jsonable(value: Any) -> Any:
 
 
 def _classification(
-    where: str, model: Sequential, x: Any, y: Any, class_names: Sequence[str] | None
+    where: str, model: Model, x: Any, y: Any, class_names: Sequence[str] | None
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Loss, accuracy, per-class accuracy, confusion matrix and the most frequent confusions on ``(x, y)``."""
-    outputs = plot._predict(model, x, where)
-    labels = plot._labels(where, y, outputs.shape[0])
-    probs = plot._probabilities(outputs)
-    c = probs.shape[1]
+    result = diagnostics._classification(where, model, x, y, None, 1024)
+    c = result.probabilities.shape[1]
     if class_names is not None and len(class_names) != c:
         raise ValueError(f"{where}: {len(class_names)} class_names but the model predicts {c} classes; pass {c} names")
-    plot._check_label_range(where, labels, c)
-    predicted = probs.argmax(axis=1)
-    cm = backends.to_numpy(metrics.confusion_matrix(labels, predicted, num_classes=c))
-    per_class = backends.to_numpy(metrics.per_class_accuracy(labels, predicted, num_classes=c))
-    loss = float(np.mean(plot._example_losses(probs, labels)))
+    confusion = diagnostics.confusion(result.labels, result.predicted, num_classes=c)
     names = [plot._class_name(class_names, k) for k in range(c)]
-    off = [(int(cm[i, j]), names[i], names[j]) for i in range(c) for j in range(c) if i != j and cm[i, j]]
-    off.sort(key=lambda t: -t[0])
-    result = {
-        "examples": int(len(labels)),
-        "loss": loss,
-        "accuracy": float(np.mean(predicted == labels)),
+    summary = {
+        "examples": int(len(result.labels)),
+        "loss": result.loss,
+        "accuracy": result.accuracy,
         "class_names": names,
-        "per_class_accuracy": {names[k]: float(per_class[k]) for k in range(c)},
-        "confusion_matrix": cm.tolist(),
-        "most_confused": [{"true": t, "predicted": p, "count": n} for n, t, p in off[:10]],
+        "per_class_accuracy": {names[k]: float(confusion.per_class_accuracy[k]) for k in range(c)},
+        "confusion_matrix": confusion.matrix.tolist(),
+        "most_confused": [
+            {"true": names[t], "predicted": names[p], "count": n} for t, p, n in diagnostics.most_confused(confusion.matrix)
+        ],
     }
-    return result, predicted
+    return summary, result.predicted
 
 
 def _history_logs(history: Any) -> dict[str, list[float]]:
@@ -125,18 +119,12 @@ def _records_summary(records: Mapping[str, Any]) -> dict[str, Any]:
         out["last_grad_norm"] = {name: (float(v[-1]) if len(v) else None) for name, v in records["grad_norm"].items()}
         out["recorded_steps"] = len(records.get("step") or [])
     if records.get("active_fraction"):
-        units = {}
-        for name, per_epoch in records["active_fraction"].items():
-            if per_epoch:
-                f = plot._host(per_epoch[-1]).reshape(-1)
-                units[name] = {"units": int(f.size), "dead": float(np.mean(f <= 0)), "always_on": float(np.mean(f >= ALWAYS_ON))}
-        out["activation_last_epoch"] = units
+        shares = diagnostics.unit_shares(diagnostics.recorded_fractions(records), always_on=ALWAYS_ON)
+        out["activation_last_epoch"] = {name: s._asdict() for name, s in shares.items()}
     return out
 
 
-def _base_metrics(model: Sequential, history: Any) -> dict[str, Any]:
-    from . import __version__
-
+def _base_metrics(model: Model, history: Any) -> dict[str, Any]:
     return {
         "portnn_version": __version__,
         "model_summary": model.summary(print_fn=None),
@@ -198,20 +186,13 @@ def _figure_html(name: str, caption: str) -> str:
     return f'<figure><img src="{src}" alt="{src}"><figcaption>{html.escape(caption)}</figcaption></figure>'
 
 
-def _neuron_units(layer: Linear, count: int) -> list[int]:
-    """The ``count`` units of ``layer`` with the largest input-weight norms."""
-    w = backends.to_numpy(layer.weight.data).astype(np.float64)
-    norms = np.linalg.norm(w, axis=1)
-    return [int(u) for u in np.argsort(-norms, kind="stable")[: max(0, min(count, w.shape[0]))]]
-
-
 # -- the reports --------------------------------------------------------------------------
 
 
 class _Report:
     """A report being written into a folder: figures saved as they are added, then ``metrics.json`` and ``index.html``."""
 
-    def __init__(self, directory: str | os.PathLike[str], model: Sequential, history: Any) -> None:
+    def __init__(self, directory: str | os.PathLike[str], model: Model, history: Any) -> None:
         self.out = Path(directory)
         self.out.mkdir(parents=True, exist_ok=True)
         self.files: dict[str, Path] = {}
@@ -261,8 +242,8 @@ class _Report:
 
 def write_report(
     directory: str | os.PathLike[str],
-    model: Sequential,
-    history: History | None,
+    model: Model,
+    history: Any,
     x_test: Any,
     y_test: Any,
     *,
@@ -322,7 +303,6 @@ def write_report(
     """
     where = "write_report"
     plot._matplotlib(where)
-    plot._check_model(model, where)
     check_int(where, "neurons", neurons, minimum=0)
     test, predicted = _classification(where, model, x_test, y_test, class_names)
     report = _Report(directory, model, history)
@@ -359,7 +339,7 @@ def write_report(
         layer = model.layers[first]
         pool = x_test if x_train is None else x_train
         blocks = []
-        for unit in _neuron_units(layer, neurons):
+        for unit in diagnostics.units_by_weight_norm(layer, top=neurons):
             name = f"neuron_{layer.name}_{unit}.png"
             report.save(name, plot.neuron(model, first, unit, pool, top=9, image_shape=image_shape))
             blocks.append(_figure_html(name, f"{layer.name}, unit {unit}"))
@@ -387,8 +367,8 @@ def write_report(
 
 def write_toy_report(
     directory: str | os.PathLike[str],
-    model: Sequential,
-    history: History | None,
+    model: Model,
+    history: Any,
     x: Any,
     y: Any,
     *,
@@ -433,7 +413,6 @@ def write_toy_report(
     """
     where = "write_toy_report"
     plot._matplotlib(where)
-    plot._check_model(model, where)
     data, _ = _classification(where, model, x, y, None)
     report = _Report(directory, model, history)
     summary = report.summary

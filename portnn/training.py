@@ -27,8 +27,7 @@ from . import _records, _resume, backends
 from ._array import check_int, dtype_name
 from ._progress import progress_bar, resolve_verbose
 from .callbacks import Callback, CallbackList
-from .layers.activations import Sigmoid, Softmax
-from .losses import BinaryCrossEntropy, CrossEntropy, Loss
+from .losses import CrossEntropy, Loss
 from .optim import Optimizer
 
 __all__ = ["Evaluation", "History", "LocalStrategy", "Trainer"]
@@ -414,14 +413,7 @@ class Trainer:
     def _check_loss(self, loss: Any, where: str = "compile") -> Loss:
         if not isinstance(loss, Loss):
             raise TypeError(f"{where} needs a loss such as pn.losses.CrossEntropy() (got {loss!r}); pass loss= or call compile()")
-        last = self.layers[-1] if self.layers else None
-        if isinstance(loss, CrossEntropy) and isinstance(last, Softmax):
-            raise ValueError(
-                "CrossEntropy takes logits, but the model ends with Softmax, which would apply softmax twice; "
-                "remove the final Softmax layer (apply it to predict()'s output if you need probabilities)"
-            )
-        if isinstance(loss, BinaryCrossEntropy) and isinstance(last, Sigmoid):
-            raise ValueError("BinaryCrossEntropy takes logits, but the model ends with Sigmoid; remove the final Sigmoid layer")
+        loss.check_output_layer(self.layers[-1] if self.layers else None)
         return loss
 
     # -- one step ---------------------------------------------------------------------

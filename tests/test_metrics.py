@@ -58,6 +58,14 @@ TOPK_SCORES = [
 ]
 TOPK = {1: 1 / 4, 2: 2 / 4, 3: 2 / 4, 4: 4 / 4}
 
+# A binary model: one score per example. Most labels are 1, so the share of class 0 (what an
+# argmax over one column gives: always class 0) is far from the accuracy.
+BIN_TRUE = np.array([1, 1, 1, 1, 1, 0, 0, 1])
+BIN_LOGITS = np.array([[2.0], [0.5], [3.0], [-0.3], [1.0], [-2.5], [0.2], [0.0]])  # 0.0 is not above the threshold
+BIN_PROBS = 1.0 / (1.0 + np.exp(-BIN_LOGITS))  # sigmoid: the same predictions at threshold 0.5
+BIN_PRED = (BIN_LOGITS[:, 0] > 0).astype(np.int64)  # [1, 1, 1, 0, 1, 0, 1, 0]
+BIN_ACCURACY = 5 / 8  # right: rows 0, 1, 2, 4, 5
+
 
 def _pred_forms(case):
     """y_pred as int64 labels, and as float32 scores whose argmax is the same."""
@@ -157,6 +165,51 @@ def test_top_k_accuracy_of_the_shared_example(case) -> None:
     case.assert_close(metrics.top_k_accuracy(y_true, scores, k=2), 1.0, dtype="float32")
 
 
+# -- one score per example: a binary model ------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["(N, 1)", "(N,)"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_binary_scores_are_thresholded_not_argmaxed(case, shape, dtype) -> None:
+    if not case.supports(dtype):
+        pytest.skip(f"{case.name} has no {dtype}")
+    y_true = case.asarray(BIN_TRUE, "int64")
+
+    def scores(a):
+        return case.asarray(a if shape == "(N, 1)" else a[:, 0], dtype)
+
+    probs, logits = scores(BIN_PROBS), scores(BIN_LOGITS)
+    assert BIN_ACCURACY != np.mean(BIN_TRUE == 0)  # the old answer (argmax of one column: class 0) is not this one
+    case.assert_close(metrics.accuracy(y_true, probs), BIN_ACCURACY, dtype=dtype)
+    case.assert_close(metrics.accuracy(y_true, logits, threshold=0.0), BIN_ACCURACY, dtype=dtype)
+    case.assert_close(metrics.accuracy(y_true, probs, threshold=0.9), np.mean((BIN_PROBS[:, 0] > 0.9) == BIN_TRUE), dtype=dtype)
+    expected_cm = [[1, 1], [2, 4]]  # true 0: one right, one taken for 1; true 1: two missed, four right
+    for y_pred, kw in ((probs, {}), (logits, {"threshold": 0.0})):
+        _assert_counts(case, metrics.confusion_matrix(y_true, y_pred, **kw), expected_cm)
+        p, r, f1, support = metrics.precision_recall_f1(y_true, y_pred, **kw)
+        case.assert_close(p, [1 / 3, 4 / 5], dtype=dtype, err_msg="precision")
+        case.assert_close(r, [1 / 2, 4 / 6], dtype=dtype, err_msg="recall")
+        case.assert_close(metrics.per_class_accuracy(y_true, y_pred, **kw), [1 / 2, 4 / 6], dtype=dtype)
+        _assert_counts(case, support, [2, 6])
+        case.assert_close(metrics.top_k_accuracy(y_true, y_pred, k=1, **kw), BIN_ACCURACY, dtype=dtype)
+        case.assert_close(metrics.top_k_accuracy(y_true, y_pred, k=2, **kw), 1.0, dtype=dtype)
+
+
+def test_binary_threshold_ties_and_label_forms(case) -> None:
+    y_true = case.asarray([0, 1, 1], "int64")
+    at = case.asarray([[0.5], [0.5], [0.75]], "float32")  # a score equal to the threshold is class 0, as in Keras
+    case.assert_close(metrics.accuracy(y_true, at), 2 / 3, dtype="float32")
+    case.assert_close(metrics.top_k_accuracy(y_true, at, k=1), 2 / 3, dtype="float32")
+    ints = case.asarray([[0], [1], [1]], "int64")  # an (N, 1) column of 0/1 integers is one score per example too
+    case.assert_close(metrics.accuracy(y_true, ints), 1.0, dtype="float32")
+    flags = case.asarray([False, True, False], "bool")  # booleans of shape (N,) are labels
+    case.assert_close(metrics.accuracy(y_true, flags), 2 / 3, dtype="float32")
+    # validate=False skips the range check: the caller vouches for probabilities
+    logits = case.asarray(BIN_LOGITS, "float32")
+    expected = np.mean((BIN_LOGITS[:, 0] > 0.5) == BIN_TRUE)
+    case.assert_close(metrics.accuracy(case.asarray(BIN_TRUE, "int64"), logits, validate=False), expected, dtype="float32")
+
+
 # -- errors: each names the function, what it got and the fix ---------------------------------
 
 ERRORS = {
@@ -177,11 +230,44 @@ ERRORS = {
         r"accuracy: y_true must be class labels of shape \(N,\); got shape \(10, 5\) and dtype int64 \(one-hot rows\? "
         r"take xp\.argmax\(y_true, axis=1\)\)",
     ),
-    "float y_pred labels": (
+    "float y_pred labels are binary scores": (  # float (N,) is one score per example, and these are no probabilities
         lambda c: metrics.accuracy(c.asarray(Y_TRUE, "int64"), c.asarray(Y_PRED, "float32")),
+        ValueError,
+        r"accuracy: y_pred of shape \(10,\) holds one score per example \(a binary model\), compared with the default "
+        r"threshold 0\.5, for probabilities; but its values run from 0\.0 to 4\.0, outside \[0, 1\]: they look like logits\. "
+        r"Pass threshold=0\.0 for logits",
+    ),
+    "logits under the probability threshold": (
+        lambda c: metrics.confusion_matrix(c.asarray(BIN_TRUE, "int64"), c.asarray(BIN_LOGITS, "float32")),
+        ValueError,
+        r"confusion_matrix: y_pred of shape \(8, 1\) holds one score per example .* values run from -2\.5 to 3\.0, "
+        r"outside \[0, 1\].* Pass threshold=0\.0 for logits",
+    ),
+    "logits as top-k binary scores": (
+        lambda c: metrics.top_k_accuracy(c.asarray(BIN_TRUE, "int64"), c.asarray(BIN_LOGITS[:, 0], "float32"), k=1),
+        ValueError,
+        r"top_k_accuracy: scores of shape \(8,\) holds one score per example .* Pass threshold=0\.0 for logits",
+    ),
+    "threshold with class scores": (
+        lambda c: metrics.accuracy(c.asarray(Y_TRUE, "int64"), c.asarray(SCORES, "float32"), threshold=0.0),
+        ValueError,
+        r"accuracy: threshold applies to one score per example \(a binary model, shape \(N,\) or \(N, 1\)\); "
+        r"y_pred has shape \(10, 5\) and dtype float32: drop threshold=",
+    ),
+    "threshold not a number": (
+        lambda c: metrics.per_class_accuracy(c.asarray(BIN_TRUE, "int64"), c.asarray(BIN_PROBS, "float32"), threshold="0"),
         TypeError,
-        r"accuracy: y_pred of shape \(N,\) must hold integer class labels; got shape \(10,\) and dtype float32\. "
-        r"Pass scores or logits of shape \(N, C\)",
+        r"per_class_accuracy: threshold must be a finite number \(0\.0 for logits, 0\.5 for probabilities\); got '0'",
+    ),
+    "binary scores and labels above 1": (
+        lambda c: metrics.accuracy(c.asarray([0, 2], "int64"), c.asarray([[0.1], [0.9]], "float32")),
+        ValueError,
+        r"accuracy: y_true must hold class indices in 0\.\.1 for num_classes=2; got values from 0 to 2",
+    ),
+    "binary scores and num_classes": (
+        lambda c: metrics.precision_recall_f1(c.asarray(BIN_TRUE, "int64"), c.asarray(BIN_PROBS, "float32"), num_classes=3),
+        ValueError,
+        r"precision_recall_f1: num_classes=3 but y_pred holds scores for 2 classes",
     ),
     "k > C": (
         lambda c: metrics.top_k_accuracy(c.asarray(Y_TRUE, "int64"), c.asarray(SCORES, "float32"), k=6),
@@ -286,7 +372,42 @@ def test_against_scikit_learn(seed) -> None:
         theirs = skm.precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
         np.testing.assert_allclose(ours[:3], theirs[:3], rtol=1e-6, atol=1e-7, err_msg=average)
     scores = rng.standard_normal((200, c)).astype(np.float32)
+    np.testing.assert_allclose(metrics.accuracy(y_true, scores), skm.accuracy_score(y_true, scores.argmax(axis=1)), rtol=1e-6)
     for k in (1, 2, 3):
         np.testing.assert_allclose(
             metrics.top_k_accuracy(y_true, scores, k=k), skm.top_k_accuracy_score(y_true, scores, k=k, labels=labels), rtol=1e-6
         )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_binary_against_scikit_learn(seed) -> None:
+    skm = pytest.importorskip("sklearn.metrics", reason="scikit-learn is not installed (optional cross-check only)")
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 2, size=300)
+    logits = (2.0 * y_true - 1.0 + 1.5 * rng.standard_normal(300)).astype(np.float32)
+    probs = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+    for scores, threshold in ((probs[:, None], None), (probs, 0.3), (logits[:, None], 0.0), (logits, 0.0)):
+        t = 0.5 if threshold is None else threshold
+        y_pred = (scores.reshape(-1) > t).astype(np.int64)
+        what = f"shape {scores.shape}, threshold {threshold}"
+        np.testing.assert_allclose(metrics.accuracy(y_true, scores, threshold=threshold), skm.accuracy_score(y_true, y_pred),
+                                   rtol=1e-6, err_msg=what)  # fmt: skip
+        np.testing.assert_array_equal(
+            metrics.confusion_matrix(y_true, scores, threshold=threshold), skm.confusion_matrix(y_true, y_pred, labels=[0, 1])
+        )
+        ours = metrics.precision_recall_f1(y_true, scores, threshold=threshold)
+        theirs = skm.precision_recall_fscore_support(y_true, y_pred, labels=[0, 1], zero_division=0)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7, err_msg=what)
+        np.testing.assert_allclose(
+            metrics.per_class_accuracy(y_true, scores, threshold=threshold),
+            skm.recall_score(y_true, y_pred, average=None, labels=[0, 1], zero_division=0),
+            rtol=1e-6,
+        )
+    # scikit-learn's binary top-k thresholds probabilities at 0.5 and anything else at 0: the same as ours, told explicitly
+    np.testing.assert_allclose(
+        metrics.top_k_accuracy(y_true, probs, k=1), skm.top_k_accuracy_score(y_true, probs, k=1), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        metrics.top_k_accuracy(y_true, logits, k=1, threshold=0.0), skm.top_k_accuracy_score(y_true, logits, k=1), rtol=1e-6
+    )

@@ -59,6 +59,8 @@ def _t(name: str) -> Callable[..., Any]:
             "ce_probs_smooth": lambda z, t: nnf.cross_entropy(z, t, label_smoothing=0.2),
             "mse": lambda y, t: nnf.mse_loss(y, t),
             "bce": lambda z, t: nnf.binary_cross_entropy_with_logits(z, t),
+            "bce_probs": lambda p, t: nnf.binary_cross_entropy(p, t),
+            "bce_probs_sum": lambda p, t: nnf.binary_cross_entropy(p, t, reduction="sum"),
         }
         return table[name](*args)
 
@@ -87,7 +89,23 @@ SPECS: dict[str, Spec] = {
     ),
     "mse": Spec(lambda r: [r.normal(size=(6, 3))], loss_op(L.MSE()), _t("mse"), extra=lambda r: [r.normal(size=(6, 3))]),
     "bce": Spec(
-        lambda r: [4 * r.normal(size=(6, 2))], loss_op(L.BinaryCrossEntropy()), _t("bce"), extra=lambda r: [r.random((6, 2))]
+        lambda r: [4 * r.normal(size=(6, 2))],
+        loss_op(L.BinaryCrossEntropy(from_logits=True)),
+        _t("bce"),
+        extra=lambda r: [r.random((6, 2))],
+    ),
+    # probabilities kept 0.02 inside (0, 1): the clip to [1e-7, 1 - 1e-7] is tested in test_losses.py
+    "bce_probs": Spec(
+        lambda r: [0.02 + 0.96 * r.random((6, 2))],
+        loss_op(L.BinaryCrossEntropy()),
+        _t("bce_probs"),
+        extra=lambda r: [r.random((6, 2))],
+    ),
+    "bce_probs_sum": Spec(
+        lambda r: [0.02 + 0.96 * r.random((5, 3))],
+        loss_op(L.BinaryCrossEntropy(reduction="sum")),
+        _t("bce_probs_sum"),
+        extra=lambda r: [(r.random((5, 3)) > 0.5).astype(np.float64)],
     ),
     # batch norm in training mode (batch statistics): gradients w.r.t. input, weight and bias
     "batch_norm": Spec(
@@ -202,7 +220,7 @@ def test_extreme_logits_stay_finite(case: Any, dtype: str) -> None:
         # the first row's label has logit -1e4 against 1e4: loss 2e4, exactly
         np.testing.assert_allclose(float(loss), 1e4, rtol=1e-6)
         case.assert_close(back(), [[0.5, -0.5, 0.0], [0.0, 0.0, 0.0]], dtype=dtype)
-        bce, bback = L.BinaryCrossEntropy().forward(z, case.asarray([[0, 1, 1], [1, 0, 1]], dtype))
+        bce, bback = L.BinaryCrossEntropy(from_logits=True).forward(z, case.asarray([[0, 1, 1], [1, 0, 1]], dtype))
         np.testing.assert_allclose(float(bce), (1e4 + 1e4 + np.log(2) + 1e4) / 6, rtol=1e-6)
         assert np.all(np.isfinite(pn.to_numpy(bback())))
         s, sback = F.sigmoid(z)
@@ -215,15 +233,17 @@ def test_extreme_logits_stay_finite(case: Any, dtype: str) -> None:
 def test_float32_stays_float32(case: Any) -> None:
     """No op promotes float32 to float64 (Python scalars, constants and labels included)."""
     x = case.asarray(np.random.default_rng(0).normal(size=(4, 3)), "float32")
+    probabilities = case.asarray(np.random.default_rng(1).random((4, 3)), "float32")
     for name in ("relu", "leaky_relu", "sigmoid", "tanh", "softmax"):
         y, vjp = SPECS[name].op(x)
         assert pn._array.dtype_name(y.dtype) == "float32", name
         assert pn._array.dtype_name(vjp(y)[0].dtype) == "float32", name
-    for loss, target in (
-        (L.CrossEntropy(label_smoothing=0.1), case.asarray([0, 1, 2, 0], "int64")),
-        (L.MSE(), x),
-        (L.BinaryCrossEntropy(), case.asarray(np.ones((4, 3)), "float32")),
+    for loss, y_pred, target in (
+        (L.CrossEntropy(label_smoothing=0.1), x, case.asarray([0, 1, 2, 0], "int64")),
+        (L.MSE(), x, x),
+        (L.BinaryCrossEntropy(from_logits=True), x, case.asarray(np.ones((4, 3)), "float32")),
+        (L.BinaryCrossEntropy(), probabilities, case.asarray(np.ones((4, 3)), "float32")),
     ):
-        value, back = loss.forward(x, target)
+        value, back = loss.forward(y_pred, target)
         assert pn._array.dtype_name(value.dtype) == "float32", repr(loss)
         assert pn._array.dtype_name(back().dtype) == "float32", repr(loss)

@@ -534,7 +534,7 @@ def test_mse_nonnegative_symmetric_and_zero_on_equal_inputs(arrays: tuple[np.nda
 def test_binary_cross_entropy_finite_nonnegative(logits_labels: tuple[np.ndarray, np.ndarray, str], reduction: str) -> None:
     logits, labels, _ = logits_labels
     target = (labels % 2).astype(logits.dtype)[:, None] * np.ones_like(logits)
-    value, backward = pn.losses.BinaryCrossEntropy(reduction=reduction).forward(logits, target)
+    value, backward = pn.losses.BinaryCrossEntropy(from_logits=True, reduction=reduction).forward(logits, target)
     value = np.asarray(value)
     assert value.dtype == logits.dtype and np.isfinite(value) and value >= 0
     grad = np.asarray(backward())

@@ -11,7 +11,7 @@ from .augment import translate
 from .conv import conv2d
 from .dense import linear
 from .dropout import dropout
-from .losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse
+from .losses import binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse
 from .normalization import batch_moments, batch_norm
 from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d
 
@@ -19,6 +19,7 @@ __all__ = [
     "avg_pool2d",
     "batch_moments",
     "batch_norm",
+    "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "conv2d",
     "cross_entropy",

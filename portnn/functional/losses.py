@@ -14,6 +14,9 @@ from array_api_compat import array_namespace, device, size
 
 Backward = Callable[[], Any]
 
+#: How far from 0 and 1 :func:`binary_cross_entropy` clips probabilities (Keras's ``epsilon()``).
+EPSILON = 1e-7
+
 
 def log_softmax(z: Any, axis: int = -1) -> Any:
     r"""Numerically stable :math:`z - \log\sum e^{z}` (max-shifted)."""
@@ -102,5 +105,41 @@ def binary_cross_entropy_with_logits(z: Any, target: Any, *, reduction: str = "m
 
     def backward() -> Any:
         return ((0.5 * xp.tanh(0.5 * z) + 0.5) - target) * scale
+
+    return loss, backward
+
+
+def binary_cross_entropy(p: Any, target: Any, *, epsilon: float = EPSILON, reduction: str = "mean") -> tuple[Any, Backward]:
+    r"""Binary cross-entropy from probabilities (PyTorch's ``binary_cross_entropy``, Keras's ``from_logits=False``).
+
+    ``p`` is clipped to :math:`[\varepsilon, 1 - \varepsilon]` first (as Keras does), so that a
+    saturated probability of exactly 0 or 1 gives a large, finite loss instead of ``inf``:
+
+    .. math:: \hat p = \mathrm{clip}(p, \varepsilon, 1 - \varepsilon), \qquad
+              L = -\big(t \log \hat p + (1 - t) \log(1 - \hat p)\big), \qquad
+              \frac{\partial L}{\partial p} = \frac{\hat p - t}{\hat p\,(1 - \hat p)}\,[\varepsilon \le p \le 1 - \varepsilon]
+
+    The gradient is that of the clipped function: zero where ``p`` was clipped. From logits,
+    :func:`binary_cross_entropy_with_logits` is exact and stable everywhere: prefer it when the
+    model can output logits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from portnn.functional.losses import binary_cross_entropy
+    >>> loss, backward = binary_cross_entropy(np.array([[0.8], [0.4]]), np.array([[1.0], [0.0]]))
+    >>> round(float(loss), 4)  # (-log 0.8 - log 0.6) / 2
+    0.367
+    >>> backward().round(4).tolist()  # (p - t) / (p (1 - p)) / 2
+    [[-0.625], [0.8333]]
+    """
+    xp = array_namespace(p, target)
+    clipped = xp.clip(p, epsilon, 1.0 - epsilon)
+    per_item = -(target * xp.log(clipped) + (1.0 - target) * xp.log(1.0 - clipped))
+    loss, scale = _reduce(xp, per_item, size(p), reduction)
+
+    def backward() -> Any:
+        inside = xp.astype(clipped == p, p.dtype)  # the clip's derivative: 1 where p was kept, 0 where it was clipped
+        return (clipped - target) / (clipped * (1.0 - clipped)) * (inside * scale)
 
     return loss, backward
