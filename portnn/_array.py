@@ -1,4 +1,7 @@
-"""Small array-API helpers shared by the core: namespace inference with clear errors, dtypes."""
+"""Small array-API helpers shared by the core: namespace inference with clear errors, dtypes.
+
+The bottom of the import graph: it imports no other portnn module.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device, is_array_api_obj
 
-__all__ = ["check_float", "check_input", "describe", "dtype_name", "namespace", "resolve_dtype", "scalar"]
+__all__ = ["check_int", "dtype_name", "namespace", "resolve_dtype", "scalar"]
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -54,60 +57,6 @@ def resolve_dtype(xp: Any, dtype: Any) -> Any:
 def scalar(xp: Any, value: float, like: Any) -> Any:
     """A 0-d array of ``like``'s dtype and device holding ``value``."""
     return xp.asarray(value, dtype=like.dtype, device=device(like))
-
-
-def describe(x: Any) -> str:
-    """``"a torch array on cpu"``-style words for where array ``x`` lives, for error messages."""
-    from .backends import _describe
-
-    return _describe(x)
-
-
-def check_float(where: str, x: Any) -> Any:
-    """Check that ``x`` is a real floating array (what every layer takes); return its namespace.
-
-    Layers never convert: integer, boolean, complex or string input raises a TypeError naming
-    the layer (``where``), the dtype received and the cast. ``Sequential.fit/evaluate/predict``
-    convert integer and boolean data to the model's float dtype before any layer sees it.
-    """
-    xp = namespace(x, where=f"{where}: ")
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(
-            f"{where} got input of dtype {dtype_name(x.dtype)}: expected float32 or float64; cast it "
-            "(xp.astype(x, xp.float32)) — model.fit/predict/evaluate convert integer and boolean data for you"
-        )
-    return xp
-
-
-def check_input(where: str, x: Any, param: Any) -> Any:
-    """Check that ``x`` can meet parameter array ``param``: same library, device and dtype.
-
-    Returns the namespace. Errors name the layer (``where``), what was received and the fix.
-    """
-    if is_array_api_obj(x):
-        try:
-            array_namespace(x, param)
-        except TypeError:
-            from .backends import adapter_for_name
-
-            raise TypeError(
-                f"{where}: got arrays from different libraries: the input is a {describe(x)}, the parameters are a "
-                f"{describe(param)}; move the input (portnn.backends.to_numpy(x) for NumPy) or the layer "
-                f"(layer.to({adapter_for_name(x)!r}))"
-            ) from None
-    xp = namespace(x, param, where=f"{where}: ")
-    if device(x) != device(param):
-        raise ValueError(
-            f"{where} got input on device {device(x)!r} but its parameters are on {device(param)!r}; "
-            "move the input with x.to_device(...) or the model with model.to(backend, device=...)"
-        )
-    if x.dtype != param.dtype:
-        raise TypeError(
-            f"{where} got input of dtype {dtype_name(x.dtype)} but its parameters are "
-            f"{dtype_name(param.dtype)}; cast the input (xp.astype(x, xp.{dtype_name(param.dtype)})) — "
-            "model.fit/predict/evaluate do this for you"
-        )
-    return xp
 
 
 def check_int(where: str, name: str, value: Any, minimum: int = 1) -> int:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -110,3 +111,63 @@ def test_core_never_imports_numpy_or_cupy() -> None:
                 names = [node.module]
             offenders += [f"{rel}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in ("numpy", "cupy", "torch")]
     assert not offenders, "\n".join(offenders)
+
+
+#: The lower rooms, bottom first: a module may import its own room and the rooms below, never above.
+ROOMS = [
+    ("portnn._array",),
+    ("portnn.backends",),
+    ("portnn.init", "portnn.functional"),
+    ("portnn.layers",),
+    ("portnn.optim",),
+]
+UPPER_IN_OPTIM = {"portnn.optim.schedules"}  # callbacks for fit: upstairs, though it lives in optim/
+
+
+def _imports(path: Path, module: str, is_package: bool, modules: Any) -> set[str]:
+    """The portnn modules (or packages) in ``modules`` that ``module`` imports anywhere, function bodies included."""
+    package = module if is_package else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]) if node.level else ""
+            target = ".".join(p for p in (base, node.module or "") if p)
+            # "from .. import backends" imports the module portnn.backends; "from ..init import x" the module portnn.init
+            found |= {f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {name for name in found if name in modules and name != module}
+
+
+def test_the_lower_rooms_import_only_downwards() -> None:
+    """backends, functional, layers and optim never import a room above theirs, not even inside a function: no cycles."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = ("portnn", *path.relative_to(PACKAGE).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+
+    def room(name: str) -> int | None:
+        if name in UPPER_IN_OPTIM:
+            return None
+        for level, prefixes in enumerate(ROOMS):
+            if any(name == p or name.startswith(p + ".") for p in prefixes):
+                return level
+        return None
+
+    offenders, edges = [], {}
+    for module, (path, is_package) in sorted(modules.items()):
+        level = room(module)
+        if level is None:
+            continue
+        edges[module] = _imports(path, module, is_package, modules)
+        for target in sorted(edges[module]):
+            if room(target) is None or room(target) > level:
+                offenders.append(f"{module} imports {target}")
+    assert not offenders, "\n".join(offenders)
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(t == goal or (t not in seen and not seen.add(t) and reaches(t, goal, seen)) for t in edges.get(start, ()))
+
+    loops = sorted(f"{m} -> {t}" for m in edges for t in edges[m] if reaches(t, m, set()))
+    assert not loops, "import cycles among the lower rooms (an edge on each):\n" + "\n".join(loops)

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 import pytest
 
 import portnn as pn
-from portnn.layers import Flatten, Linear, ReLU, ShapeError, Softmax
+from portnn.layers import (
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool2d,
+    InputSpec,
+    Layer,
+    Linear,
+    MaxPool2d,
+    RandomTranslation,
+    ReLU,
+    ShapeError,
+    Softmax,
+    format_shape,
+)
 
 CE = pn.losses.CrossEntropy
 
@@ -167,3 +184,126 @@ def test_diverging_training_stops_with_a_clear_error() -> None:
     with pytest.raises(FloatingPointError, match=r"training loss became (nan|inf) in epoch 1.*learning rate \(1e\+30\)"):
         with np.errstate(all="ignore"):
             fit(net(), X * 1e3, Y, optimizer=pn.optim.SGD(lr=1e30), batch_size=2)
+
+
+# -- the declared input contract: one check for real inputs and shape walks ---------------------
+
+#: (layer, a shape it refuses, what both errors must say besides the layer and the shape).
+REFUSED = [
+    (lambda: Linear(784, 256), (32, 100), [r"expect(ed|s input of shape) \(batch, 784\)"]),
+    (lambda: Linear(784, 256), (2, 28, 28), [r"\(batch, 784\)", r"\(add pn.layers.Flatten\(\) before it\)"]),
+    (lambda: Linear(4, 3), (4,), [r"\(batch, 4\)", r"\(a single example\? use x.reshape\(1, -1\)\)"]),
+    (lambda: Conv2d(1, 8, 3), (32, 784), [r"\(batch, 1, H, W\)", r"flat images\? use x.reshape\(-1, 1, 28, 28\)"]),
+    (lambda: Conv2d(1, 8, 3), (2, 28, 28), [r"\(batch, 1, H, W\)", r"grey images without a channel axis\?"]),
+    (lambda: Conv2d(3, 4, 3), (2, 5, 5, 3), [r"\(batch, 3, H, W\)", r"channels last\? .*transpose\(0, 3, 1, 2\)"]),
+    (
+        lambda: Conv2d(1, 2, 3, dilation=2),
+        (1, 1, 4, 9),
+        [r"padded size \(H, W\) = \(4, 9\) is smaller than the kernel \(3, 3\) \(dilated to \(5, 5\)\)"],
+    ),
+    (lambda: MaxPool2d(2), (32, 784), [r"\(batch, C, H, W\)"]),
+    (lambda: AvgPool2d(2), (3, 4, 4), [r"\(batch, C, H, W\)", r"a single image\? use x.reshape\(1, \*x.shape\)"]),
+    (lambda: MaxPool2d(3), (1, 1, 2, 5), [r"the 3x3 window does not fit in the padded input \(2x5\); use a smaller kernel_size"]),
+    (lambda: GlobalAvgPool2d(), (8, 16), [r"\(batch, C, H, W\)"]),
+    (lambda: GlobalAvgPool2d(), (8, 16, 0, 3), [r"H and W must be at least 1"]),
+    (lambda: BatchNorm1d(4), (8, 5), [r"\(batch, 4\) or \(batch, 4, length\)"]),
+    (lambda: BatchNorm1d(4), (4,), [r"\(batch, 4\) or \(batch, 4, length\)", r"a single example\?"]),
+    (lambda: BatchNorm2d(4), (4, 5, 5), [r"\(batch, 4, H, W\)", r"a single image\? use x.reshape\(1, \*x.shape\)"]),
+    (lambda: Flatten(), (3,), [r"needs more than 1 dimensions \(batch first\)"]),
+    (lambda: RandomTranslation(2), (4, 784), [r"\(batch, C, H, W\)"]),
+]
+
+
+@pytest.mark.parametrize(("make", "shape", "patterns"), REFUSED, ids=[f"{m()!r}-{s}" for m, s, _ in REFUSED])
+def test_a_shape_walk_and_a_real_input_are_refused_alike(
+    case: Any, make: Any, shape: tuple[int, ...], patterns: list[str]
+) -> None:
+    """The layer's input spec is checked in one place: forward and output_shape give the same facts and advice."""
+    layer = make()
+    with pytest.raises(ShapeError) as real:
+        layer.forward(case.asarray(np.ones(shape), "float32"), training=True)
+    with pytest.raises(ShapeError) as walk:
+        layer.output_shape(shape)
+    for message in (str(real.value), str(walk.value)):
+        assert message.startswith(f"{layer!r} "), message
+        assert format_shape(shape) in message, message
+        missing = [p for p in patterns if not re.search(p, message)]
+        assert not missing, f"{message!r} lacks {missing}"
+    assert f"got input of shape {format_shape(shape)}: " in str(real.value)
+
+
+def test_format_shape() -> None:
+    assert format_shape((None, 784)) == "(batch, 784)"
+    assert format_shape((32, 1, 28, 28)) == "(32, 1, 28, 28)"
+    assert format_shape((None, 8, None, 7)) == "(batch, 8, ?, 7)"
+    assert format_shape((4,)) == "(4,)" and format_shape((None,)) == "(batch,)"
+    assert format_shape(()) == "()" and format_shape(None) == "?"
+    assert format_shape((np.int64(3), 2)) == "(3, 2)"
+
+
+def test_input_spec_fits_and_words_its_shapes() -> None:
+    spec = InputSpec(("batch", 4), ("batch", 4, "length"))
+    assert spec.fits((2, 4)) and spec.fits((None, 4, 9)) and spec.fits((None, None))
+    assert not spec.fits((2, 5)) and not spec.fits((2,)) and not spec.fits((2, 4, 1, 1))
+    assert spec.expected() == "(batch, 4) or (batch, 4, length)" and InputSpec(("batch",)).expected() == "(batch,)"
+    assert InputSpec().fits(()) and InputSpec(min_ndim=2).fits((1, 2, 3)) and not InputSpec(min_ndim=2).fits((1,))
+    assert InputSpec(min_ndim=3).expected() == "more than 2 dimensions (batch first)"
+    assert spec == InputSpec(("batch", 4), ("batch", 4, "length")) and spec != InputSpec(("batch", 4))
+    assert repr(InputSpec(("batch", 3), dtype="integral")) == "InputSpec(('batch', 3), dtype='integral')"
+
+
+class _Scale(Layer):
+    """A layer of the user's: it declares its input and writes only its math."""
+
+    input_spec = InputSpec(("batch", 3))
+
+    def __init__(self, data: Any) -> None:
+        super().__init__()
+        self.weight = self.add_parameter("weight", data)
+
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Any]:
+        w = self.weight.data
+        return x * w, lambda dy: dy * w
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+
+class _Pick(Layer):
+    """A layer that takes integer indices (as an embedding does)."""
+
+    input_spec = InputSpec(("batch",), dtype="integral")
+
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Any]:
+        return x, lambda dy: None
+
+
+def test_a_new_layer_gets_every_check_from_its_spec(case: Any) -> None:
+    layer = _Scale(case.asarray(np.arange(3.0), "float32"))
+    y = layer(case.asarray(np.ones((2, 3)), "float32"))
+    case.assert_close(y, np.tile(np.arange(3.0), (2, 1)), dtype="float32")
+    assert layer.output_shape((None, 3)) == (None, 3)
+    with pytest.raises(ShapeError, match=r"^_Scale\(\) got input of shape \(2, 4\): expected \(batch, 3\)$"):
+        layer(case.asarray(np.ones((2, 4)), "float32"))
+    with pytest.raises(ShapeError, match=r"^_Scale\(\) expects input of shape \(batch, 3\); got \(batch, 4\)$"):
+        layer.output_shape((None, 4))
+    with pytest.raises(TypeError, match=r"_Scale\(\) got input of dtype int64 but its parameters are float32"):
+        layer(case.asarray(np.ones((2, 3)), "int64"))
+    with pytest.raises(TypeError, match=r"_Scale\(\): got a list, not an array"):
+        layer([[1.0, 2.0, 3.0]])
+
+    pick = _Pick()
+    assert pick(case.asarray(np.arange(4), "int64")).shape == (4,)
+    with pytest.raises(TypeError, match=r"_Pick\(\) got input of dtype float32: expected an integer dtype \(indices\)"):
+        pick(case.asarray(np.arange(4), "float32"))
+    with pytest.raises(ShapeError, match=r"_Pick\(\) got input of shape \(2, 2\): expected \(batch,\)"):
+        pick(case.asarray(np.ones((2, 2)), "int64"))
+
+
+def test_a_layer_without_parameters_or_buffers_takes_only_floats(case: Any) -> None:
+    """BatchNorm with neither affine parameters nor running statistics used to skip every dtype check."""
+    layer = BatchNorm1d(4, affine=False, track_running_stats=False)
+    with pytest.raises(TypeError, match=r"BatchNorm1d\(4, affine=False, track_running_stats=False\) got input of dtype int64"):
+        layer.forward(case.asarray(np.ones((8, 4)), "int64"), training=True)
+    y, _ = layer.forward(case.asarray(np.arange(8.0).reshape(2, 4), "float32"), training=True)
+    case.assert_close(y, np.array([[-2.0] * 4, [2.0] * 4]) / np.sqrt(4 + 1e-5), dtype="float32")

@@ -158,6 +158,27 @@ def test_rebinding_path_when_the_backend_has_no_inplace_writes(case: Any, monkey
     assert_state_on(case, opt, "float64")
 
 
+@pytest.mark.parametrize("name", list(FULL))
+def test_inplace_backends_keep_the_parameter_and_state_arrays(case: Any, name: str) -> None:
+    """Where the adapter allows in-place writes, a step writes into the arrays it has: no new parameter or state array."""
+    assert case.backend.adapter.inplace
+    init, grads = problem()
+    params = [Parameter(case.asarray(a, "float32")) for a in init]
+    opt_name, kwargs = FULL[name]
+    opt = getattr(pn.optim, opt_name)(params, **kwargs)
+    arrays: list[Any] = []
+    for t in range(3):
+        for p, g in zip(params, grads[t]):
+            p.grad = case.asarray(g, "float32")
+        opt.step()
+        # AMSGrad's running maximum is a fresh xp.maximum each step, as in the rebinding path
+        now = [p.data for p in params] + [
+            v for i in sorted(opt.state) for k, v in sorted(opt.state[i].items()) if k not in ("step", "max_exp_avg_sq")
+        ]
+        assert not arrays or all(a is b for a, b in zip(arrays, now, strict=True)), f"{name}: step {t + 1} made new arrays"
+        arrays = now
+
+
 # -- state ------------------------------------------------------------------------------------
 
 

@@ -67,10 +67,17 @@ def get_adapter(name: str) -> Adapter:
 
 def adapter_for(x: Any) -> Adapter:
     """Return the adapter of the library that owns array ``x``."""
-    for adapter in _ADAPTERS.values():
-        if adapter.owns(x):
-            return adapter
-    raise TypeError(f"expected an array of {', '.join(_ADAPTERS)}; got {type(x).__module__}.{type(x).__name__}")
+    adapter = _OWNER.get(type(x))
+    if adapter is None:
+        adapter = next((a for a in _ADAPTERS.values() if a.owns(x)), None)
+        if adapter is None:
+            raise TypeError(f"expected an array of {', '.join(_ADAPTERS)}; got {type(x).__module__}.{type(x).__name__}")
+        _OWNER[type(x)] = adapter
+    return adapter
+
+
+#: The adapter of each array type met so far (ownership goes by type): optimizers ask once per array per step.
+_OWNER: dict[type, Adapter] = {}
 
 
 def to_numpy(x: Any) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._array import dtype_name
+
 
 class BackendUnavailableError(RuntimeError):
     """Raised when a backend is asked for but cannot run on this machine."""
@@ -95,8 +97,6 @@ class Adapter:
 
     def random_uniform(self, generator: Any, shape: tuple[int, ...], dtype: Any, device: Any = None) -> Any:
         """Uniform draws in [0, 1) of ``shape`` and float ``dtype`` (this library's), born on ``device``."""
-        from .._array import dtype_name
-
         host = generator.random(shape, dtype=_float_name(dtype_name(dtype)))
         return self.from_numpy(host, device)
 

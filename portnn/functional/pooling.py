@@ -16,7 +16,7 @@ from array_api_compat import array_namespace, device
 
 from .conv import Pair, pair
 
-__all__ = ["avg_pool2d", "check_pool2d_args", "global_avg_pool2d", "max_pool2d", "pool2d_output_size"]
+__all__ = ["avg_pool2d", "check_pool2d_args", "global_avg_pool2d", "max_pool2d", "pool2d_output_size", "window_problem"]
 
 Backward = Callable[[Any], Any]
 
@@ -67,17 +67,38 @@ def pool2d_output_size(size: Pair, kernel_size: Pair, stride: Pair, padding: Pai
     )
 
 
+def window_problem(size: tuple[int | None, int | None], kernel_size: Pair, stride: Pair, padding: Pair = (0, 0)) -> str | None:
+    """Why a ``kernel_size`` window does not fit an input of ``size`` (H, W) with ``padding``; None if it fits.
+
+    A size of None (unknown) fits any window.
+
+    Examples
+    --------
+    >>> from portnn.functional.pooling import window_problem
+    >>> window_problem((2, 5), (3, 3), (3, 3))
+    'the 3x3 window does not fit in the padded input (2x5); use a smaller kernel_size or a larger input'
+    >>> window_problem((None, 4), (2, 2), (2, 2)) is None
+    True
+    """
+    h, w = size
+    out = pool2d_output_size((h or 0, w or 0), kernel_size, stride, padding)
+    if (h is None or out[0] >= 1) and (w is None or out[1] >= 1):
+        return None
+    padded = ("?" if d is None else str(int(d) + 2 * q) for d, q in zip(size, padding))
+    return (
+        f"the {kernel_size[0]}x{kernel_size[1]} window does not fit in the padded input ({'x'.join(padded)}); "
+        "use a smaller kernel_size or a larger input"
+    )
+
+
 def _check_input(x: Any, k: Pair, s: Pair, p: Pair, where: str) -> Pair:
     if x.ndim != 4:
         raise ValueError(f"{where}: got input of shape {tuple(x.shape)}: expected (batch, C, H, W)")
-    h, w = int(x.shape[2]), int(x.shape[3])
-    out = pool2d_output_size((h, w), k, s, p)
-    if out[0] < 1 or out[1] < 1:
-        raise ValueError(
-            f"{where}: got input of shape {tuple(x.shape)}: the {k[0]}x{k[1]} window does not fit in the "
-            f"padded input ({h + 2 * p[0]}x{w + 2 * p[1]}); use a smaller kernel_size or a larger input"
-        )
-    return out
+    size = (int(x.shape[2]), int(x.shape[3]))
+    problem = window_problem(size, k, s, p)
+    if problem is not None:
+        raise ValueError(f"{where}: got input of shape {tuple(x.shape)}: {problem}")
+    return pool2d_output_size(size, k, s, p)
 
 
 def _window(i: int, j: int, out: Pair, s: Pair) -> tuple[slice, slice, slice, slice]:

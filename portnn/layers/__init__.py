@@ -2,7 +2,7 @@
 
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .augment import RandomTranslation
-from .base import Buffer, Layer, Parameter, ShapeError
+from .base import Buffer, InputSpec, Layer, Parameter, ShapeError, format_shape
 from .conv import Conv2d
 from .dense import Linear
 from .dropout import Dropout
@@ -19,6 +19,7 @@ __all__ = [
     "Dropout",
     "Flatten",
     "GlobalAvgPool2d",
+    "InputSpec",
     "Layer",
     "LeakyReLU",
     "Linear",
@@ -30,4 +31,5 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "format_shape",
 ]

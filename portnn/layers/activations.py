@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import functional as F
-from .._array import check_float
 from .base import Layer
 
 __all__ = ["LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"]
@@ -15,8 +14,7 @@ __all__ = ["LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"]
 class ReLU(Layer):
     """``max(x, 0)``."""
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        check_float(repr(self), x)
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         return F.relu(x)
 
 
@@ -27,8 +25,7 @@ class LeakyReLU(Layer):
         super().__init__()
         self.negative_slope = float(negative_slope)
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        check_float(repr(self), x)
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         return F.leaky_relu(x, self.negative_slope)
 
     def extra_repr(self) -> str:
@@ -38,16 +35,14 @@ class LeakyReLU(Layer):
 class Sigmoid(Layer):
     """Logistic sigmoid, computed as ``(1 + tanh(x/2)) / 2`` so it never overflows."""
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        check_float(repr(self), x)
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         return F.sigmoid(x)
 
 
 class Tanh(Layer):
     """Hyperbolic tangent."""
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        check_float(repr(self), x)
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         return F.tanh(x)
 
 
@@ -63,8 +58,7 @@ class Softmax(Layer):
         super().__init__()
         self.axis = axis
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        check_float(repr(self), x)
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         return F.softmax(x, self.axis)
 
     def extra_repr(self) -> str:

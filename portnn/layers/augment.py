@@ -7,9 +7,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._array import check_float
 from ..functional.augment import translate
-from .base import RandomLayer, Shape, ShapeError
+from .base import InputSpec, RandomLayer
 
 __all__ = ["RandomTranslation"]
 
@@ -32,21 +31,15 @@ class RandomTranslation(RandomLayer):
     (True, True)
     """
 
+    input_spec = InputSpec(("batch", "C", "H", "W"))
+
     def __init__(self, max_shift: int = 2, *, seed: int | None = None) -> None:
         if not isinstance(max_shift, int) or max_shift < 0:
             raise ValueError(f"RandomTranslation: max_shift must be an int >= 0; got {max_shift!r}")
         super().__init__(seed=seed)
         self.max_shift = max_shift
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 4:
-            raise ShapeError(f"{self!r} expects input of shape (batch, C, H, W); got rank {len(input_shape)}")
-        return input_shape
-
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        check_float(repr(self), x)
-        if x.ndim != 4:
-            raise ShapeError(f"{self!r} got input of shape {tuple(x.shape)}: expected (batch, C, H, W)")
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         if not training or self.max_shift == 0:
             return x, (lambda dy: dy) if input_grad else (lambda dy: None)
         xp = array_namespace(x)

@@ -9,19 +9,139 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as device_of
 
 from .. import backends
 from .. import init as initializers
-from .._array import dtype_name, resolve_dtype
+from .._array import dtype_name, namespace, resolve_dtype
 
-__all__ = ["Buffer", "Layer", "Parameter", "RandomLayer", "ShapeError", "WeightedLayer"]
+__all__ = [
+    "Buffer",
+    "InputSpec",
+    "Layer",
+    "Parameter",
+    "RandomLayer",
+    "ShapeError",
+    "WeightedLayer",
+    "format_shape",
+]
 
 Shape = tuple[int | None, ...]
 
 
 class ShapeError(ValueError):
     """An input or a layer stack whose shapes do not fit. The message names the layer."""
+
+
+def format_shape(shape: Shape | None) -> str:
+    """A shape as error messages and summaries print it: ``"(batch, 784)"``.
+
+    An unknown shape (None) is ``"?"``; an unknown size is ``batch`` on the first axis and
+    ``?`` on the others; a one-axis shape keeps Python's comma, ``"(4,)"``.
+
+    Examples
+    --------
+    >>> from portnn.layers.base import format_shape
+    >>> format_shape((None, 784)), format_shape((32, 1, 28, 28)), format_shape((None, 8, None, None))
+    ('(batch, 784)', '(32, 1, 28, 28)', '(batch, 8, ?, ?)')
+    >>> format_shape((4,)), format_shape(None)
+    ('(4,)', '?')
+    """
+    if shape is None:
+        return "?"
+    return _tuple_text([("batch" if axis == 0 else "?") if d is None else int(d) for axis, d in enumerate(shape)])
+
+
+def _tuple_text(items: Any) -> str:
+    """``items`` written as a Python tuple, without quotes: ``(batch, 784)``, ``(4,)``."""
+    items = [str(i) for i in items]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+#: What an input of each dtype kind must be, and how to get there, for the messages.
+_KINDS = {
+    "real floating": (
+        "float32 or float64",
+        "cast it (xp.astype(x, xp.float32)) — model.fit/predict/evaluate convert integer and boolean data for you",
+    ),
+    "integral": ("an integer dtype (indices)", "cast it (xp.astype(x, xp.int64))"),
+}
+
+
+class InputSpec:
+    """What a layer takes: the ranks and fixed sizes of its input, and the kind of its dtype.
+
+    A layer declares it once, as ``self.input_spec`` (Keras's ``InputSpec``, Chainer's
+    ``check_type_forward``); :class:`Layer` checks every input of :meth:`Layer.forward` and
+    every shape walk of :meth:`Layer.output_shape` against it and words the error, so the
+    layer's own code is only its math. The check reads shapes and dtypes, never values: it
+    costs no device work.
+
+    Parameters
+    ----------
+    *shapes
+        The accepted shapes, one per accepted rank: an int is a fixed size, a str names a
+        free size (``"batch"``, ``"H"``) and is how the error prints it. None given: any rank
+        of at least ``min_ndim`` axes.
+    min_ndim
+        The fewest axes an input may have (for layers that take any rank above it, as Flatten).
+    dtype
+        The dtype kind, as ``xp.isdtype`` names it: ``"real floating"`` (the default; a layer
+        with parameters then takes exactly their dtype) or ``"integral"`` (indices).
+
+    Examples
+    --------
+    >>> from portnn.layers import InputSpec
+    >>> spec = InputSpec(("batch", 4), ("batch", 4, "length"))
+    >>> spec.expected()
+    '(batch, 4) or (batch, 4, length)'
+    >>> spec.fits((None, 4, 7)), spec.fits((8, 5)), spec.fits((8,))
+    (True, False, False)
+    >>> InputSpec(min_ndim=2).fits((8,))
+    False
+    """
+
+    __slots__ = ("dtype", "min_ndim", "shapes")
+
+    def __init__(self, *shapes: tuple[int | str, ...], min_ndim: int = 0, dtype: str = "real floating") -> None:
+        self.shapes = tuple(tuple(s) for s in shapes)
+        self.min_ndim = min_ndim
+        self.dtype = dtype
+
+    def fits(self, shape: Shape) -> bool:
+        """Whether ``shape`` (None for an unknown size, which fits any) has an accepted rank and the fixed sizes."""
+        if len(shape) < self.min_ndim:
+            return False
+        if not self.shapes:
+            return True
+        return any(
+            len(shape) == len(spec) and all(isinstance(want, str) or d is None or d == want for d, want in zip(shape, spec))
+            for spec in self.shapes
+        )
+
+    def expected(self) -> str:
+        """The accepted shapes in words: ``"(batch, 784)"``, ``"(batch, 4) or (batch, 4, length)"``.
+
+        With ``min_ndim`` alone: ``"more than 1 dimensions (batch first)"``.
+        """
+        if not self.shapes:
+            return f"more than {self.min_ndim - 1} dimensions (batch first)"
+        return " or ".join(_tuple_text(spec) for spec in self.shapes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InputSpec):
+            return NotImplemented
+        return (self.shapes, self.min_ndim, self.dtype) == (other.shapes, other.min_ndim, other.dtype)
+
+    def __hash__(self) -> int:
+        return hash((self.shapes, self.min_ndim, self.dtype))
+
+    def __repr__(self) -> str:
+        args = [repr(s) for s in self.shapes]
+        args += [f"min_ndim={self.min_ndim}"] if self.min_ndim else []
+        args += [f"dtype={self.dtype!r}"] if self.dtype != "real floating" else []
+        return f"InputSpec({', '.join(args)})"
 
 
 class Buffer:
@@ -85,20 +205,28 @@ class Parameter(Buffer):
 class Layer:
     """Base class of every layer.
 
-    A layer implements :meth:`forward`, returning its output and a ``backward`` closure:
-    ``backward(dy)`` adds the gradients of the layer's parameters to their ``grad`` and
-    returns the gradient of the input. ``layer(x)`` is ``layer.forward(x)[0]`` (inference).
-    ``training`` switches train-time behaviour (dropout, batch statistics); with
+    A layer declares what it takes in ``input_spec`` (an :class:`InputSpec`; the default takes
+    float arrays of any shape) and implements :meth:`call`, returning its output and a
+    ``backward`` closure: ``backward(dy)`` adds the gradients of the layer's parameters to
+    their ``grad`` and returns the gradient of the input. :meth:`forward` checks the input
+    (:meth:`check_input`) and runs :meth:`call`; ``layer(x)`` is ``layer.forward(x)[0]``
+    (inference). ``training`` switches train-time behaviour (dropout, batch statistics); with
     ``input_grad=False`` a layer may skip the input gradient and return None (the first layer
     of a model, whose input is data, saves a whole matrix product that way).
 
     Layers with parameters implement :meth:`reset_parameters`; layers that change shapes
-    implement :meth:`output_shape`.
+    implement :meth:`compute_output_shape`. A layer with a condition the spec cannot state
+    (a window that must fit) returns it from :meth:`shape_problem`, and one with advice for
+    a common mistake returns it from :meth:`input_hint`: both the forward pass and
+    :meth:`output_shape` use them, so a model's shape walk and a real input are refused alike.
 
     ``name`` identifies the layer in a model (reports, records, transfer learning): set it
     yourself, or :class:`portnn.Sequential` gives it a unique one, Keras style (``"linear"``,
     ``"relu"``, ``"linear_1"``…).
     """
+
+    #: What :meth:`forward` and :meth:`output_shape` accept: a class attribute, or set in ``__init__`` from the arguments.
+    input_spec: InputSpec = InputSpec()
 
     def __init__(self) -> None:
         self._params: dict[str, Parameter] = {}
@@ -107,14 +235,106 @@ class Layer:
 
     # -- the pass ---------------------------------------------------------------------
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        raise NotImplementedError
+        """``(y, backward)`` for input ``x``: :meth:`check_input`, then :meth:`call`."""
+        self.check_input(x)
+        return self.call(x, training=training, input_grad=input_grad)
+
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        """The layer's math on a checked input: ``(y, backward)``. Subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither call nor forward")
 
     def __call__(self, x: Any) -> Any:
         return self.forward(x)[0]
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        """The output shape for ``input_shape`` (None for unknown sizes); raise ShapeError if it does not fit."""
+        """The output shape for ``input_shape`` (None for unknown sizes); a ShapeError naming the layer if it does not fit.
+
+        Checks ``input_shape`` as :meth:`forward` checks an input, then asks :meth:`compute_output_shape`.
+        """
+        refusal = self._shape_refusal(tuple(input_shape), walk=True)
+        if refusal is not None:
+            raise ShapeError(refusal)
+        return self.compute_output_shape(tuple(input_shape))
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """The output shape for an ``input_shape`` that fits (the identity here); layers that change shapes override it."""
         return input_shape
+
+    # -- the input contract -------------------------------------------------------------
+    def check_input(self, x: Any) -> None:
+        """Refuse ``x`` unless it fits :attr:`input_spec` and the layer's parameters.
+
+        In order: an array (TypeError); the library and device of the parameters (TypeError,
+        ValueError); the dtype kind of the spec, and for float layers with parameters their
+        exact dtype (TypeError); the shape (:class:`ShapeError`). Reads only metadata: no
+        device work, no array operation.
+        """
+        spec = self.input_spec
+        ref = self._input_reference()
+        if not is_array_api_obj(x):
+            namespace(x, where=f"{self!r}: ")  # raises the TypeError that says how to pass an array
+        if ref is not None:
+            try:
+                xp = array_namespace(x, ref)
+            except TypeError:
+                raise TypeError(
+                    f"{self!r}: got arrays from different libraries: the input is a {backends._describe(x)}, the parameters "
+                    f"are a {backends._describe(ref)}; move the input (portnn.backends.to_numpy(x) for NumPy) or the layer "
+                    f"(layer.to({backends.adapter_for_name(x)!r}))"
+                ) from None
+            if device_of(x) != device_of(ref):
+                raise ValueError(
+                    f"{self!r} got input on device {device_of(x)!r} but its parameters are on {device_of(ref)!r}; "
+                    "move the input with x.to_device(...) or the model with model.to(backend, device=...)"
+                )
+        else:
+            xp = array_namespace(x)
+        if spec.dtype == "real floating" and ref is not None:
+            if x.dtype != ref.dtype:
+                raise TypeError(
+                    f"{self!r} got input of dtype {dtype_name(x.dtype)} but its parameters are "
+                    f"{dtype_name(ref.dtype)}; cast the input (xp.astype(x, xp.{dtype_name(ref.dtype)})) — "
+                    "model.fit/predict/evaluate do this for you"
+                )
+        elif not xp.isdtype(x.dtype, spec.dtype):
+            want, fix = _KINDS.get(spec.dtype, (f"a dtype of kind {spec.dtype!r}", "cast it"))
+            raise TypeError(f"{self!r} got input of dtype {dtype_name(x.dtype)}: expected {want}; {fix}")
+        refusal = self._shape_refusal(tuple(x.shape), walk=False)
+        if refusal is not None:
+            raise ShapeError(refusal)
+
+    def shape_problem(self, shape: Shape) -> str | None:
+        """Why ``shape``, which fits :attr:`input_spec`, still does not fit (a window larger than the image); None if it does."""
+        return None
+
+    def input_hint(self, shape: Shape) -> str:
+        """Advice appended to the error for a ``shape`` that does not fit the spec, as ``" (…)"``; empty for none."""
+        return ""
+
+    def _input_reference(self) -> Any:
+        """The array whose library, device and dtype inputs must share: the first parameter, else the first buffer."""
+        for group in (self._params, self._buffers):
+            for b in group.values():
+                if b.data is not None:
+                    return b.data
+        return None
+
+    def _shape_refusal(self, shape: Shape, *, walk: bool) -> str | None:
+        """The error for ``shape``, or None if it fits: the wording says whether a shape walk or a real input was refused."""
+        spec = self.input_spec
+        if spec.fits(shape):
+            problem = self.shape_problem(shape)
+            if problem is None:
+                return None
+            hint = ""
+        elif spec.shapes:
+            expected, got, hint = spec.expected(), format_shape(shape), self.input_hint(shape)
+            head = f"expects input of shape {expected}; got {got}" if walk else f"got input of shape {got}: expected {expected}"
+            return f"{self!r} {head}{hint}"
+        else:
+            problem, hint = f"needs {spec.expected()}", self.input_hint(shape)
+        head = "does not take" if walk else "got"
+        return f"{self!r} {head} input of shape {format_shape(shape)}: {problem}{hint}"
 
     # -- parameters -------------------------------------------------------------------
     def add_parameter(self, name: str, data: Any, *, regularize: bool | None = None) -> Parameter:

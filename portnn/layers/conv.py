@@ -6,10 +6,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .._array import check_input
 from ..functional.conv import conv2d, pair
 from ..init import Initializer, get_initializer
-from .base import Shape, ShapeError, WeightedLayer
+from .base import InputSpec, Shape, WeightedLayer
 
 __all__ = ["Conv2d"]
 
@@ -85,6 +84,7 @@ class Conv2d(WeightedLayer):
         self.padding = pair(padding, "padding", minimum=0, where=where)
         self.dilation = pair(dilation, "dilation", where=where)
         self.use_bias = bool(bias)
+        self.input_spec = InputSpec(("batch", in_channels, "H", "W"))
         self.init = get_initializer(init, where=f"{where}: ")
         self.build_weights(bias=bias, dtype=dtype, seed=seed)
 
@@ -96,32 +96,23 @@ class Conv2d(WeightedLayer):
         k, s, p, d = self.kernel_size[axis], self.stride[axis], self.padding[axis], self.dilation[axis]
         return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
-    def _too_small(self, shape: Any) -> str:
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        out = (None if size is None else self._out(a, int(size)) for a, size in enumerate(input_shape[2:]))
+        return (input_shape[0], self.out_channels, *out)
+
+    def shape_problem(self, shape: Shape) -> str | None:
+        if all(size is None or self._out(a, int(size)) >= 1 for a, size in enumerate(shape[2:])):
+            return None
         span = tuple(self.dilation[a] * (self.kernel_size[a] - 1) + 1 for a in range(2))
         padded = tuple(None if shape[2 + a] is None else int(shape[2 + a]) + 2 * self.padding[a] for a in range(2))
         dilated = f" (dilated to {span})" if span != self.kernel_size else ""
         return (
-            f"{self!r} got input of shape {_fmt(shape)}: its padded size (H, W) = {padded} is smaller than "
-            f"the kernel {self.kernel_size}{dilated}; use larger inputs, more padding or a smaller kernel"
+            f"its padded size (H, W) = {padded} is smaller than the kernel {self.kernel_size}{dilated}; "
+            "use larger inputs, more padding or a smaller kernel"
         )
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 4 or input_shape[1] not in (None, self.in_channels):
-            raise ShapeError(f"{self!r} expects input of shape (batch, {self.in_channels}, H, W); got {_fmt(input_shape)}")
-        out = [None if size is None else self._out(a, int(size)) for a, size in enumerate(input_shape[2:])]
-        if any(n is not None and n < 1 for n in out):
-            raise ShapeError(self._too_small(input_shape))
-        return (input_shape[0], self.out_channels, *out)
-
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         w = self.weight.data
-        check_input(repr(self), x, w)
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ShapeError(
-                f"{self!r} got input of shape {_fmt(x.shape)}: expected (batch, {self.in_channels}, H, W){self._hint(x.shape)}"
-            )
-        if self._out(0, int(x.shape[2])) < 1 or self._out(1, int(x.shape[3])) < 1:
-            raise ShapeError(self._too_small(x.shape))
         b = self.bias.data if self.bias is not None else None
         y, backward_fn = conv2d(
             x, w, b, stride=self.stride, padding=self.padding, dilation=self.dilation,
@@ -139,9 +130,9 @@ class Conv2d(WeightedLayer):
 
         return y, backward
 
-    def _hint(self, shape: Any) -> str:
+    def input_hint(self, shape: Shape) -> str:
         c = self.in_channels
-        if len(shape) == 2 and shape[1] % c == 0 and math.isqrt(shape[1] // c) ** 2 == shape[1] // c:
+        if len(shape) == 2 and shape[1] is not None and shape[1] % c == 0 and math.isqrt(shape[1] // c) ** 2 == shape[1] // c:
             side = math.isqrt(shape[1] // c)
             return f" (flat images? use x.reshape(-1, {c}, {side}, {side}))"
         if len(shape) == 3:
@@ -159,8 +150,3 @@ class Conv2d(WeightedLayer):
             if value != default:
                 text += f", {name}={value}"
         return text + ("" if self.use_bias else ", bias=False")
-
-
-def _fmt(shape: Any) -> str:
-    dims = tuple(("batch" if i == 0 else "None") if d is None else int(d) for i, d in enumerate(shape))
-    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"

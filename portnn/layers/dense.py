@@ -6,9 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import functional as F
-from .._array import check_input
 from ..init import Initializer, get_initializer
-from .base import Shape, ShapeError, WeightedLayer
+from .base import InputSpec, Shape, WeightedLayer
 
 __all__ = ["Linear"]
 
@@ -61,24 +60,23 @@ class Linear(WeightedLayer):
         self.in_features = in_features
         self.out_features = out_features
         self.use_bias = bias
+        self.input_spec = InputSpec(("batch", in_features))
         self.init = get_initializer(init, where=f"Linear({in_features}, {out_features}): ")
         self.build_weights(bias=bias, dtype=dtype, seed=seed)
 
     def weight_spec(self) -> tuple[tuple[int, ...], int, int]:
         return (self.out_features, self.in_features), self.in_features, self.out_features
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 2 or input_shape[1] not in (None, self.in_features):
-            raise ShapeError(f"{self!r} expects input of shape (batch, {self.in_features}); got {_fmt(input_shape)}")
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (input_shape[0], self.out_features)
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+    def input_hint(self, shape: Shape) -> str:
+        if len(shape) > 2:
+            return " (add pn.layers.Flatten() before it)"
+        return " (a single example? use x.reshape(1, -1))" if len(shape) == 1 else ""
+
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         w = self.weight.data
-        check_input(repr(self), x, w)
-        if x.ndim != 2 or x.shape[1] != self.in_features:
-            hint = " (add pn.layers.Flatten() before it)" if x.ndim > 2 else ""
-            hint = " (a single example? use x.reshape(1, -1))" if x.ndim == 1 else hint
-            raise ShapeError(f"{self!r} got input of shape {_fmt(x.shape)}: expected (batch, {self.in_features}){hint}")
         b = self.bias.data if self.bias is not None else None
         weight, bias = self.weight, self.bias
         y, backward_fn = F.linear(x, w, b, input_grad=input_grad, param_grad=self.trainable)
@@ -96,8 +94,3 @@ class Linear(WeightedLayer):
     def extra_repr(self) -> str:
         extra = "" if self.use_bias else ", bias=False"
         return f"{self.in_features}, {self.out_features}{extra}"
-
-
-def _fmt(shape: Any) -> str:
-    dims = tuple("batch" if d is None else int(d) for d in shape)
-    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import functional as F
-from .._array import check_float
 from ..functional.dropout import check_dropout_p
 from .base import RandomLayer
 
@@ -51,8 +50,7 @@ class Dropout(RandomLayer):
         super().__init__(seed=seed)
         self.p = check_dropout_p(p, where="Dropout")
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        check_float(repr(self), x)
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         if not training or self.p == 0.0:
             return x, (lambda dy: dy) if input_grad else (lambda dy: None)
         u = self.uniform(x, tuple(x.shape)) if self.p < 1.0 else None

@@ -9,8 +9,8 @@ from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
 from .. import functional as F
-from .._array import check_input, dtype_name, resolve_dtype
-from .base import Layer, Shape, ShapeError
+from .._array import dtype_name, resolve_dtype
+from .base import InputSpec, Layer, Shape, format_shape
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
 
@@ -18,15 +18,16 @@ __all__ = ["BatchNorm1d", "BatchNorm2d"]
 class _BatchNorm(Layer):
     """What BatchNorm1d and BatchNorm2d share: parameters, buffers, the pass on an (N, C, L) view.
 
-    A subclass sets ``_ranks`` (the input ranks it takes) and ``_expected`` (their shapes, in
-    words), as PyTorch's ``_BatchNorm`` subclasses set ``_check_input_dim``.
+    A subclass gives ``_shapes``, the input shapes it takes with ``"C"`` for the channel axis
+    (its :class:`~portnn.layers.InputSpec`), as PyTorch's ``_BatchNorm`` subclasses give
+    ``_check_input_dim``.
 
     A frozen layer (``trainable = False``, with ``affine`` and running statistics) normalises
     with its running statistics in training too and does not update them, as Keras does: the
     features a transferred network learned stay exactly as they were.
     """
 
-    _ranks: tuple[int, ...] = ()
+    _shapes: tuple[tuple[str, ...], ...] = ()
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class _BatchNorm(Layer):
         self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
+        self.input_spec = InputSpec(*(tuple(num_features if d == "C" else d for d in shape) for shape in self._shapes))
         backend = self.new_parameter_home(dtype)
         dt = resolve_dtype(backend.xp, dtype)
         # the scale is not an L2 target (Keras and PyTorch practice)
@@ -66,12 +68,6 @@ class _BatchNorm(Layer):
         self._materialize(backend.xp, backend.device, dt)
 
     # -- state ------------------------------------------------------------------------
-    def _reference(self) -> Any:
-        """An array of the layer's (parameters or buffers), to learn its backend, device and dtype; None if it has none."""
-        if self.weight is not None:
-            return self.weight.data
-        return self.running_mean.data if self.running_mean is not None else None
-
     def _materialize(self, xp: Any, device: Any, dtype: Any) -> None:
         shape = (self.num_features,)
         if self.weight is not None:
@@ -93,16 +89,11 @@ class _BatchNorm(Layer):
 
     def reset_parameters(self, rng: Any = None) -> None:
         """Weight back to ones, bias to zeros and the running statistics reset (nothing random is drawn)."""
-        ref = self._reference()
+        ref = self._input_reference()  # the weight, else the running mean
         if ref is not None:
             self._materialize(array_namespace(ref), device_of(ref), ref.dtype)
 
     # -- the pass ---------------------------------------------------------------------
-    def output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) not in self._ranks or input_shape[1] not in (None, self.num_features):
-            raise ShapeError(f"{self!r} expects input of shape {self._expected()}; got {_fmt(input_shape)}")
-        return input_shape
-
     @property
     def _frozen(self) -> bool:
         """Frozen with running statistics to normalise with: the layer then trains as in evaluation."""
@@ -112,12 +103,7 @@ class _BatchNorm(Layer):
     def min_batch_size(self) -> int:
         return 1 if self._frozen else 2  # a variance over one value per channel is no statistic
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        ref = self._reference()
-        if ref is not None:
-            check_input(repr(self), x, ref)
-        if x.ndim not in self._ranks or x.shape[1] != self.num_features:
-            raise ShapeError(f"{self!r} got input of shape {_fmt(x.shape)}: expected {self._expected()}{self._hint(x)}")
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         shape = tuple(x.shape)
         if x.ndim > 3:  # per-channel statistics over N and every spatial axis: an (N, C, L) view
             x = array_namespace(x).reshape(x, (shape[0], shape[1], -1))
@@ -131,7 +117,7 @@ class _BatchNorm(Layer):
             m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1)
             if m <= 1:
                 raise ValueError(
-                    f"{self!r}: Expected more than 1 value per channel when training, got input of shape {_fmt(shape)}; "
+                    f"{self!r}: Expected more than 1 value per channel when training, got input of shape {format_shape(shape)}; "
                     "use batches of 2 or more (in fit, drop_last=True skips a short last batch)"
                 )
             mean, var = F.batch_moments(x)
@@ -171,15 +157,9 @@ class _BatchNorm(Layer):
         rv.data = (1.0 - factor) * rv.data + factor * (var * (m / (m - 1)))
 
     # -- text -------------------------------------------------------------------------
-    def _expected(self) -> str:
-        raise NotImplementedError
-
-    def _hint(self, x: Any) -> str:
-        return ""
-
     def get_config(self) -> dict[str, Any]:
         """:meth:`Layer.get_config` with ``dtype`` read from the parameters or buffers (float32 when it has none)."""
-        ref = self._reference()
+        ref = self._input_reference()  # the weight, else the running mean
         return self.config_from_signature(dtype="float32" if ref is None else dtype_name(ref.dtype))
 
     def extra_repr(self) -> str:
@@ -243,13 +223,10 @@ class BatchNorm1d(_BatchNorm):
     ['running_mean', 'running_var', 'num_batches_tracked']
     """
 
-    _ranks = (2, 3)
+    _shapes = (("batch", "C"), ("batch", "C", "length"))
 
-    def _expected(self) -> str:
-        return f"(batch, {self.num_features}) or (batch, {self.num_features}, length)"
-
-    def _hint(self, x: Any) -> str:
-        return " (a single example? use x.reshape(1, -1))" if x.ndim == 1 else ""
+    def input_hint(self, shape: Shape) -> str:
+        return " (a single example? use x.reshape(1, -1))" if len(shape) == 1 else ""
 
 
 class BatchNorm2d(_BatchNorm):
@@ -302,15 +279,7 @@ class BatchNorm2d(_BatchNorm):
     array([0.55, 0.95], dtype=float32)
     """
 
-    _ranks = (4,)
+    _shapes = (("batch", "C", "H", "W"),)
 
-    def _expected(self) -> str:
-        return f"(batch, {self.num_features}, H, W)"
-
-    def _hint(self, x: Any) -> str:
-        return " (a single image? use x.reshape(1, *x.shape))" if x.ndim == 3 and x.shape[0] == self.num_features else ""
-
-
-def _fmt(shape: Any) -> str:
-    dims = tuple("batch" if d is None else int(d) for d in shape)
-    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
+    def input_hint(self, shape: Shape) -> str:
+        return " (a single image? use x.reshape(1, *x.shape))" if len(shape) == 3 and shape[0] == self.num_features else ""

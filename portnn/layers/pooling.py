@@ -5,15 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .._array import check_float
-from ..functional.pooling import avg_pool2d, check_pool2d_args, global_avg_pool2d, max_pool2d, pool2d_output_size
-from .base import Layer, Shape, ShapeError
+from ..functional.pooling import avg_pool2d, check_pool2d_args, global_avg_pool2d, max_pool2d, pool2d_output_size, window_problem
+from .base import InputSpec, Layer, Shape
 
 __all__ = ["AvgPool2d", "GlobalAvgPool2d", "MaxPool2d"]
 
 
-class _Pool2d(Layer):
-    """A window pooling layer: checked ``kernel_size``, ``stride`` and ``padding``, shapes and errors."""
+class _Pooling(Layer):
+    """A layer over (N, C, H, W) batches, with the hint for a single image."""
+
+    input_spec = InputSpec(("batch", "C", "H", "W"))
+
+    def input_hint(self, shape: Shape) -> str:
+        return " (a single image? use x.reshape(1, *x.shape))" if len(shape) == 3 and shape[0] is not None else ""
+
+
+class _Pool2d(_Pooling):
+    """A window pooling layer: checked ``kernel_size``, ``stride`` and ``padding``, the output shape."""
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         super().__init__()
@@ -21,33 +29,13 @@ class _Pool2d(Layer):
         # as PyTorch: an int where both axes agree, else a pair; stride defaults to kernel_size
         self.kernel_size, self.stride, self.padding = (_compact(v) for v in (self._k, self._s, self._p))
 
-    def _problem(self, shape: Shape) -> str | None:
-        """Why input ``shape`` does not fit (None if it does)."""
-        if len(shape) != 4:
-            return "expected (batch, C, H, W)"
-        h, w = shape[2], shape[3]
-        out = pool2d_output_size((h or 0, w or 0), self._k, self._s, self._p)
-        if (h is not None and out[0] < 1) or (w is not None and out[1] < 1):
-            ph, pw = (None if d is None else d + 2 * p for d, p in zip((h, w), self._p))
-            return (
-                f"the {self._k[0]}x{self._k[1]} window does not fit in the padded input ({_dim(ph)}x{_dim(pw)}); "
-                "use a smaller kernel_size or a larger input"
-            )
-        return None
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        problem = self._problem(input_shape)
-        if problem is not None:
-            raise ShapeError(f"{self!r} does not take input of shape {_fmt(input_shape)}: {problem}")
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         h, w = input_shape[2], input_shape[3]
         out = pool2d_output_size((h or 0, w or 0), self._k, self._s, self._p)
         return (*input_shape[:2], None if h is None else out[0], None if w is None else out[1])
 
-    def _check(self, x: Any) -> None:
-        check_float(repr(self), x)
-        problem = self._problem(tuple(int(d) for d in x.shape))
-        if problem is not None:
-            raise ShapeError(f"{self!r} got input of shape {_fmt(x.shape)}: {problem}{_hint(x)}")
+    def shape_problem(self, shape: Shape) -> str | None:
+        return window_problem(shape[2:], self._k, self._s, self._p)
 
     def extra_repr(self) -> str:
         extra = [f"kernel_size={self.kernel_size}"]
@@ -87,8 +75,7 @@ class MaxPool2d(_Pool2d):
     (None, 8, 14, 14)
     """
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        self._check(x)
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         return max_pool2d(x, self._k, stride=self._s, padding=self._p, input_grad=input_grad)
 
 
@@ -118,12 +105,11 @@ class AvgPool2d(_Pool2d):
              [10.5, 12.5]]]])
     """
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        self._check(x)
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         return avg_pool2d(x, self._k, stride=self._s, padding=self._p, input_grad=input_grad)
 
 
-class GlobalAvgPool2d(Layer):
+class GlobalAvgPool2d(_Pooling):
     """The mean of each channel over H and W: (N, C, H, W) -> (N, C).
 
     Keras' ``GlobalAveragePooling2D``; in PyTorch, ``nn.AdaptiveAvgPool2d(1)`` followed by
@@ -140,30 +126,17 @@ class GlobalAvgPool2d(Layer):
     (None, 64)
     """
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 4 or any(d is not None and d < 1 for d in input_shape[2:]):
-            raise ShapeError(f"{self!r} does not take input of shape {_fmt(input_shape)}: expected (batch, C, H, W)")
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape[:2])
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        check_float(repr(self), x)
-        if x.ndim != 4 or x.shape[2] < 1 or x.shape[3] < 1:
-            raise ShapeError(f"{self!r} got input of shape {_fmt(x.shape)}: expected (batch, C, H, W){_hint(x)}")
+    def shape_problem(self, shape: Shape) -> str | None:
+        if any(d is not None and d < 1 for d in shape[2:]):
+            return "H and W must be at least 1 (an empty image has no mean)"
+        return None
+
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         return global_avg_pool2d(x, input_grad=input_grad)
 
 
 def _compact(v: tuple[int, int]) -> int | tuple[int, int]:
     return v[0] if v[0] == v[1] else v
-
-
-def _dim(d: int | None) -> str:
-    return "?" if d is None else str(d)
-
-
-def _hint(x: Any) -> str:
-    return " (a single image? use x.reshape(1, *x.shape))" if x.ndim == 3 else ""
-
-
-def _fmt(shape: Any) -> str:
-    dims = tuple(("batch" if a == 0 else "?") if d is None else int(d) for a, d in enumerate(shape))
-    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .._array import check_float
-from .base import Layer, Shape, ShapeError
+from array_api_compat import array_namespace
+
+from .base import InputSpec, Layer, Shape
 
 __all__ = ["Flatten"]
 
@@ -19,22 +20,17 @@ class Flatten(Layer):
         if start_dim < 1:
             raise ValueError(f"Flatten: start_dim must be >= 1 (axis 0 is the batch); got {start_dim}")
         self.start_dim = start_dim
+        self.input_spec = InputSpec(min_ndim=start_dim + 1)
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) <= self.start_dim:
-            raise ShapeError(f"{self!r} needs at least {self.start_dim + 1} dimensions; got input of rank {len(input_shape)}")
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         rest = input_shape[self.start_dim :]
         flat: int | None = 1
         for d in rest:
             flat = None if d is None or flat is None else flat * d
         return (*input_shape[: self.start_dim], flat)
 
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
-        xp = check_float(repr(self), x)
-        if x.ndim <= self.start_dim:
-            raise ShapeError(
-                f"{self!r} got input of shape {tuple(x.shape)}: needs more than {self.start_dim} dimensions (batch first)"
-            )
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        xp = array_namespace(x)
         in_shape = tuple(x.shape)
         y = xp.reshape(x, (*in_shape[: self.start_dim], -1))
 

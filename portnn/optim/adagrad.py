@@ -9,7 +9,7 @@ from array_api_compat import array_namespace
 
 from ..layers.base import Parameter
 from ._checks import check_nonnegative
-from .optimizer import Optimizer
+from .optimizer import Optimizer, scale_add
 
 __all__ = ["AdaGrad", "Adagrad"]
 
@@ -86,7 +86,6 @@ class AdaGrad(Optimizer):
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any]) -> None:
         xp = array_namespace(p.data, g)
-        inplace = self._inplace(p)
         if "step" not in state:
             state["step"] = 0
             state["sum"] = xp.full_like(p.data, self.initial_accumulator_value)
@@ -94,14 +93,8 @@ class AdaGrad(Optimizer):
         if self.weight_decay:
             g = g + self.weight_decay * p.data
         clr = self.lr / (1 + (step - 1) * self.lr_decay)
-
-        s = state["sum"]
-        if inplace:
-            s += g * g
-            p.data -= clr * (g / (xp.sqrt(s) + self.eps))
-        else:
-            s = state["sum"] = s + g * g
-            p.data = p.data - clr * (g / (xp.sqrt(s) + self.eps))
+        s = state["sum"] = scale_add(state["sum"], add=g * g)
+        p.data = scale_add(p.data, add=-clr * (g / (xp.sqrt(s) + self.eps)))
 
 
 #: PyTorch's spelling.

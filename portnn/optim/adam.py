@@ -9,7 +9,7 @@ from array_api_compat import array_namespace
 
 from ..layers.base import Parameter
 from ._checks import check_betas, check_nonnegative
-from .optimizer import Optimizer
+from .optimizer import Optimizer, scale_add
 
 __all__ = ["Adam", "AdamW"]
 
@@ -92,41 +92,26 @@ class Adam(Optimizer):
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any]) -> None:
         xp = array_namespace(p.data, g)
-        inplace = self._inplace(p)
         beta1, beta2 = self.betas
         if "step" not in state:
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p.data)
             state["exp_avg_sq"] = xp.zeros_like(p.data)
         step = state["step"] = state["step"] + 1
+        if self.weight_decay and self._decoupled:
+            p.data = scale_add(p.data, scale=1 - self.lr * self.weight_decay)
+        elif self.weight_decay:
+            g = g + self.weight_decay * p.data
 
-        if self.weight_decay:
-            if self._decoupled:
-                if inplace:
-                    p.data *= 1 - self.lr * self.weight_decay
-                else:
-                    p.data = p.data * (1 - self.lr * self.weight_decay)
-            else:
-                g = g + self.weight_decay * p.data
-
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        if inplace:
-            m += (1 - beta1) * (g - m)
-            v *= beta2
-            v += (1 - beta2) * (g * g)
-        else:
-            m = state["exp_avg"] = m + (1 - beta1) * (g - m)
-            v = state["exp_avg_sq"] = beta2 * v + (1 - beta2) * (g * g)
+        m = state["exp_avg"] = scale_add(state["exp_avg"], add=(1 - beta1) * (g - state["exp_avg"]))
+        v = state["exp_avg_sq"] = scale_add(state["exp_avg_sq"], scale=beta2, add=(1 - beta2) * (g * g))
         if self.amsgrad:
             v_max = state.get("max_exp_avg_sq")
             v = state["max_exp_avg_sq"] = v * 1.0 if v_max is None else xp.maximum(v_max, v)
 
         step_size = self.lr / (1 - beta1**step)
         denom = xp.sqrt(v) / (1 - beta2**step) ** 0.5 + self.eps
-        if inplace:
-            p.data -= step_size * (m / denom)
-        else:
-            p.data = p.data - step_size * (m / denom)
+        p.data = scale_add(p.data, add=-step_size * (m / denom))
 
 
 class AdamW(Adam):

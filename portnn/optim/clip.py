@@ -10,6 +10,7 @@ from array_api_compat import array_namespace, device
 
 from .. import backends
 from ..layers.base import Parameter
+from .optimizer import assign, scale_add
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 
@@ -86,11 +87,7 @@ def clip_grad_norm_(parameters: Parameter | Iterable[Parameter], max_norm: float
     total = _vector_norm(xp, xp.stack(norms), norm_type)
     coef = xp.clip(max_norm / (total + 1e-6), max=1.0)
     for p in with_grad:
-        c = coef if coef.dtype == p.grad.dtype else xp.astype(coef, p.grad.dtype)
-        if backends.adapter_for(p.grad).inplace:
-            p.grad *= c
-        else:
-            p.grad = p.grad * c
+        p.grad = scale_add(p.grad, scale=coef if coef.dtype == p.grad.dtype else xp.astype(coef, p.grad.dtype))
     return total
 
 
@@ -124,8 +121,4 @@ def clip_grad_value_(parameters: Parameter | Iterable[Parameter], clip_value: fl
         if p.grad is None:
             continue
         xp = array_namespace(p.grad)
-        clipped = xp.clip(p.grad, min=-v, max=v)
-        if backends.adapter_for(p.grad).inplace:
-            p.grad[...] = clipped
-        else:
-            p.grad = clipped
+        p.grad = assign(p.grad, xp.clip(p.grad, min=-v, max=v))

@@ -9,7 +9,50 @@ from .. import backends
 from ..layers.base import Parameter
 from ._checks import check_lr
 
-__all__ = ["Optimizer"]
+__all__ = ["Optimizer", "assign", "scale_add"]
+
+
+def scale_add(old: Any, *, scale: Any = None, add: Any = None) -> Any:
+    """``scale * old + add`` (either part may be None), written into ``old`` where its backend allows in-place writes.
+
+    The one place where an optimizer's update meets memory: on a backend whose adapter says
+    ``inplace`` (NumPy, CuPy, PyTorch, array-api-strict) the result is computed into ``old``
+    (``old *= scale; old += add``: no new array, views stay valid); elsewhere a new array is
+    made and ``old`` is left alone. Either way it returns the array to keep, rounded the same.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from portnn.optim.optimizer import scale_add
+    >>> m = np.array([1.0, 2.0])
+    >>> scale_add(m, scale=0.5, add=np.array([1.0, 1.0])) is m, m
+    (True, array([1.5, 2. ]))
+    """
+    if backends.adapter_for(old).inplace:
+        if scale is not None:
+            old *= scale
+        if add is not None:
+            old += add
+        return old
+    new = old if scale is None else scale * old
+    return new if add is None else new + add
+
+
+def assign(old: Any, new: Any) -> Any:
+    """``new``, copied into ``old`` where its backend allows in-place writes (else ``new`` itself); returns the array to keep.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from portnn.optim.optimizer import assign
+    >>> g = np.array([3.0, -3.0])
+    >>> assign(g, np.clip(g, -1.0, 1.0)) is g, g
+    (True, array([ 1., -1.]))
+    """
+    if backends.adapter_for(old).inplace:
+        old[...] = new
+        return old
+    return new
 
 
 class Optimizer:
@@ -20,6 +63,11 @@ class Optimizer:
     ``model.fit``, which binds the model's parameters).
 
     State (momentum buffers…) lives beside each parameter, on its backend and device.
+
+    Optimizers write math, the base writes memory: ``_update`` computes each new value as
+    ``scale * old + add`` and stores what :func:`scale_add` returns (``p.data =
+    scale_add(p.data, add=-lr * g)``), so one code path serves backends with and without
+    in-place writes.
     """
 
     def __init__(self, params: Iterable[Parameter] | None = None, *, lr: float) -> None:
@@ -65,11 +113,8 @@ class Optimizer:
         self.step_count += 1
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any]) -> None:
+        """Update ``p.data`` and ``state`` for gradient ``g`` (never written to), through :func:`scale_add`."""
         raise NotImplementedError
-
-    @staticmethod
-    def _inplace(p: Parameter) -> bool:
-        return backends.adapter_for(p.data).inplace
 
     # -- state ------------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from array_api_compat import array_namespace
 
 from ..layers.base import Parameter
 from ._checks import check_nonnegative, check_unit_interval
-from .optimizer import Optimizer
+from .optimizer import Optimizer, scale_add
 
 __all__ = ["RMSprop"]
 
@@ -92,7 +92,6 @@ class RMSprop(Optimizer):
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any]) -> None:
         xp = array_namespace(p.data, g)
-        inplace = self._inplace(p)
         alpha = self.alpha
         if "step" not in state:
             state["step"] = 0
@@ -101,37 +100,19 @@ class RMSprop(Optimizer):
         if self.weight_decay:
             g = g + self.weight_decay * p.data
 
-        v = state["square_avg"]
-        if inplace:
-            v *= alpha
-            v += (1 - alpha) * (g * g)
-        else:
-            v = state["square_avg"] = alpha * v + (1 - alpha) * (g * g)
+        v = state["square_avg"] = scale_add(state["square_avg"], scale=alpha, add=(1 - alpha) * (g * g))
         if self.centered:
             g_avg = state.get("grad_avg")
-            if g_avg is None:
-                g_avg = state["grad_avg"] = xp.zeros_like(p.data)
-            if inplace:
-                g_avg += (1 - alpha) * (g - g_avg)
-            else:
-                g_avg = state["grad_avg"] = g_avg + (1 - alpha) * (g - g_avg)
+            g_avg = xp.zeros_like(p.data) if g_avg is None else g_avg
+            g_avg = state["grad_avg"] = scale_add(g_avg, add=(1 - alpha) * (g - g_avg))
             denom = xp.sqrt(v - g_avg * g_avg) + self.eps
         else:
             denom = xp.sqrt(v) + self.eps
 
         if self.momentum > 0:
             buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = xp.zeros_like(p.data)
-            if inplace:
-                buf *= self.momentum
-                buf += g / denom
-            else:
-                buf = state["momentum_buffer"] = self.momentum * buf + g / denom
-            step = buf
+            buf = xp.zeros_like(p.data) if buf is None else buf
+            step = state["momentum_buffer"] = scale_add(buf, scale=self.momentum, add=g / denom)
         else:
             step = g / denom
-        if inplace:
-            p.data -= self.lr * step
-        else:
-            p.data = p.data - self.lr * step
+        p.data = scale_add(p.data, add=-self.lr * step)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..layers.base import Parameter
 from ._checks import check_nonnegative, check_unit_interval
-from .optimizer import Optimizer
+from .optimizer import Optimizer, scale_add
 
 __all__ = ["SGD"]
 
@@ -62,21 +62,11 @@ class SGD(Optimizer):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any]) -> None:
-        inplace = self._inplace(p)
         if self.weight_decay:
             g = g + self.weight_decay * p.data
         if self.momentum:
             buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = g * 1.0  # a copy: g may be the parameter's grad array
-            elif inplace:
-                buf *= self.momentum
-                buf += g
-            else:
-                buf = self.momentum * buf + g
-            state["momentum_buffer"] = buf
+            # the first buffer is a copy: g may be the parameter's grad array
+            buf = state["momentum_buffer"] = g * 1.0 if buf is None else scale_add(buf, scale=self.momentum, add=g)
             g = g + self.momentum * buf if self.nesterov else buf
-        if inplace:
-            p.data -= self.lr * g
-        else:
-            p.data = p.data - self.lr * g
+        p.data = scale_add(p.data, add=-self.lr * g)
