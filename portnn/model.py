@@ -8,7 +8,7 @@ from typing import Any
 
 from . import backends
 from ._array import dtype_name
-from .layers.base import Buffer, Layer, Parameter, Shape, ShapeError
+from .layers.base import Buffer, Layer, Parameter, Shape, ShapeError, format_shape
 from .serialization import register_model
 from .training import History, Trainer
 
@@ -92,7 +92,7 @@ class Sequential(Trainer):
             except ShapeError as exc:
                 where = f"layer {len(self.layers)} ({layer!r})"
                 after = f"layer {len(self.layers) - 1} ({self.layers[-1]!r})" if self.layers else "the model's input"
-                raise ShapeError(f"{where} does not fit after {after}, which outputs {_fmt(shape)}: {exc}") from None
+                raise ShapeError(f"{where} does not fit after {after}, which outputs {format_shape(shape)}: {exc}") from None
         if layer.name is None:
             layer.name = self._unique_name(type(layer).__name__.lower())
         elif any(other.name == layer.name for other in self.layers):
@@ -342,7 +342,7 @@ class Sequential(Trainer):
         """Layers, output shapes and parameter counts, Keras style. Printed; returned instead when ``print_fn`` is None."""
         rows = [("#", "Layer", "Output shape", "Params")]
         for i, (layer, shape) in enumerate(zip(self.layers, self._shapes)):
-            rows.append((str(i), repr(layer), _fmt(shape), f"{sum(p.size for p in layer.parameters()):,}"))
+            rows.append((str(i), repr(layer), format_shape(shape), f"{sum(p.size for p in layer.parameters()):,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = [f"Sequential on {self.backend}, {self.dtype}"]
         lines += [
@@ -372,13 +372,6 @@ class Sequential(Trainer):
             try:
                 current = layer.output_shape(current)
             except ShapeError as exc:
-                hint = " (add pn.layers.Flatten() before it)" if hasattr(layer, "in_features") and len(current) > 2 else ""
                 raise ShapeError(
-                    f"Sequential.{where}: x has shape {shape}, which does not fit layer {i} ({layer!r}): {exc}{hint}"
+                    f"Sequential.{where}: x has shape {shape}, which does not fit layer {i} ({layer!r}): {exc}"
                 ) from None
-
-
-def _fmt(shape: Shape | None) -> str:
-    if shape is None:
-        return "?"
-    return "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"
