@@ -36,8 +36,8 @@ class LRScheduler(Callback):
         self.base_lr: float | None = optimizer.lr if optimizer is not None else None
         self.last_epoch = -1
 
-    def set_context(self, model: Any, optimizer: Any) -> None:
-        super().set_context(model, optimizer)
+    def set_context(self, model: Any, optimizer: Any, *, is_root: bool = True) -> None:
+        super().set_context(model, optimizer, is_root=is_root)
         if self.base_lr is None:
             self.base_lr = optimizer.lr
 
