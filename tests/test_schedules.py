@@ -358,8 +358,29 @@ def test_reduce_on_plateau_in_fit() -> None:
 
 
 # -- Backtracking ---------------------------------------------------------------------------------
+def spiral_net() -> pn.Sequential:
+    return pn.Sequential([Linear(2, 32), Tanh(), Linear(32, 3)], seed=0)
+
+
+def test_backtracking_restores_weights_whose_loss_was_good() -> None:
+    """Full-batch SGD at lr=10 on 3 spirals: the second step's loss jumps. A rollback must return to the weights that had
+    the good loss (those at the start of the bad period), so the rate is divided a few times and training goes on."""
+    x, y = toy.spirals(30, n_classes=3)
+    bt = schedules.Backtracking(factor=5)
+    with np.errstate(all="ignore"):
+        history = spiral_net().fit(x, y, loss=CE(), optimizer=pn.optim.SGD(lr=10.0), epochs=40, batch_size=len(x),
+                                   callbacks=[bt], verbose=0)  # fmt: skip
+    losses = history["loss"]
+    first_bad = losses[1]
+    assert first_bad > 3 * losses[0]  # lr=10 overshoots at once
+    assert losses[2] == losses[0]  # the rollback put back the weights of epoch 0, whose loss (full batch) was good
+    assert 1 <= len(bt.rollbacks) <= 4 and bt.rollbacks[0] == (1, None, 2.0)
+    assert len(losses) == 40 and not np.isclose(losses[-1], first_bad)
+    assert losses[-1] < first_bad / 5 and losses[-1] < losses[0]
+
+
 def test_backtracking_recovers_from_a_learning_rate_of_ten() -> None:
-    """The write-ups' trick: lr=10 diverges; backtracking rolls back and divides by 5 until it converges."""
+    """The write-ups' trick with mini-batches: lr=10 diverges; backtracking rolls back and divides by 5 until it converges."""
     x, y = quadrants()
     bt = schedules.Backtracking(factor=5)
     with np.errstate(all="ignore"):
@@ -373,3 +394,57 @@ def test_backtracking_recovers_from_a_learning_rate_of_ten() -> None:
             pn.Sequential([Linear(2, 8), pn.layers.ReLU(), Linear(8, 2)]).fit(
                 x * 1e3, y, loss=CE(), optimizer=pn.optim.SGD(lr=1e30), batch_size=2, verbose=0
             )
+
+
+def test_backtracking_every_few_batches_judges_windows() -> None:
+    x, y = quadrants()
+    bt = schedules.Backtracking(factor=5, every=4)
+    with np.errstate(all="ignore"):
+        history = net().fit(x, y, loss=CE(), optimizer=pn.optim.SGD(lr=10.0), epochs=10, batch_size=10, callbacks=[bt], verbose=0)
+    assert bt.rollbacks and all(batch is not None for _, batch, _ in bt.rollbacks)
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_a_nonfinite_loss_rolls_back_and_its_epoch_is_not_judged() -> None:
+    """Full batch, lr=1e37: the second step's loss overflows. The rollback must not make that epoch, which has no finite
+    loss at all, the new good period: training goes on from the first weights at lr 1e37 / 1e37 = 1."""
+    x, y = toy.spirals(30, n_classes=3)
+    bt = schedules.Backtracking(factor=1e37)
+    model = spiral_net()
+    with np.errstate(all="ignore"):
+        history = model.fit(x, y, loss=CE(), optimizer=pn.optim.SGD(lr=1e37), epochs=8, batch_size=len(x), callbacks=[bt],
+                            verbose=0)  # fmt: skip
+    assert bt.rollbacks == [(1, 0, 1.0)] and not model.stop_training
+    assert len(history["loss"]) == 8 and history["loss"][2] == history["loss"][0]  # epoch 2 starts from epoch 0's weights
+    assert history["loss"][-1] < 0.6 * history["loss"][0]
+    assert all(np.isfinite(v).all() for v in host_state(model).values())
+
+
+def test_backtracking_refuses_bad_arguments() -> None:
+    with pytest.raises(ValueError, match=r"Backtracking: factor must be a number > 1; got 1"):
+        schedules.Backtracking(factor=1)
+    with pytest.raises(ValueError, match=r"Backtracking: every must be an integer >= 1; got 0"):
+        schedules.Backtracking(every=0)
+
+
+@pytest.mark.parametrize(
+    ("every", "interrupt"),
+    [(None, 10), (None, 17), (3, 10), (3, 17)],  # 6 batches an epoch, a checkpoint every 4 steps
+    ids=["epochs-a", "epochs-b", "every-3-a", "every-3-b"],
+)
+def test_backtracking_resumes_bit_identically_mid_epoch(case: Any, tmp_path: Path, every: int | None, interrupt: int) -> None:
+    """The last good snapshot and the period's candidate are in the checkpoint: the resumed run rolls back to the same weights."""
+    x, y = toy.spirals(30, n_classes=3)
+
+    def make() -> list[Any]:
+        return [schedules.Backtracking(factor=5, every=every)]
+
+    with np.errstate(all="ignore"):
+        (reference, ref_history, ref_cbs), (resumed, history, cbs) = interrupted_and_resumed(
+            case, tmp_path, make, x=x, y=y, interrupt=interrupt, every=4, epochs=5, batch_size=15,
+            optimizer=lambda: pn.optim.SGD(lr=6.0, momentum=0.5),
+        )  # fmt: skip
+    assert ref_cbs[0].rollbacks, "the run should roll back, or the test shows nothing"
+    assert_bit_identical(host_state(reference), host_state(resumed))
+    assert history.history["loss"] == ref_history.history["loss"] and history.history["lr"] == ref_history.history["lr"]
+    assert cbs[0].rollbacks == ref_cbs[0].rollbacks

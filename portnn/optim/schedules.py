@@ -593,67 +593,105 @@ class ReduceLROnPlateau(_Monitor):
 
 
 class Backtracking(Callback):
-    """Roll back when the loss rises: restore the last good weights and divide the learning rate.
+    """Roll back when the loss rises: the from-scratch write-ups' trick (neither PyTorch's nor Keras's).
 
-    After every epoch (or every ``every`` batches) it compares the mean training loss with
-    that of the previous period. If it rose by more than ``tolerance`` (relative), or a batch's
-    loss became NaN or infinite, the weights and optimizer state go back to the last good
-    snapshot and the learning rate is divided by ``factor``. Otherwise a new snapshot is taken.
+    Training is cut into periods: epochs, or ``every`` batches. The weights and optimizer
+    state at the start of a period are kept as a candidate, since the period's loss is measured
+    on them (exactly so with full-batch training). When the period ends, its mean training loss
+    is compared with the last good period's: if it rose by more than ``tolerance`` (relative),
+    the weights and optimizer state go back to the last good ones and the learning rate is
+    divided by ``factor``; otherwise the candidate becomes the last good one. A batch whose
+    loss is NaN or infinite rolls back at once (and its period is not judged).
 
     Parameters
     ----------
     factor
         Divide the learning rate by this on each rollback (the write-ups used 5).
     every
-        Batches per period; None (default) compares whole epochs, whose mean loss is far less
+        Batches per period; None (default) judges whole epochs, whose mean loss is far less
         noisy than a few mini-batches'.
     tolerance
         Relative rise allowed before rolling back.
     min_lr
         Stop training (``model.stop_training``) rather than go below this learning rate.
 
-    Do not combine it with a closed-form schedule: both would set the learning rate.
+    Attributes
+    ----------
+    rollbacks
+        ``(epoch, batch or None, new lr)`` of each rollback in the last fit.
+
+    Notes
+    -----
+    Do not combine it with a closed-form schedule: both would set the learning rate. Its
+    state, both snapshots included, is part of a training checkpoint, so a resumed fit goes
+    on exactly as the uninterrupted one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> from portnn.datasets import toy
+    >>> x, y = toy.spirals(30, n_classes=3)
+    >>> model = pn.Sequential([pn.layers.Linear(2, 32), pn.layers.Tanh(), pn.layers.Linear(32, 3)], seed=0)
+    >>> bt = pn.optim.schedules.Backtracking(factor=5)
+    >>> with np.errstate(all="ignore"):
+    ...     h = model.fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=10.0), epochs=30,
+    ...                   batch_size=len(x), callbacks=[bt], verbose=0)
+    >>> [round(lr, 2) for _, _, lr in bt.rollbacks][:2], h["loss"][-1] < h["loss"][0]
+    ([2.0, 0.4], True)
     """
 
     def __init__(self, *, factor: float = 5.0, every: int | None = None, tolerance: float = 0.0, min_lr: float = 1e-8) -> None:
-        if factor <= 1:
-            raise ValueError(f"Backtracking: factor must be > 1; got {factor}")
-        if every is not None and every < 1:
-            raise ValueError(f"Backtracking: every must be None (per epoch) or >= 1 batches; got {every}")
-        self.factor, self.every, self.tolerance, self.min_lr = factor, every, tolerance, min_lr
-        self.rollbacks: list[tuple[int, int | None, float]] = []  # (epoch, batch or None, new lr)
+        self.factor = _number("Backtracking", "factor", factor, lambda v: v > 1, "a number > 1")
+        self.every = None if every is None else check_int("Backtracking", "every", every)
+        self.tolerance = _number("Backtracking", "tolerance", tolerance)
+        self.min_lr = _number("Backtracking", "min_lr", min_lr, lambda v: v >= 0, "a finite number >= 0")
+        self.rollbacks: list[tuple[int, int | None, float]] = []
+        self._reset()
 
-    def on_train_begin(self, logs: dict[str, Any]) -> None:
-        self._snapshot = Snapshot(self.model, self.optimizer)
-        self._previous: float | None = None
+    def _reset(self) -> None:
+        self._good: Snapshot | None = None  # the weights and optimizer state of the last period judged good
+        self._candidate: Snapshot | None = None  # those at the start of the current period
+        self._previous: float | None = None  # the last good period's loss
         self._window: list[float] = []
+        self._spoiled = False  # a NaN rolled the epoch back: it is not judged
         self._epoch = 0
+        self._snapshots: dict[str, Any] = {}
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self._reset()
+        self.rollbacks = []
+        self._good = Snapshot(self.model, self.optimizer)
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._epoch = epoch
+        if self.every is None and self._candidate is None:  # kept when a resume re-enters the epoch
+            self._candidate = Snapshot(self.model, self.optimizer)
 
-    def state_dict(self) -> dict[str, Any]:
-        """The loss to beat and the current window (the last good weights are the ones a resume starts from)."""
-        return {"previous": self._previous, "window": list(self._window), "rollbacks": [list(r) for r in self.rollbacks]}
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        super().on_train_batch_begin(batch, logs)
+        if self.every is not None and self._candidate is None:
+            self._candidate = Snapshot(self.model, self.optimizer)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._previous, self._window = state["previous"], list(state["window"])
-        self.rollbacks = [tuple(r) for r in state["rollbacks"]]
-
-    def on_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        super().on_train_batch_end(batch, logs)
         if self.every is None:
             return
-        self._window.append(logs["loss"])
+        self._window.append(float(_logs(logs)["loss"]))
         if len(self._window) == self.every:
             self._judge(sum(self._window) / self.every, batch)
-            self._window = []
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        if self.every is None:
-            self._judge(logs["loss"], None)
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        if self.every is not None:
+            return
+        if self._spoiled:
+            self._spoiled, self._candidate = False, None
+        else:
+            self._judge(float(_logs(logs)["loss"]), None)
 
     def on_nonfinite_loss(self, epoch: int, batch: int, loss: float) -> bool:
-        self._window = []
+        self._window, self._candidate = [], None
+        self._spoiled = self.every is None
         self._roll_back(batch)
         return True
 
@@ -661,14 +699,51 @@ class Backtracking(Callback):
         if self._previous is not None and mean > self._previous * (1 + self.tolerance):
             self._roll_back(batch)
         else:
-            self._previous = mean
-            self._snapshot = Snapshot(self.model, self.optimizer)
+            self._previous, self._good = mean, self._candidate
+        self._window, self._candidate = [], None
 
     def _roll_back(self, batch: int | None) -> None:
-        self._snapshot.restore(self.model, self.optimizer)
+        self._good.restore(self.model, self.optimizer)
         lr = self.optimizer.lr / self.factor
         if lr < self.min_lr:
             self.model.stop_training = True
             return
         self.optimizer.lr = lr
         self.rollbacks.append((self._epoch, batch, lr))
+
+    # -- training checkpoints ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The loss to beat, the period so far and the snapshots' non-array state (their arrays: :meth:`state_tensors`)."""
+        snapshots = {name: snap.to_state(name)[0] for name, snap in self._named_snapshots().items()}
+        return {
+            "previous": self._previous,
+            "window": list(self._window),
+            "spoiled": self._spoiled,
+            "epoch": self._epoch,
+            "rollbacks": [list(r) for r in self.rollbacks],
+            "snapshots": snapshots,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._previous, self._window = state["previous"], list(state["window"])
+        self._spoiled, self._epoch = state.get("spoiled", False), state.get("epoch", 0)
+        self.rollbacks = [tuple(r) for r in state["rollbacks"]]
+        self._snapshots = state.get("snapshots", {})  # rebuilt with their arrays by load_state_tensors
+
+    def state_tensors(self) -> dict[str, Any]:
+        """The arrays of the last good snapshot and of the current period's candidate."""
+        tensors: dict[str, Any] = {}
+        for name, snap in self._named_snapshots().items():
+            tensors.update(snap.to_state(name)[1])
+        return tensors
+
+    def load_state_tensors(self, tensors: dict[str, Any]) -> None:
+        snaps = {name: Snapshot.from_state(name, meta, tensors) for name, meta in self._snapshots.items()}
+        if "good" in snaps:  # a checkpoint written before the snapshots were saved keeps the one on_train_begin took
+            self._good = snaps["good"]
+        self._candidate = snaps.get("candidate")
+        self._snapshots = {}
+
+    def _named_snapshots(self) -> dict[str, Snapshot]:
+        named = {"good": self._good, "candidate": self._candidate}
+        return {name: snap for name, snap in named.items() if snap is not None}
