@@ -577,7 +577,7 @@ class ModelCheckpoint(_Monitor):
                 "for mid-epoch training checkpoints use fit(checkpoint=DIR, checkpoint_every=N)"
             )
         self.filepath = os.fspath(filepath)
-        self.keys = _template_keys("ModelCheckpoint", "filepath", self.filepath)
+        self._keys = _template_keys("ModelCheckpoint", "filepath", self.filepath)
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
         self.save_freq = save_freq
@@ -597,7 +597,7 @@ class ModelCheckpoint(_Monitor):
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = _logs(logs)
-        missing = [k for k in self.keys if k != "epoch" and k not in logs]
+        missing = [k for k in self._keys if k != "epoch" and k not in logs]
         if missing:
             hint = " (pass validation_data to fit)" if any(k.startswith("val_") for k in missing) else ""
             raise KeyError(
