@@ -9,6 +9,7 @@ the two in step. Rows run with NumPy as the global backend unless they build els
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 import portnn as pn
+from portnn.callbacks import CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint
 from portnn.layers import (
     BatchNorm1d,
     BatchNorm2d,
@@ -32,11 +34,13 @@ from portnn.layers import (
     Softmax,
     Tanh,
 )
+from portnn.optim import schedules
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "input-validation.md"
 CE, MSE, BCE = pn.losses.CrossEntropy, pn.losses.MSE, pn.losses.BinaryCrossEntropy
 X = np.random.default_rng(0).normal(size=(10, 4))
 Y = np.arange(10) % 3
+NOWHERE = Path(tempfile.gettempdir())  # rows that name a file never write it: they are refused first
 
 
 def net() -> pn.Sequential:
@@ -241,6 +245,51 @@ ROWS = [
         r"got type", r"pass an instance"),
     row("callbacks-not-a-list", lambda: fit(callbacks=pn.callbacks.EarlyStopping()), TypeError,
         r"callbacks must be a list", r"got a single EarlyStopping", r"callbacks=\[...\]"),
+    # -- callbacks and learning-rate schedules ----------------------------------------------
+    row("lambda-callback-unknown-hook", lambda: LambdaCallback(on_epoch_ending=print), TypeError,
+        r"LambdaCallback: unknown hooks \['on_epoch_ending'\]", r"choose from \[.*'on_train_batch_end'"),
+    row("early-stopping-patience", lambda: EarlyStopping(patience=-1), ValueError,
+        r"EarlyStopping: patience must be an integer >= 0; got -1"),
+    row("checkpoint-positional-field", lambda: ModelCheckpoint("w-{}.safetensors"), ValueError,
+        r"ModelCheckpoint: filepath 'w-\{\}.safetensors' has a positional field \{\}", r"e.g. \{epoch:02d\}"),
+    row("checkpoint-format-spec", lambda: ModelCheckpoint("w-{loss:d}.safetensors"), ValueError,
+        r"ModelCheckpoint: filepath 'w-\{loss:d\}.safetensors' cannot be formatted with numbers", r"format code 'd'"),
+    row("checkpoint-save-freq", lambda: ModelCheckpoint("w.safetensors", save_freq=100), ValueError,
+        r"ModelCheckpoint: save_freq must be 'epoch'", r"got 100", r"checkpoint_every"),
+    row("checkpoint-missing-log-key", lambda: fit(callbacks=[ModelCheckpoint(NOWHERE / "w-{val_loss:.2f}.safetensors")]),
+        KeyError, r"ModelCheckpoint: filepath '.*w-\{val_loss:.2f\}.safetensors' names \['val_loss'\]",
+        r"they hold \['accuracy', 'loss', 'lr'\]", r"pass validation_data to fit"),
+    row("csv-logger-folder", lambda: CSVLogger(DOC.parent), ValueError,
+        r"CSVLogger: filename '.*docs' is a folder", r"give a file in it, e.g. '.*log.csv'"),
+    row("csv-logger-below-a-file", lambda: CSVLogger(DOC / "log.csv"), ValueError,
+        r"CSVLogger: cannot write '.*input-validation.md/log.csv'", r"is a file, not a folder"),
+    row("csv-logger-separator", lambda: CSVLogger(NOWHERE / "log.csv", separator=", "), ValueError,
+        r"CSVLogger: separator must be one character", r"got ', '"),
+    row("schedule-interval", lambda: schedules.StepLR(step_size=2, interval="batch"), ValueError,
+        r"StepLR: interval must be 'epoch' \(a rate per epoch\) or 'step' \(a rate per batch\); got 'batch'"),
+    row("schedule-given-a-model", lambda: schedules.ExponentialLR(net(), gamma=0.9), TypeError,
+        r"ExponentialLR: optimizer must be a portnn optimizer", r"got Sequential", r"in fit, leave it out"),
+    row("schedule-step-without-optimizer", lambda: schedules.StepLR(step_size=2).step(), RuntimeError,
+        r"StepLR has no optimizer: build it as StepLR\(optimizer, ...\)"),
+    row("cosine-warmup-too-long", lambda: schedules.CosineAnnealingLR(T_max=3, warmup_epochs=3), ValueError,
+        r"CosineAnnealingLR: need warmup_epochs < T_max; got T_max=3, warmup_epochs=3"),
+    row("linear-lr-start-factor", lambda: schedules.LinearLR(start_factor=0), ValueError,
+        r"LinearLR: start_factor must be a number in \(0, 1\]; got 0"),
+    row("one-cycle-no-length", lambda: schedules.OneCycleLR(max_lr=0.1, epochs=3), ValueError,
+        r"OneCycleLR: give total_steps, or epochs and steps_per_epoch", r"steps_per_epoch=None"),
+    row("one-cycle-empty-phase", lambda: schedules.OneCycleLR(max_lr=0.1, total_steps=10, pct_start=0.1), ValueError,
+        r"OneCycleLR: pct_start=0.1 with total_steps=10 leaves a phase without steps"),
+    row("one-cycle-no-momentum", lambda: fit(optimizer=pn.optim.Adagrad(lr=0.1),
+        callbacks=[schedules.OneCycleLR(max_lr=0.1, total_steps=5)]), ValueError,
+        r"OneCycleLR: cycle_momentum=True needs an optimizer with a momentum", r"AdaGrad has neither",
+        r"pass cycle_momentum=False"),
+    row("one-cycle-past-total-steps", lambda: fit(epochs=6, optimizer=pn.optim.SGD(lr=0.1, momentum=0.9),
+        callbacks=[schedules.OneCycleLR(max_lr=0.1, total_steps=5, pct_start=0.5)]), ValueError,
+        r"OneCycleLR: fit reached batch 6 of a cycle of total_steps=5", r"covers every batch"),
+    row("plateau-factor", lambda: schedules.ReduceLROnPlateau(factor=1.5), ValueError,
+        r"ReduceLROnPlateau: factor must be a number in \(0, 1\); got 1.5"),
+    row("backtracking-factor", lambda: schedules.Backtracking(factor=1), ValueError,
+        r"Backtracking: factor must be a number > 1; got 1"),
     # -- optimizers ------------------------------------------------------------------------
     row("lr-zero", lambda: pn.optim.SGD(lr=0), ValueError, r"SGD: lr must be a positive number; got 0"),
     row("lr-nan", lambda: pn.optim.Adam(lr=float("nan")), ValueError,

@@ -239,8 +239,9 @@ def _interrupted_then_resumed(tmp_path, make_callbacks, *, epochs=6, interrupt=2
     "make_callbacks",
     [
         lambda: [pn.optim.schedules.ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=10.0)],
-        lambda: [pn.callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)],
-        lambda: [pn.callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0, restore_best_weights=True)],
+        # patience 2 (Keras's counting: stop when wait >= patience) stops after epoch 3, past the interrupt at step 25
+        lambda: [pn.callbacks.EarlyStopping(monitor="val_loss", patience=2, min_delta=10.0)],
+        lambda: [pn.callbacks.EarlyStopping(monitor="val_loss", patience=2, min_delta=10.0, restore_best_weights=True)],
         lambda: [pn.optim.schedules.Backtracking(tolerance=-0.5)],
     ],
     ids=["ReduceLROnPlateau", "EarlyStopping", "EarlyStopping-restore-best", "Backtracking"],
