@@ -810,6 +810,14 @@ class Trainer:
                 f"{name}: x has shape {tuple(X.shape)}: its examples hold no values (a 0-sized axis); "
                 "check how the features were selected"
             )
+        first = self.layers[0] if self.layers else None
+        if getattr(getattr(first, "input_spec", None), "dtype", None) == "integral":  # indices (an embedding)
+            if not xp.isdtype(X.dtype, "integral"):
+                raise TypeError(
+                    f"{name}: x has dtype {dtype_name(X.dtype)}, but the first layer ({first!r}) takes integer "
+                    "indices; pass x as integers (e.g. x.astype('int64'))"
+                )
+            return self._checked_x(X, where)
         target = getattr(xp, self.dtype)
         if X.dtype != target:
             if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral") or X.dtype == xp.bool):
@@ -818,6 +826,9 @@ class Trainer:
         bad = _count_nonfinite(xp, X)
         if bad:
             raise ValueError(f"{name}: x holds {bad} NaN or infinite values; clean or impute them first")
+        return self._checked_x(X, where)
+
+    def _checked_x(self, X: Any, where: str) -> Any:
         self.check_input_shape(tuple(X.shape), where)
         return X
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from array_api_compat import array_namespace
 
 import portnn as pn
 from portnn.layers import Linear, ReLU
@@ -165,3 +166,39 @@ def test_train_step_outside_fit_reduces_nothing() -> None:
     value, y_pred = model.train_step(model._ingest_x(x, "train_step"), np.asarray(y), pn.losses.CrossEntropy(), opt)
     assert float(value) > 0 and tuple(y_pred.shape) == (8, 3)
     assert isinstance(model._strategy, LocalStrategy)
+
+
+class Lookup(pn.layers.Layer):
+    """A user's embedding written as a layer would be: integer indices in, rows of a table out (one-hot product)."""
+
+    input_spec = pn.layers.InputSpec(("batch",), dtype="integral")
+
+    def __init__(self, num: int, dim: int) -> None:
+        super().__init__()
+        self.num, self.dim = num, dim
+        table = np.random.default_rng(0).normal(size=(num, dim)).astype(np.float32)
+        backend = pn.get_backend()
+        self.table = self.add_parameter("table", backend.adapter.from_numpy(table, backend.device))
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (input_shape[0], self.dim)
+
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Any]:
+        hot = pn.functional.losses.one_hot(x, self.num, self.table.data.dtype)
+        xp = array_namespace(hot)
+
+        def backward(dy: Any) -> None:
+            self.table.accumulate(xp.matmul(xp.permute_dims(hot, (1, 0)), dy))  # repeated indices add up
+
+        return xp.matmul(hot, self.table.data), backward
+
+
+def test_a_first_layer_that_takes_integer_indices_gets_them_from_fit_and_predict(case: Any) -> None:
+    x = np.array([0, 1, 2, 3, 0, 1, 2, 3] * 4)
+    y = (x % 2).astype(np.int64)
+    model = pn.Sequential([Lookup(4, 2)], seed=0)
+    history = model.fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.5), epochs=20, batch_size=8, verbose=0)
+    assert history["accuracy"][-1] == 1.0
+    assert model.predict(x[:3], to_numpy=True).shape == (3, 2)
+    with pytest.raises(TypeError, match=r"x has dtype float64, but the first layer \(Lookup\(\)\) takes integer indices"):
+        model.predict(x.astype(np.float64))
