@@ -195,7 +195,7 @@ def make_schedule(args: argparse.Namespace) -> list[pn.callbacks.Callback]:
         "none": [],
         "cosine": [schedules.CosineAnnealingLR(T_max=max(args.epochs, 1))],
         "step": [schedules.StepLR(step_size=max(args.epochs // 3, 1), gamma=0.1)],
-        "plateau": [schedules.ReduceLROnPlateau(monitor="loss", factor=0.2, patience=1)],
+        "plateau": [schedules.ReduceLROnPlateau(monitor="loss", factor=0.2, patience=2)],  # Keras counting: as before
         "backtracking": [schedules.Backtracking()],
     }[args.schedule]
 
