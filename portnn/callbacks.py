@@ -38,7 +38,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from . import layers
+from . import layers, serialization
 from ._array import check_int
 
 __all__ = ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "LambdaCallback", "ModelCheckpoint", "Snapshot"]
@@ -104,7 +104,11 @@ class Callback:
         self.on_batch_begin(batch, logs)
 
     def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
-        """After training batch ``batch``: ``logs`` holds its ``loss`` (a float) and ``size``. Calls :meth:`on_batch_end`."""
+        """After training batch ``batch``: ``logs`` holds its ``loss`` (a float) and ``size``. Calls :meth:`on_batch_end`.
+
+        The ``loss`` is this batch's own (Keras 3 passes the epoch's running mean instead); the
+        epoch's mean comes to :meth:`on_epoch_end`.
+        """
         self.on_batch_end(batch, logs)
 
     def on_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
@@ -573,6 +577,17 @@ class ModelCheckpoint(_Monitor):
         self.saved: list[str] = []
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
+        kind = type(self.model).__name__
+        if not hasattr(self.model, "save_weights" if self.save_weights_only else "save"):
+            raise TypeError(
+                f"ModelCheckpoint({self.filepath!r}): a {kind} has no {'save_weights' if self.save_weights_only else 'save'} "
+                "method; give the model one (a Sequential has both) or use fit(checkpoint=DIR) for training checkpoints"
+            )
+        if not self.save_weights_only and serialization.registered_name(self.model) is None:
+            raise TypeError(
+                f"ModelCheckpoint({self.filepath!r}) saves the whole model (model.save), but {kind} is not a class pn.load "
+                "knows; register it with @portnn.serialization.register_model, or pass save_weights_only=True"
+            )
         if not self.save_weights_only:
             foreign = []  # pn.load rebuilds only the classes portnn.layers exports
             for i, layer in enumerate(self.model.layers):
@@ -683,12 +698,11 @@ class CSVLogger(Callback):
         self._bytes = 0  # bytes of the file that belong to this run
         self.rows = 0
         self.keys: list[str] | None = None
-        self._header: str | None = None  # the header of the file continued with append=True
         self._active = False
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self._active = self.is_root
-        self.rows, self.keys, self._header, self._bytes = 0, None, None, 0
+        self.rows, self.keys, self._bytes = 0, None, 0
         if not self._active:
             return
         path = Path(self.filename)
@@ -710,8 +724,6 @@ class CSVLogger(Callback):
                     stacklevel=2,
                 )
             self._bytes = len(kept)
-            if kept:
-                self._header = kept[: kept.find(b"\n")].decode("utf-8").rstrip("\r")
 
     def state_dict(self) -> dict[str, Any]:
         """The rows and bytes this run has written, and the header's keys: a resume cuts the file back to them."""
@@ -728,11 +740,14 @@ class CSVLogger(Callback):
         if self.keys is None:
             self.keys = sorted(logs)
             header = self._line(["epoch", *self.keys])
-            if self._header is None:
+            with open(self.filename, "rb") as f:  # what the file holds of this run's bytes (a resume cuts the rest)
+                kept = f.read(self._bytes)
+            existing = kept[: kept.find(b"\n")].decode("utf-8").rstrip("\r") if kept else None
+            if existing is None:
                 lines.append(header)
-            elif self._header != header.rstrip("\n"):
+            elif existing != header.rstrip("\n"):
                 raise ValueError(
-                    f"CSVLogger(append=True): {self.filename!r} has the header {self._header!r}, this run writes "
+                    f"CSVLogger(append=True): {self.filename!r} has the header {existing!r}, this run writes "
                     f"{header.rstrip()!r}; log to another file or pass append=False to overwrite it"
                 )
         lines.append(self._line([epoch, *(_cell(logs.get(k, "NA")) for k in self.keys)]))

@@ -186,10 +186,13 @@ def register_model(cls: _Class) -> _Class:
     return cls
 
 
-def _model_class(model: ModelLike) -> str | None:
-    """The name under which ``model``'s class is registered, None when it is not."""
+def registered_name(model: Any) -> str | None:
+    """The name under which ``model``'s class is registered for :func:`load`; None when it is not (``save`` refuses it)."""
     name = type(model).__name__
     return name if _MODELS.get(name) is type(model) else None
+
+
+_model_class = registered_name
 
 
 # -- layers ----------------------------------------------------------------------------
@@ -235,8 +238,8 @@ def _common_meta(model: ModelLike) -> dict[str, Any]:
         "model_class": type(model).__name__,
         "dtype": model.dtype,
         "backend": str(model.backend),
-        "input_shape": None if model.input_shape is None else list(model.input_shape[1:]),
-        "layer_names": [layer.name for layer in model.layers],
+        "input_shape": None if getattr(model, "input_shape", None) is None else list(model.input_shape[1:]),
+        "layer_names": [layer.name for layer in getattr(model, "layers", ())],
     }
 
 

@@ -65,7 +65,9 @@ class Evaluation(tuple):
 
     As in Keras, ``loss, accuracy = model.evaluate(x, y)`` unpacks the values in that order;
     ``result["accuracy"]``, ``result.keys()``, ``result.items()`` and ``dict(result)`` read them
-    by name. Iterating gives the values (it is a tuple), not the names as a dict would.
+    by name; ``"accuracy" in result`` asks for a name. Iterating gives the values (it is a tuple),
+    not the names as a dict would. A result that holds only the loss (a regression) also reads as
+    that number: ``float(result)``, ``f"{result:.3f}"``.
 
     Examples
     --------
@@ -100,6 +102,22 @@ class Evaluation(tuple):
 
     def get(self, key: str, default: Any = None) -> Any:
         return self[key] if key in self._names else default
+
+    def __contains__(self, key: object) -> bool:
+        """``"accuracy" in result`` asks for a name, as a dict would."""
+        return key in self._names
+
+    def __getnewargs__(self) -> tuple[dict[str, float]]:  # pickle and copy rebuild it from the names and values
+        return (dict(self.items()),)
+
+    def __float__(self) -> float:
+        """The value of a result that holds only the loss (Keras returns a bare number then)."""
+        if len(self) != 1:
+            raise TypeError(f"float() of evaluate's result needs one value; it has {list(self._names)}: pick one by name")
+        return float(tuple.__getitem__(self, 0))
+
+    def __format__(self, spec: str) -> str:
+        return format(float(self), spec) if spec and len(self) == 1 else super().__format__(spec)
 
     def __repr__(self) -> str:
         return "Evaluation(" + ", ".join(f"{k}={v!r}" for k, v in self.items()) + ")"
@@ -534,8 +552,9 @@ class Trainer:
             without a checkpoint yet starts from the beginning, so the same command serves the
             first run and the restarts.
         distributed
-            None (default) or False: this process alone. True (``pn.distributed.world()``) or a
-            :class:`portnn.distributed.Communicator`: data-parallel training across MPI ranks
+            None (default) or False: this process alone (or a :class:`LocalStrategy`). True
+            (``pn.distributed.world()``), a :class:`portnn.distributed.Communicator` or a
+            :class:`portnn.distributed.DataParallel` strategy: data-parallel training across MPI ranks
             (launch with ``mpiexec -n N``). Every rank passes the same data and arguments; rank 0's
             weights and shuffling state are broadcast, each step's global batch of
             ``N * batch_size`` examples is split between the ranks, and the gradients are summed
@@ -592,7 +611,7 @@ class Trainer:
         verbose = resolve_verbose(verbose)
         callback_list = CallbackList(callbacks)
         X, Y = self._ingest(x, y, loss, "fit")
-        val = self._ingest(*_pair(validation_data), loss, "fit validation_data") if validation_data is not None else None
+        val = self._ingest(*_pair(where, validation_data), loss, "fit validation_data") if validation_data is not None else None
         _check_batches(self, X.shape[0], batch_size, strategy.size, drop_last)
         self._loss, self._optimizer = loss, optimizer  # only once everything given was found good
         params = self.parameters()
@@ -859,8 +878,12 @@ def _strategy_for(distributed: Any) -> Any:
     """``fit``'s ``distributed`` argument as a strategy; no collective yet."""
     if distributed is None or distributed is False:
         return LocalStrategy()
+    if isinstance(distributed, LocalStrategy):
+        return distributed
     from . import distributed as _distributed
 
+    if isinstance(distributed, _distributed.DataParallel):
+        return distributed
     return _distributed.DataParallel(_distributed.resolve(distributed))
 
 
@@ -898,10 +921,10 @@ def _count_nonfinite(xp: Any, a: Any) -> int:
     return int(xp.count_nonzero(~xp.isfinite(a)))  # also 0 when only the sum overflowed
 
 
-def _pair(data: Any) -> tuple[Any, Any]:
+def _pair(where: str, data: Any) -> tuple[Any, Any]:
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         got = f"a {type(data).__name__} of length {len(data)}" if isinstance(data, (tuple, list)) else f"a {type(data).__name__}"
-        raise TypeError(f"Sequential.fit: validation_data must be a pair (x_val, y_val); got {got}")
+        raise TypeError(f"{where}: validation_data must be a pair (x_val, y_val); got {got}")
     return data[0], data[1]
 
 

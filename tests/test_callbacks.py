@@ -452,6 +452,23 @@ def test_csv_logger_resumes_to_the_file_of_an_uninterrupted_run(case: Any, tmp_p
     assert without_column(resumed, "epoch_time").encode() == without_column(reference, "epoch_time").encode()
 
 
+def test_csv_logger_with_append_keeps_its_header_when_resumed_from_before_its_first_row(tmp_path: Path) -> None:
+    """The checkpoint was taken mid-epoch 0 (no row yet), the run then wrote header and row 0 and died: the resumed run
+    cuts the file back to nothing and must write the header again (it judged the header from the whole file before)."""
+    x, y = quadrants(60)
+    fit = dict(loss=CE(), epochs=2, batch_size=10, verbose=0)
+    net().fit(x, y, optimizer=pn.optim.SGD(lr=0.3), callbacks=[CSVLogger(tmp_path / "reference.csv")], **fit)
+    run = dict(checkpoint=tmp_path / "ck", checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        net().fit(x, y, optimizer=pn.optim.SGD(lr=0.3), callbacks=[CSVLogger(tmp_path / "run.csv", append=True),
+                  InterruptAfterEpoch(0)], **run, **fit)  # fmt: skip
+    assert [r[0] for r in read_csv(tmp_path / "run.csv")] == ["epoch", "0"]
+    net().fit(x, y, optimizer=pn.optim.SGD(lr=0.3), callbacks=[CSVLogger(tmp_path / "run.csv", append=True)],
+              resume=tmp_path / "ck", **run, **fit)  # fmt: skip
+    assert [r[0] for r in read_csv(tmp_path / "run.csv")] == ["epoch", "0", "1"]
+    assert (tmp_path / "run.csv").read_bytes() == (tmp_path / "reference.csv").read_bytes()
+
+
 def test_csv_logger_refuses_a_bad_path_before_training(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"CSVLogger: filename '.*' is a folder; give a file in it, e.g. '.*log.csv'"):
         CSVLogger(tmp_path)
@@ -482,3 +499,19 @@ def test_csv_logger_refuses_a_read_only_folder(tmp_path: Path) -> None:
             CSVLogger(folder / "log.csv")
     finally:
         folder.chmod(0o700)
+
+
+def test_model_checkpoint_refuses_a_model_it_cannot_save_before_training(tmp_path: Path) -> None:
+    class Mine(pn.Sequential):  # not registered: pn.load could not rebuild it
+        pass
+
+    x, y = quadrants(20)
+    model = Mine([Linear(2, 4)], seed=0)
+    before = pn.to_numpy(model.layers[0].weight.data).copy()
+    with pytest.raises(TypeError, match=r"saves the whole model \(model.save\), but Mine is not a class pn.load knows"):
+        model.fit(x, y, loss=CE(), optimizer=pn.optim.SGD(lr=0.3), callbacks=[ModelCheckpoint(tmp_path / "m.safetensors")],
+                  verbose=0)  # fmt: skip
+    assert np.array_equal(pn.to_numpy(model.layers[0].weight.data), before) and not list(tmp_path.iterdir())
+    model.fit(x, y, loss=CE(), optimizer=pn.optim.SGD(lr=0.3), verbose=0,
+              callbacks=[ModelCheckpoint(tmp_path / "w.safetensors", save_weights_only=True)])  # fmt: skip
+    assert (tmp_path / "w.safetensors").exists()

@@ -448,3 +448,20 @@ def test_backtracking_resumes_bit_identically_mid_epoch(case: Any, tmp_path: Pat
     assert_bit_identical(host_state(reference), host_state(resumed))
     assert history.history["loss"] == ref_history.history["loss"] and history.history["lr"] == ref_history.history["lr"]
     assert cbs[0].rollbacks == ref_cbs[0].rollbacks
+
+
+def test_cosine_in_fit_holds_at_eta_min_after_t_max_as_it_always_did() -> None:
+    """Stepped by hand it climbs back as PyTorch's does; inside fit (epoch interval) it keeps its old clamp."""
+    x, y = np.random.default_rng(0).normal(size=(20, 2)), np.arange(20) % 2
+    model = pn.Sequential([pn.layers.Linear(2, 2)], seed=0)
+    history = model.fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=5, verbose=0,
+                        callbacks=[pn.optim.schedules.CosineAnnealingLR(T_max=2)])  # fmt: skip
+    assert history["lr"] == pytest.approx([0.1, 0.05, 0.0, 0.0, 0.0], abs=1e-15)
+
+
+def test_a_schedule_given_to_evaluate_or_predict_of_a_model_never_compiled_is_harmless() -> None:
+    x, y = np.random.default_rng(0).normal(size=(8, 2)), np.arange(8) % 2
+    model = pn.Sequential([pn.layers.Linear(2, 2)], seed=0)
+    for schedule in (pn.optim.schedules.StepLR(step_size=1), pn.optim.schedules.OneCycleLR(max_lr=0.1, total_steps=10)):
+        model.evaluate(x, y, loss=pn.losses.CrossEntropy(), callbacks=[schedule])
+        assert model.predict(x, callbacks=[schedule], to_numpy=True).shape == (8, 2)

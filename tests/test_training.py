@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from typing import Any
 
 import numpy as np
@@ -75,9 +77,15 @@ def test_evaluate_unpacks_as_in_keras_and_reads_by_name(case: Any) -> None:
     assert repr(result).startswith("Evaluation(loss=")
     with pytest.raises(KeyError, match=r"evaluate's result has \['loss', 'accuracy'\]; got 'acc'"):
         result["acc"]
+    assert "accuracy" in result and "acc" not in result and loss not in result  # names, as a dict
+    for again in (pickle.loads(pickle.dumps(result)), copy.copy(result), copy.deepcopy(result)):
+        assert again == result and again.keys() == result.keys() and isinstance(again, Evaluation)
+    with pytest.raises(TypeError, match=r"float\(\) of evaluate's result needs one value; it has \['loss', 'accuracy'\]"):
+        float(result)
     regression = pn.Sequential([Linear(4, 1)], seed=0)
-    (only,) = regression.evaluate(x, x[:, :1], loss=pn.losses.MSE())
-    assert only == regression.evaluate(x, x[:, :1], loss=pn.losses.MSE())["loss"]
+    only = regression.evaluate(x, x[:, :1], loss=pn.losses.MSE())
+    (value,) = only
+    assert value == only["loss"] == float(only) and f"{only:.3f}" == f"{value:.3f}"
 
 
 def test_predict_returns_the_backend_array_or_a_host_copy_in_one_call(case: Any) -> None:

@@ -136,7 +136,8 @@ class LRScheduler(Callback):
     # -- fit ------------------------------------------------------------------------------
     def set_context(self, model: Any, optimizer: Any, *, is_root: bool = True) -> None:
         super().set_context(model, optimizer, is_root=is_root)
-        self._attach(optimizer)
+        if optimizer is not None:  # evaluate/predict of a model never compiled have none: nothing to schedule
+            self._attach(optimizer)
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         if self.interval == "step":
@@ -235,7 +236,8 @@ class CosineAnnealingLR(LRScheduler):
 
     Without warm-up (:math:`w = 0`) this is PyTorch's schedule, value for value, also past
     ``T_max``, where PyTorch's cosine goes on and climbs back to ``base_lr`` at ``2 T_max``:
-    set ``T_max`` to the length of the run. During a warm-up of ``warmup_epochs`` (portnn's
+    set ``T_max`` to the length of the run. Inside ``fit`` the rate holds at ``eta_min`` after
+    ``T_max`` instead (as it always did there). During a warm-up of ``warmup_epochs`` (portnn's
     addition) the rate climbs linearly, :math:`\eta_t = \eta_{base}\,(t + 1)/(w + 1)`.
 
     Parameters
@@ -278,6 +280,10 @@ class CosineAnnealingLR(LRScheduler):
                 "the warm-up must end before the cosine does"
             )
         super().__init__(optimizer, interval=interval)
+
+    def _apply(self, epoch: int, *, in_fit: bool = False) -> None:
+        # in fit the rate holds at eta_min after T_max, as it always did there; step() follows PyTorch's cosine
+        super()._apply(min(epoch, self.T_max) if in_fit else epoch, in_fit=in_fit)
 
     def lr_at(self, epoch: int) -> float:
         w = self.warmup_epochs
@@ -625,6 +631,12 @@ class Backtracking(Callback):
     Do not combine it with a closed-form schedule: both would set the learning rate. Its
     state, both snapshots included, is part of a training checkpoint, so a resumed fit goes
     on exactly as the uninterrupted one.
+
+    With mini-batches a rollback returns to the start of the last good period, so that
+    period's progress is given up too (the loss of weights met mid-period was never measured
+    alone); the rule is exact for full-batch training, as in the write-ups. It holds up to two
+    copies of the weights and optimizer state (the last good one and the candidate), and takes
+    one copy per period: with ``every=1`` that is a copy every step.
 
     Examples
     --------
