@@ -39,7 +39,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from . import layers, serialization
-from ._array import check_int
+from ._checks import check_flag, check_int, check_number
 
 __all__ = ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "LambdaCallback", "ModelCheckpoint", "Snapshot"]
 
@@ -362,8 +362,7 @@ class _Monitor(Callback):
         name = type(self).__name__
         if not isinstance(monitor, str):
             raise TypeError(f"{name}: monitor must be the name of a log entry such as 'val_loss'; got {monitor!r}")
-        if not (isinstance(min_delta, (int, float)) and not isinstance(min_delta, bool) and math.isfinite(min_delta)):
-            raise ValueError(f"{name}: min_delta must be a finite number; got {min_delta!r}")
+        min_delta = check_number(name, "min_delta", min_delta)
         self.monitor = monitor
         self.mode = _mode(name, monitor, mode)
         self.min_delta = abs(min_delta)
@@ -455,10 +454,8 @@ class EarlyStopping(_Monitor):
         super().__init__(monitor, mode, min_delta)
         self.patience = check_int("EarlyStopping", "patience", patience, minimum=0)
         self.start_from_epoch = check_int("EarlyStopping", "start_from_epoch", start_from_epoch, minimum=0)
-        if baseline is not None and not (isinstance(baseline, (int, float)) and not isinstance(baseline, bool)):
-            raise TypeError(f"EarlyStopping: baseline must be a number or None; got {baseline!r}")
-        self.baseline = baseline
-        self.restore_best_weights = bool(restore_best_weights)
+        self.baseline = check_number("EarlyStopping", "baseline", baseline, expected="a finite number or None", allow_none=True)
+        self.restore_best_weights = check_flag("EarlyStopping", "restore_best_weights", restore_best_weights)
         self.wait = 0
         self.stopped_epoch: int | None = None
         self.best_epoch: int | None = None
@@ -571,8 +568,8 @@ class ModelCheckpoint(_Monitor):
             )
         self.filepath = os.fspath(filepath)
         self._keys = _template_keys("ModelCheckpoint", "filepath", self.filepath)
-        self.save_best_only = bool(save_best_only)
-        self.save_weights_only = bool(save_weights_only)
+        self.save_best_only = check_flag("ModelCheckpoint", "save_best_only", save_best_only)
+        self.save_weights_only = check_flag("ModelCheckpoint", "save_weights_only", save_weights_only)
         self.save_freq = save_freq
         self.saved: list[str] = []
 
@@ -693,7 +690,7 @@ class CSVLogger(Callback):
             raise ValueError(f"CSVLogger: separator must be one character (not a quote or a line break); got {separator!r}")
         self.filename = os.fspath(filename)
         self.sep = separator
-        self.append = bool(append)
+        self.append = check_flag("CSVLogger", "append", append)
         _check_writable(Path(self.filename))
         self._bytes = 0  # bytes of the file that belong to this run
         self.rows = 0

@@ -29,6 +29,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from ._checks import check_number
+
 __all__ = [
     "INITIALIZERS",
     "constant",
@@ -50,16 +52,6 @@ __all__ = [
 Initializer = Callable[[Any, tuple[int, ...], int, int], Any]
 
 
-def _finite(where: str, name: str, value: Any) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        x = math.nan
-    if not math.isfinite(x) or isinstance(value, bool):
-        raise ValueError(f"{where}: {name} must be a finite number; got {value!r}")
-    return x
-
-
 def _named(init: Initializer, name: str) -> Initializer:
     init.__name__ = init.__qualname__ = name
     return init
@@ -73,9 +65,7 @@ def normal(std: float = 0.01) -> Initializer:
     >>> import portnn as pn
     >>> layer = pn.layers.Linear(784, 128, init=pn.init.normal(0.2), seed=0)
     """
-    std = _finite("normal", "std", std)
-    if std < 0:
-        raise ValueError(f"normal: std must be >= 0; got {std!r}")
+    std = check_number("normal", "std", std, lambda v: v >= 0, ">= 0")
 
     def init(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
         return rng.normal(0.0, std, shape)
@@ -85,7 +75,7 @@ def normal(std: float = 0.01) -> Initializer:
 
 def uniform(low: float = -0.05, high: float = 0.05) -> Initializer:
     """U(low, high) (Keras's ``RandomUniform`` defaults)."""
-    low, high = _finite("uniform", "low", low), _finite("uniform", "high", high)
+    low, high = check_number("uniform", "low", low), check_number("uniform", "high", high)
     if low > high:
         raise ValueError(f"uniform: low must not exceed high; got low={low!r}, high={high!r}")
 
@@ -97,7 +87,7 @@ def uniform(low: float = -0.05, high: float = 0.05) -> Initializer:
 
 def constant(value: float) -> Initializer:
     """Every entry equal to ``value`` (drawn as U(value, value), so no array library is named)."""
-    value = _finite("constant", "value", value)
+    value = check_number("constant", "value", value)
 
     def init(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
         return rng.uniform(value, value, shape)
@@ -114,7 +104,7 @@ def orthogonal(gain: float = 1.0) -> Initializer:
     (Haar) distributed. The result has orthonormal rows when ``rows <= cols``
     (``W @ W.T = gain² I``), orthonormal columns otherwise (``W.T @ W = gain² I``).
     """
-    gain = _finite("orthogonal", "gain", gain)
+    gain = check_number("orthogonal", "gain", gain)
 
     def init(rng: Any, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Any:
         shape = tuple(shape)

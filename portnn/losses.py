@@ -19,6 +19,7 @@ from typing import Any
 from array_api_compat import array_namespace, size
 
 from ._array import dtype_name, namespace
+from ._checks import check_flag, check_number
 from .functional import losses as FL
 from .layers.activations import Sigmoid, Softmax
 
@@ -32,7 +33,7 @@ class Loss:
     classification = False
 
     def __init__(self, *, reduction: str = "mean") -> None:
-        if reduction not in ("mean", "sum"):
+        if not isinstance(reduction, str) or reduction not in ("mean", "sum"):
             raise ValueError(f"{type(self).__name__}: reduction must be 'mean' or 'sum'; got {reduction!r}")
         self.reduction = reduction
 
@@ -121,9 +122,7 @@ class CrossEntropy(Loss):
 
     def __init__(self, *, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
         super().__init__(reduction=reduction)
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"CrossEntropy: label_smoothing must be in [0, 1); got {label_smoothing}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = check_number("CrossEntropy", "label_smoothing", label_smoothing, lambda v: 0 <= v < 1, "in [0, 1)")
 
     def _forward(self, y_pred: Any, target: Any) -> tuple[Any, Callable[[], Any]]:
         return FL.cross_entropy(y_pred, target, label_smoothing=self.label_smoothing, reduction=self.reduction)
@@ -237,9 +236,7 @@ class BinaryCrossEntropy(Loss):
 
     def __init__(self, *, from_logits: bool = False, reduction: str = "mean") -> None:
         super().__init__(reduction=reduction)
-        if not isinstance(from_logits, bool):
-            raise TypeError(f"BinaryCrossEntropy: from_logits must be True or False; got {from_logits!r}")
-        self.from_logits = from_logits
+        self.from_logits = check_flag("BinaryCrossEntropy", "from_logits", from_logits)
 
     def forward(self, y_pred: Any, target: Any, *, validate: bool = True) -> tuple[Any, Callable[[], Any]]:
         """Return ``(loss, backward)``; ``validate=True`` also checks that probabilities lie in [0, 1] (a sync)."""

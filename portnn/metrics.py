@@ -27,12 +27,12 @@ labels. Pass ``num_classes`` to skip the latter.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 from array_api_compat import device
 
 from ._array import dtype_name, namespace
+from ._checks import check_flag, check_int, check_number
 
 __all__ = [
     "PrecisionRecallF1",
@@ -117,11 +117,7 @@ def _binary_scores(where: str, xp: Any, scores: Any, name: str, threshold: Any, 
     if not xp.isdtype(s.dtype, "real floating"):
         s = xp.astype(s, xp.float32)
     if threshold is not None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-            raise TypeError(
-                f"{where}: threshold must be a finite number (0.0 for logits, 0.5 for probabilities); got {threshold!r}"
-            )
-        return s, float(threshold)
+        return s, threshold  # a float, checked by _options
     if validate and s.shape[0]:
         lo, hi = float(xp.min(s)), float(xp.max(s))
         if lo < 0.0 or hi > 1.0:
@@ -131,6 +127,16 @@ def _binary_scores(where: str, xp: Any, scores: Any, name: str, threshold: Any, 
                 "they look like logits. Pass threshold=0.0 for logits (or apply a sigmoid first)"
             )
     return s, 0.5
+
+
+def _options(where: str, threshold: Any, validate: Any, num_classes: Any = None) -> tuple[float | None, bool, int | None]:
+    """The keyword arguments every metric takes, checked before any array is read: ``(threshold, validate, num_classes)``."""
+    threshold = check_number(
+        where, "threshold", threshold, expected="a finite number (0.0 for logits, 0.5 for probabilities)", allow_none=True
+    )
+    validate = check_flag(where, "validate", validate)
+    num_classes = check_int(where, "num_classes", num_classes, expected="a positive int or None", allow_none=True)
+    return threshold, validate, num_classes
 
 
 def _no_threshold(where: str, threshold: Any, y_pred: Any) -> None:
@@ -176,9 +182,7 @@ def _float_dtype(xp: Any, a: Any) -> Any:
 
 
 def _num_classes(where: str, xp: Any, y_true: Any, labels: Any, num_classes: Any, score_classes: int | None) -> int:
-    if num_classes is not None:
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"{where}: num_classes must be a positive int or None; got {num_classes!r}")
+    if num_classes is not None:  # checked by _options
         if score_classes is not None and num_classes != score_classes:
             raise ValueError(
                 f"{where}: num_classes={num_classes} but y_pred holds scores for {score_classes} classes; "
@@ -261,6 +265,7 @@ def accuracy(y_true: Any, y_pred: Any, *, threshold: float | None = None, valida
     0.75
     """
     where = "accuracy"
+    threshold, validate, _ = _options(where, threshold, validate)
     xp, labels, score_classes, fdt = _predictions(where, y_true, y_pred, threshold, validate)
     n = int(y_true.shape[0])
     if n == 0:
@@ -314,6 +319,8 @@ def top_k_accuracy(y_true: Any, scores: Any, *, k: int = 5, threshold: float | N
     0.5
     """
     where = "top_k_accuracy"
+    threshold, validate, _ = _options(where, threshold, validate)
+    k = check_int(where, "k", k, minimum=None, expected="an int in 1..C (C classes of scores)")  # the range once C is known
     xp = _common(where, y_true, scores, "scores")
     if _is_binary(xp, scores):
         s, t = _binary_scores(where, xp, scores, "scores", threshold, validate)
@@ -322,7 +329,7 @@ def top_k_accuracy(y_true: Any, scores: Any, *, k: int = 5, threshold: float | N
         _no_threshold(where, threshold, scores)
         _check_scores(where, xp, scores, "scores")
     c = int(scores.shape[1])
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= c:
+    if not 1 <= k <= c:
         raise ValueError(f"{where}: k must be an int in 1..{c} for scores of shape {_shape(scores)}; got k={k!r}")
     n = int(y_true.shape[0])
     if n == 0:
@@ -387,6 +394,7 @@ def confusion_matrix(
            [1, 1]])
     """
     where = "confusion_matrix"
+    threshold, validate, num_classes = _options(where, threshold, validate, num_classes)
     xp, labels, score_classes, _ = _predictions(where, y_true, y_pred, threshold, validate)
     c = _num_classes(where, xp, y_true, labels, num_classes, score_classes)
     if validate:
@@ -474,8 +482,9 @@ def precision_recall_f1(
 def _precision_recall_f1(
     where: str, y_true: Any, y_pred: Any, num_classes: int | None, average: str | None, threshold: Any, validate: bool
 ) -> PrecisionRecallF1:
-    if average not in AVERAGES:
+    if not (average is None or isinstance(average, str)) or average not in AVERAGES:
         raise ValueError(f"{where}: average must be one of {', '.join(map(repr, AVERAGES))}; got {average!r}")
+    threshold, validate, num_classes = _options(where, threshold, validate, num_classes)
     xp, labels, score_classes, fdt = _predictions(where, y_true, y_pred, threshold, validate)
     c = _num_classes(where, xp, y_true, labels, num_classes, score_classes)
     if validate:

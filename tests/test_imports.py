@@ -31,10 +31,11 @@ LOWER_MAY_IMPORT: dict[str, set[str]] = {
     "_version": set(),
     "fileformat": set(),
     "_array": set(),
+    "_checks": set(),
     "backends": {"_array"},
-    "init": set(),
+    "init": {"_checks"},
     "functional": {"_array", "backends"},
-    "layers": {"_array", "backends", "functional", "init"},
+    "layers": {"_array", "_checks", "backends", "functional", "init"},
 }
 UPPER = {
     "model", "training", "serialization", "callbacks", "plot", "report", "diagnostics", "_resume", "_records", "transfer",

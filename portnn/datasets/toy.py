@@ -18,13 +18,11 @@ Examples
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 from collections.abc import Callable
 
 import numpy as np
 
-from .._array import check_int
+from .._checks import check_int, check_number, check_seed
 
 __all__ = [
     "DATASETS",
@@ -47,16 +45,17 @@ MAX_BITS = 20
 
 
 def _start(fn: str, n: object, noise: object, seed: object, name: str = "n_per_class") -> tuple[int, float, np.random.Generator]:
-    """The checked count and noise of generator ``fn``, and its random generator seeded with ``seed``."""
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
-        raise ValueError(f"{fn}: noise must be a finite number >= 0 (got {noise!r}); pass e.g. noise=0.1, or 0 for none")
-    return check_int(fn, name, n), float(noise), np.random.default_rng(seed)
+    """The checked count, noise and seed of generator ``fn``, and its random generator seeded with ``seed``."""
+    n = check_int(fn, name, n)
+    noise = check_number(fn, "noise", noise, lambda v: v >= 0, "a finite number >= 0", fix="pass e.g. noise=0.1, or 0 for none")
+    return n, noise, np.random.default_rng(check_seed(fn, "seed", seed))
 
 
 def _check_classes(fn: str, n_classes: object, allowed: str, ok: Callable[[int], bool]) -> int:
-    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or not ok(int(n_classes)):
-        raise ValueError(f"{fn}: n_classes must be {allowed} (got {n_classes!r})")
-    return int(n_classes)
+    k = check_int(fn, "n_classes", n_classes, minimum=None, expected=allowed)
+    if not ok(k):
+        raise ValueError(f"{fn}: n_classes must be {allowed}; got {n_classes!r}")
+    return k
 
 
 def _finish(parts: list[np.ndarray]) -> Dataset:
@@ -362,11 +361,9 @@ def parity_bits(n_bits: int = 8, *, rule: str = "odd") -> Dataset:
     >>> parity_bits(3)[1].tolist()
     [0, 1, 0, 1, 0, 1, 0, 1]
     """
-    if isinstance(n_bits, bool) or not isinstance(n_bits, numbers.Integral) or not 1 <= n_bits <= MAX_BITS:
-        raise ValueError(f"parity_bits: n_bits must be an int from 1 to {MAX_BITS} (got {n_bits!r}); pass e.g. n_bits=8")
+    n_bits = check_int("parity_bits", "n_bits", n_bits, maximum=MAX_BITS, expected=f"an int from 1 to {MAX_BITS} (e.g. n_bits=8)")
     if rule not in ("odd", "xor"):
         raise ValueError(f"parity_bits: rule must be 'odd' (the last bit) or 'xor' (odd number of ones), got {rule!r}")
-    n_bits = int(n_bits)
     ints = np.arange(2**n_bits, dtype=np.int64)
     bits = (ints[:, None] >> np.arange(n_bits - 1, -1, -1)) & 1
     y = bits[:, -1] if rule == "odd" else bits.sum(axis=1) % 2

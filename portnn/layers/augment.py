@@ -7,6 +7,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from .._checks import check_int
 from ..functional.augment import translate
 from .base import InputSpec, RandomLayer
 
@@ -34,10 +35,8 @@ class RandomTranslation(RandomLayer):
     input_spec = InputSpec(("batch", "C", "H", "W"))
 
     def __init__(self, max_shift: int = 2, *, seed: int | None = None) -> None:
-        if not isinstance(max_shift, int) or max_shift < 0:
-            raise ValueError(f"RandomTranslation: max_shift must be an int >= 0; got {max_shift!r}")
+        self.max_shift = check_int("RandomTranslation", "max_shift", max_shift, minimum=0, expected="an int >= 0")
         super().__init__(seed=seed)
-        self.max_shift = max_shift
 
     def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         if not training or self.max_shift == 0:

@@ -15,6 +15,7 @@ from array_api_compat import device as device_of
 from .. import backends
 from .. import init as initializers
 from .._array import dtype_name, namespace, resolve_dtype
+from .._checks import check_flag, check_int, check_seed
 
 __all__ = [
     "Buffer",
@@ -106,7 +107,7 @@ class InputSpec:
 
     def __init__(self, *shapes: tuple[int | str, ...], min_ndim: int = 0, dtype: str = "real floating") -> None:
         self.shapes = tuple(tuple(s) for s in shapes)
-        self.min_ndim = min_ndim
+        self.min_ndim = check_int("InputSpec", "min_ndim", min_ndim, minimum=0)
         self.dtype = dtype
 
     def fits(self, shape: Shape) -> bool:
@@ -193,7 +194,8 @@ class Parameter(Buffer):
     def __init__(self, data: Any, name: str = "", *, trainable: bool = True, regularize: bool | None = None) -> None:
         super().__init__(data, name)
         self.grad: Any = None
-        self.trainable = trainable
+        self.trainable = check_flag("Parameter", "trainable", trainable)
+        regularize = check_flag("Parameter", "regularize", regularize, allow_none=True)
         self.regularize = name == "weight" if regularize is None else regularize
 
     def accumulate(self, g: Any) -> None:
@@ -473,7 +475,8 @@ class RandomLayer(Layer):
 
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__()
-        self.seed = int(backends.host_rng().integers(2**63)) if seed is None else int(seed)
+        seed = check_seed(type(self).__name__, "seed", seed)
+        self.seed = int(backends.host_rng().integers(2**63)) if seed is None else seed
         self._generator: Any = None
         self._generator_for: tuple[str, Any] | None = None
 
@@ -523,6 +526,7 @@ class WeightedLayer(Layer):
 
     def build_weights(self, *, bias: bool, dtype: Any, seed: int | None) -> None:
         """Create ``weight`` (and ``bias``) on the global backend, drawn from a generator seeded with ``seed``."""
+        seed = check_seed(type(self).__name__, "seed", seed)
         backend = self.new_parameter_home(dtype)
         self.weight = self.add_parameter("weight", None)
         self.bias = self.add_parameter("bias", None) if bias else None

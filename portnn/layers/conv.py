@@ -6,7 +6,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..functional.conv import conv2d, pair
+from .._checks import check_flag, check_int, check_int_pair
+from ..functional.conv import conv2d
 from ..init import Initializer, get_initializer
 from .base import InputSpec, Shape, WeightedLayer
 
@@ -73,20 +74,19 @@ class Conv2d(WeightedLayer):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"Conv2d: {name} must be a positive int; got {value!r}")
+        in_channels = check_int("Conv2d", "in_channels", in_channels, expected="a positive int")
+        out_channels = check_int("Conv2d", "out_channels", out_channels, expected="a positive int")
         where = f"Conv2d({in_channels}, {out_channels})"
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = pair(kernel_size, "kernel_size", where=where)
-        self.stride = pair(stride, "stride", where=where)
-        self.padding = pair(padding, "padding", minimum=0, where=where)
-        self.dilation = pair(dilation, "dilation", where=where)
-        self.use_bias = bool(bias)
+        self.kernel_size = check_int_pair(where, "kernel_size", kernel_size)
+        self.stride = check_int_pair(where, "stride", stride)
+        self.padding = check_int_pair(where, "padding", padding, minimum=0)
+        self.dilation = check_int_pair(where, "dilation", dilation)
+        self.use_bias = check_flag(where, "bias", bias)
         self.input_spec = InputSpec(("batch", in_channels, "H", "W"))
         self.init = get_initializer(init, where=f"{where}: ")
-        self.build_weights(bias=bias, dtype=dtype, seed=seed)
+        self.build_weights(bias=self.use_bias, dtype=dtype, seed=seed)
 
     def weight_spec(self) -> tuple[tuple[int, ...], int, int]:
         kh, kw = self.kernel_size

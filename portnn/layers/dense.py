@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import functional as F
+from .._checks import check_flag, check_int
 from ..init import Initializer, get_initializer
 from .base import InputSpec, Shape, WeightedLayer
 
@@ -54,15 +55,14 @@ class Linear(WeightedLayer):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"Linear: {name} must be a positive int; got {value!r}")
+        in_features = check_int("Linear", "in_features", in_features, expected="a positive int")
+        out_features = check_int("Linear", "out_features", out_features, expected="a positive int")
         self.in_features = in_features
         self.out_features = out_features
-        self.use_bias = bias
+        self.use_bias = check_flag("Linear", "bias", bias)
         self.input_spec = InputSpec(("batch", in_features))
         self.init = get_initializer(init, where=f"Linear({in_features}, {out_features}): ")
-        self.build_weights(bias=bias, dtype=dtype, seed=seed)
+        self.build_weights(bias=self.use_bias, dtype=dtype, seed=seed)
 
     def weight_spec(self) -> tuple[tuple[int, ...], int, int]:
         return (self.out_features, self.in_features), self.in_features, self.out_features

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import functional as F
+from .._checks import ArgumentTypeError, as_real
 from ..functional.dropout import check_dropout_p
 from .base import RandomLayer
 
@@ -47,8 +48,12 @@ class Dropout(RandomLayer):
     """
 
     def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
+        if as_real(p) is None:  # not a number (NumPy's count): a TypeError in check_dropout_p's words; it checks the range
+            raise ArgumentTypeError(
+                f"Dropout: p is the probability of zeroing an element, so 0 <= p <= 1; got p={p!r} (a {type(p).__name__})"
+            )
+        self.p = check_dropout_p(as_real(p), where="Dropout")
         super().__init__(seed=seed)
-        self.p = check_dropout_p(p, where="Dropout")
 
     def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         if not training or self.p == 0.0:

@@ -10,6 +10,7 @@ from array_api_compat import device as device_of
 
 from .. import functional as F
 from .._array import dtype_name, resolve_dtype
+from .._checks import check_flag, check_int, check_number
 from .base import InputSpec, Layer, Shape, format_shape
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -40,19 +41,13 @@ class _BatchNorm(Layer):
         dtype: Any = "float32",
     ) -> None:
         super().__init__()
-        if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features <= 0:
-            raise ValueError(f"{type(self).__name__}: num_features must be a positive int; got {num_features!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
-            raise ValueError(f"{type(self).__name__}({num_features}): eps must be a number >= 0; got {eps!r}")
-        if momentum is not None and (
-            isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1
-        ):
-            raise ValueError(f"{type(self).__name__}({num_features}): momentum must be in [0, 1] or None; got {momentum!r}")
+        num_features = check_int(type(self).__name__, "num_features", num_features, expected="a positive int")
+        where = f"{type(self).__name__}({num_features})"
         self.num_features = num_features
-        self.eps = float(eps)
-        self.momentum = None if momentum is None else float(momentum)
-        self.affine = bool(affine)
-        self.track_running_stats = bool(track_running_stats)
+        self.eps = check_number(where, "eps", eps, lambda v: v >= 0, "a number >= 0")
+        self.momentum = check_number(where, "momentum", momentum, lambda v: 0 <= v <= 1, "in [0, 1] or None", allow_none=True)
+        self.affine = check_flag(where, "affine", affine)
+        self.track_running_stats = check_flag(where, "track_running_stats", track_running_stats)
         self.input_spec = InputSpec(*(tuple(num_features if d == "C" else d for d in shape) for shape in self._shapes))
         backend = self.new_parameter_home(dtype)
         dt = resolve_dtype(backend.xp, dtype)

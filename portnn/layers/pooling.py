@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .._checks import check_int_pair
 from ..functional.pooling import avg_pool2d, check_pool2d_args, global_avg_pool2d, max_pool2d, pool2d_output_size, window_problem
 from .base import InputSpec, Layer, Shape
 
@@ -25,7 +26,13 @@ class _Pool2d(_Pooling):
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         super().__init__()
-        self._k, self._s, self._p = check_pool2d_args(kernel_size, stride, padding, where=type(self).__name__)
+        where = type(self).__name__
+        # the kinds (ints, NumPy's too; a TypeError otherwise) here, the ranges and PyTorch's rules by the function
+        check_int_pair(where, "kernel_size", kernel_size)
+        if stride is not None and not (isinstance(stride, (tuple, list)) and len(stride) == 0):
+            check_int_pair(where, "stride", stride)
+        check_int_pair(where, "padding", padding, minimum=0)
+        self._k, self._s, self._p = check_pool2d_args(kernel_size, stride, padding, where=where)
         # as PyTorch: an int where both axes agree, else a pair; stride defaults to kernel_size
         self.kernel_size, self.stride, self.padding = (_compact(v) for v in (self._k, self._s, self._p))
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from .._checks import check_int
 from .base import InputSpec, Layer, Shape
 
 __all__ = ["Flatten"]
@@ -17,10 +18,8 @@ class Flatten(Layer):
 
     def __init__(self, start_dim: int = 1) -> None:
         super().__init__()
-        if start_dim < 1:
-            raise ValueError(f"Flatten: start_dim must be >= 1 (axis 0 is the batch); got {start_dim}")
-        self.start_dim = start_dim
-        self.input_spec = InputSpec(min_ndim=start_dim + 1)
+        self.start_dim = check_int("Flatten", "start_dim", start_dim, expected="an integer >= 1 (axis 0 is the batch)")
+        self.input_spec = InputSpec(min_ndim=self.start_dim + 1)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         rest = input_shape[self.start_dim :]

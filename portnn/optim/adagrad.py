@@ -7,8 +7,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from .._checks import check_number
 from ..layers.base import Parameter
-from ._checks import check_nonnegative
 from .optimizer import Optimizer, scale_add
 
 __all__ = ["AdaGrad", "Adagrad"]
@@ -69,10 +69,12 @@ class AdaGrad(Optimizer):
         eps: float = 1e-10,
     ) -> None:
         name = type(self).__name__
-        self.lr_decay = check_nonnegative(name, "lr_decay", lr_decay)
-        self.weight_decay = check_nonnegative(name, "weight_decay", weight_decay)
-        self.initial_accumulator_value = check_nonnegative(name, "initial_accumulator_value", initial_accumulator_value)
-        self.eps = check_nonnegative(name, "eps", eps)
+        self.lr_decay = check_number(name, "lr_decay", lr_decay, lambda v: v >= 0, "a finite number >= 0")
+        self.weight_decay = check_number(name, "weight_decay", weight_decay, lambda v: v >= 0, "a finite number >= 0")
+        self.initial_accumulator_value = check_number(
+            name, "initial_accumulator_value", initial_accumulator_value, lambda v: v >= 0, "a finite number >= 0"
+        )
+        self.eps = check_number(name, "eps", eps, lambda v: v >= 0, "a finite number >= 0")
         super().__init__(params, lr=lr)
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from .._checks import ArgumentTypeError, as_real, check_flag, check_number
 from ..layers.base import Parameter
-from ._checks import check_betas, check_nonnegative
 from .optimizer import Optimizer, scale_add
 
 __all__ = ["Adam", "AdamW"]
@@ -75,10 +75,10 @@ class Adam(Optimizer):
         amsgrad: bool = False,
     ) -> None:
         name = type(self).__name__
-        self.betas = check_betas(name, betas)
-        self.eps = check_nonnegative(name, "eps", eps)
-        self.weight_decay = check_nonnegative(name, "weight_decay", weight_decay)
-        self.amsgrad = bool(amsgrad)
+        self.betas = _check_betas(name, betas)
+        self.eps = check_number(name, "eps", eps, lambda v: v >= 0, "a finite number >= 0")
+        self.weight_decay = check_number(name, "weight_decay", weight_decay, lambda v: v >= 0, "a finite number >= 0")
+        self.amsgrad = check_flag(name, "amsgrad", amsgrad)
         super().__init__(params, lr=lr)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -112,6 +112,20 @@ class Adam(Optimizer):
         step_size = self.lr / (1 - beta1**step)
         denom = xp.sqrt(v) / (1 - beta2**step) ** 0.5 + self.eps
         p.data = scale_add(p.data, add=-step_size * (m / denom))
+
+
+def _check_betas(owner: str, betas: Any) -> tuple[float, float]:
+    """``betas`` as a pair of floats; a TypeError unless it is a pair of numbers, a ValueError unless both lie in [0, 1)."""
+    message = f"{owner}: betas must be two numbers in [0, 1); got {betas!r}"
+    try:
+        pair = [as_real(b) for b in betas] if not isinstance(betas, (str, bytes)) else []
+    except TypeError:
+        pair = []
+    if len(pair) != 2 or None in pair:
+        raise ArgumentTypeError(message)
+    if not all(0 <= b < 1 for b in pair):  # NaN fails too
+        raise ValueError(message)
+    return pair[0], pair[1]
 
 
 class AdamW(Adam):

@@ -9,6 +9,7 @@ from typing import Any
 from array_api_compat import array_namespace, device
 
 from .. import backends
+from .._checks import check_number
 from ..layers.base import Parameter
 from .optimizer import assign, scale_add
 
@@ -46,7 +47,7 @@ def clip_grad_norm_(parameters: Parameter | Iterable[Parameter], max_norm: float
     parameters
         A Parameter or an iterable of them (``model.parameters()``).
     max_norm
-        Largest allowed global norm (>= 0).
+        Largest allowed global norm (>= 0); ``math.inf`` measures the norm and clips nothing.
     norm_type
         :math:`p` of the norm (> 0), ``math.inf`` for the largest absolute value.
 
@@ -68,11 +69,11 @@ def clip_grad_norm_(parameters: Parameter | Iterable[Parameter], max_norm: float
     array([0.6, 0.8])
     """
     params = _as_list(parameters, "clip_grad_norm_")
-    if not (isinstance(max_norm, (int, float)) and not isinstance(max_norm, bool) and max_norm >= 0):
-        raise ValueError(f"clip_grad_norm_: max_norm must be a number >= 0; got {max_norm!r}")
-    if not (isinstance(norm_type, (int, float)) and not isinstance(norm_type, bool) and norm_type > 0):
-        raise ValueError(f"clip_grad_norm_: norm_type must be a number > 0 (math.inf for the max norm); got {norm_type!r}")
-    norm_type = float(norm_type)
+    no_clip = "math.inf measures the norm without clipping"
+    max_norm = check_number("clip_grad_norm_", "max_norm", max_norm, lambda v: v >= 0, "a number >= 0", fix=no_clip, finite=False)
+    norm_type = check_number(
+        "clip_grad_norm_", "norm_type", norm_type, lambda v: v > 0, "a number > 0 (math.inf for the max norm)", finite=False
+    )
     with_grad = [p for p in params if p.grad is not None]
     if not with_grad:
         # No array to follow: the first parameter decides where the zero lives, else the current backend.
@@ -101,7 +102,7 @@ def clip_grad_value_(parameters: Parameter | Iterable[Parameter], clip_value: fl
     parameters
         A Parameter or an iterable of them (``model.parameters()``).
     clip_value
-        Largest allowed absolute value (>= 0).
+        Largest allowed absolute value (>= 0; ``math.inf`` clips nothing).
 
     Examples
     --------
@@ -114,9 +115,7 @@ def clip_grad_value_(parameters: Parameter | Iterable[Parameter], clip_value: fl
     array([-1. ,  0.5,  1. ])
     """
     params = _as_list(parameters, "clip_grad_value_")
-    if not (isinstance(clip_value, (int, float)) and not isinstance(clip_value, bool) and clip_value >= 0):
-        raise ValueError(f"clip_grad_value_: clip_value must be a number >= 0; got {clip_value!r}")
-    v = float(clip_value)
+    v = check_number("clip_grad_value_", "clip_value", clip_value, lambda c: c >= 0, "a number >= 0", finite=False)
     for p in params:
         if p.grad is None:
             continue

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import backends
+from .._checks import check_number
 from ..layers.base import Parameter
-from ._checks import check_lr
 
 __all__ = ["Optimizer", "assign", "scale_add"]
 
@@ -71,7 +71,9 @@ class Optimizer:
     """
 
     def __init__(self, params: Iterable[Parameter] | None = None, *, lr: float) -> None:
-        self.lr = check_lr(type(self).__name__, lr)
+        self.lr = check_number(
+            type(self).__name__, "lr", lr, lambda v: v > 0, "a positive number", fix="pass a finite step size such as lr=0.01"
+        )
         self.params: list[Parameter] = []
         self.state: dict[int, dict[str, Any]] = {}
         self.step_count = 0

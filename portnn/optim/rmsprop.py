@@ -7,8 +7,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from .._checks import check_flag, check_number
 from ..layers.base import Parameter
-from ._checks import check_nonnegative, check_unit_interval
 from .optimizer import Optimizer, scale_add
 
 __all__ = ["RMSprop"]
@@ -73,11 +73,11 @@ class RMSprop(Optimizer):
         momentum: float = 0.0,
         centered: bool = False,
     ) -> None:
-        self.alpha = check_unit_interval("RMSprop", "alpha", alpha, closed=True)
-        self.eps = check_nonnegative("RMSprop", "eps", eps)
-        self.weight_decay = check_nonnegative("RMSprop", "weight_decay", weight_decay)
-        self.momentum = check_nonnegative("RMSprop", "momentum", momentum)
-        self.centered = bool(centered)
+        self.alpha = check_number("RMSprop", "alpha", alpha, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        self.eps = check_number("RMSprop", "eps", eps, lambda v: v >= 0, "a finite number >= 0")
+        self.weight_decay = check_number("RMSprop", "weight_decay", weight_decay, lambda v: v >= 0, "a finite number >= 0")
+        self.momentum = check_number("RMSprop", "momentum", momentum, lambda v: v >= 0, "a finite number >= 0")
+        self.centered = check_flag("RMSprop", "centered", centered)
         super().__init__(params, lr=lr)
 
     def hyperparameters(self) -> dict[str, Any]:

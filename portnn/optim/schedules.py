@@ -35,10 +35,9 @@ Examples
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
-from .._array import check_int
+from .._checks import check_flag, check_int, check_number
 from ..callbacks import Callback, Logs, Snapshot, _logs, _Monitor
 from .optimizer import Optimizer
 
@@ -54,13 +53,12 @@ __all__ = [
 ]
 
 
-def _number(owner: str, name: str, value: Any, ok: Any = None, expected: str = "a finite number") -> float:
-    """``value`` as a float; ValueError naming ``owner`` unless it is a finite real number for which ``ok`` holds."""
-    if not (
-        isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and (ok is None or ok(value))
-    ):
-        raise ValueError(f"{owner}: {name} must be {expected}; got {value!r}")
-    return float(value)
+def _check_optimizer(name: str, optimizer: Any) -> None:
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"{name}: optimizer must be a portnn optimizer such as pn.optim.SGD(model.parameters(), lr=0.1); "
+            f"got {type(optimizer).__name__}; in fit, leave it out: {name}(...) takes fit's optimizer"
+        )
 
 
 class LRScheduler(Callback):
@@ -91,11 +89,7 @@ class LRScheduler(Callback):
             raise ValueError(
                 f"{name}: interval must be 'epoch' (a rate per epoch) or 'step' (a rate per batch); got {interval!r}"
             )
-        if optimizer is not None and not isinstance(optimizer, Optimizer):
-            raise TypeError(
-                f"{name}: optimizer must be a portnn optimizer such as pn.optim.SGD(model.parameters(), lr=0.1); "
-                f"got {type(optimizer).__name__}; in fit, leave it out: {name}(...) takes fit's optimizer"
-            )
+        _check_optimizer(name, optimizer)
         self.interval = interval
         self.optimizer = optimizer
         self.base_lr: float | None = None
@@ -193,7 +187,7 @@ class StepLR(LRScheduler):
         self, optimizer: Optimizer | None = None, *, step_size: int, gamma: float = 0.1, interval: str = "epoch"
     ) -> None:
         self.step_size = check_int("StepLR", "step_size", step_size)
-        self.gamma = _number("StepLR", "gamma", gamma, lambda g: g > 0, "a positive number")
+        self.gamma = check_number("StepLR", "gamma", gamma, lambda g: g > 0, "a positive number")
         super().__init__(optimizer, interval=interval)
 
     def lr_at(self, epoch: int) -> float:
@@ -222,7 +216,7 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer | None = None, *, gamma: float, interval: str = "epoch") -> None:
-        self.gamma = _number("ExponentialLR", "gamma", gamma, lambda g: g > 0, "a positive number")
+        self.gamma = check_number("ExponentialLR", "gamma", gamma, lambda g: g > 0, "a positive number")
         super().__init__(optimizer, interval=interval)
 
     def lr_at(self, epoch: int) -> float:
@@ -272,7 +266,7 @@ class CosineAnnealingLR(LRScheduler):
         interval: str = "epoch",
     ) -> None:
         self.T_max = check_int("CosineAnnealingLR", "T_max", T_max)
-        self.eta_min = _number("CosineAnnealingLR", "eta_min", eta_min, lambda v: v >= 0, "a finite number >= 0")
+        self.eta_min = check_number("CosineAnnealingLR", "eta_min", eta_min, lambda v: v >= 0, "a finite number >= 0")
         self.warmup_epochs = check_int("CosineAnnealingLR", "warmup_epochs", warmup_epochs, minimum=0)
         if self.warmup_epochs >= self.T_max:
             raise ValueError(
@@ -330,8 +324,8 @@ class LinearLR(LRScheduler):
         total_iters: int = 5,
         interval: str = "epoch",
     ) -> None:
-        self.start_factor = _number("LinearLR", "start_factor", start_factor, lambda v: 0 < v <= 1, "a number in (0, 1]")
-        self.end_factor = _number("LinearLR", "end_factor", end_factor, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        self.start_factor = check_number("LinearLR", "start_factor", start_factor, lambda v: 0 < v <= 1, "a number in (0, 1]")
+        self.end_factor = check_number("LinearLR", "end_factor", end_factor, lambda v: 0 <= v <= 1, "a number in [0, 1]")
         self.total_iters = check_int("LinearLR", "total_iters", total_iters)
         super().__init__(optimizer, interval=interval)
 
@@ -413,24 +407,27 @@ class OneCycleLR(LRScheduler):
         interval: str = "step",
     ) -> None:
         name = "OneCycleLR"
+        total_steps = check_int(name, "total_steps", total_steps, allow_none=True)
+        epochs = check_int(name, "epochs", epochs, allow_none=True)  # checked also where total_steps wins (and they are ignored)
+        steps_per_epoch = check_int(name, "steps_per_epoch", steps_per_epoch, allow_none=True)
         if total_steps is not None:
-            self.total_steps = check_int(name, "total_steps", total_steps)
+            self.total_steps = total_steps
         elif epochs is not None and steps_per_epoch is not None:
-            self.total_steps = check_int(name, "epochs", epochs) * check_int(name, "steps_per_epoch", steps_per_epoch)
+            self.total_steps = epochs * steps_per_epoch
         else:
             got = f"total_steps={total_steps}, epochs={epochs}, steps_per_epoch={steps_per_epoch}"
             raise ValueError(f"{name}: give total_steps, or epochs and steps_per_epoch; got {got}")
-        self.max_lr = _number(name, "max_lr", max_lr, lambda v: v > 0, "a positive number")
-        self.pct_start = _number(name, "pct_start", pct_start, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        self.max_lr = check_number(name, "max_lr", max_lr, lambda v: v > 0, "a positive number")
+        self.pct_start = check_number(name, "pct_start", pct_start, lambda v: 0 <= v <= 1, "a number in [0, 1]")
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"{name}: anneal_strategy must be 'cos' or 'linear'; got {anneal_strategy!r}")
         self.anneal_strategy = anneal_strategy
-        self.div_factor = _number(name, "div_factor", div_factor, lambda v: v > 0, "a positive number")
-        self.final_div_factor = _number(name, "final_div_factor", final_div_factor, lambda v: v > 0, "a positive number")
-        self.cycle_momentum = bool(cycle_momentum)
-        self.base_momentum = _number(name, "base_momentum", base_momentum, lambda v: 0 <= v < 1, "a number in [0, 1)")
-        self.max_momentum = _number(name, "max_momentum", max_momentum, lambda v: 0 <= v < 1, "a number in [0, 1)")
-        self.three_phase = bool(three_phase)
+        self.div_factor = check_number(name, "div_factor", div_factor, lambda v: v > 0, "a positive number")
+        self.final_div_factor = check_number(name, "final_div_factor", final_div_factor, lambda v: v > 0, "a positive number")
+        self.cycle_momentum = check_flag(name, "cycle_momentum", cycle_momentum)
+        self.base_momentum = check_number(name, "base_momentum", base_momentum, lambda v: 0 <= v < 1, "a number in [0, 1)")
+        self.max_momentum = check_number(name, "max_momentum", max_momentum, lambda v: 0 <= v < 1, "a number in [0, 1)")
+        self.three_phase = check_flag(name, "three_phase", three_phase)
         self.initial_lr = self.max_lr / self.div_factor
         self.min_lr = self.initial_lr / self.final_div_factor
         # (last step of the phase, rate and momentum at its start and end), as PyTorch lays them out
@@ -558,10 +555,11 @@ class ReduceLROnPlateau(_Monitor):
         min_lr: float = 0.0,
     ) -> None:
         name = "ReduceLROnPlateau"
-        self.factor = _number(name, "factor", factor, lambda v: 0 < v < 1, "a number in (0, 1)")
+        _check_optimizer(name, optimizer)
+        self.factor = check_number(name, "factor", factor, lambda v: 0 < v < 1, "a number in (0, 1)")
         self.patience = check_int(name, "patience", patience, minimum=0)
         self.cooldown = check_int(name, "cooldown", cooldown, minimum=0)
-        self.min_lr = _number(name, "min_lr", min_lr, lambda v: v >= 0, "a finite number >= 0")
+        self.min_lr = check_number(name, "min_lr", min_lr, lambda v: v >= 0, "a finite number >= 0")
         super().__init__(monitor, mode, min_delta)
         self.optimizer = optimizer
         self.wait = self.cooldown_counter = 0
@@ -617,7 +615,7 @@ class Backtracking(Callback):
         Batches per period; None (default) judges whole epochs, whose mean loss is far less
         noisy than a few mini-batches'.
     tolerance
-        Relative rise allowed before rolling back.
+        Relative rise allowed before rolling back, above -1 (a negative one rolls back unless the loss falls by that much).
     min_lr
         Stop training (``model.stop_training``) rather than go below this learning rate.
 
@@ -654,10 +652,10 @@ class Backtracking(Callback):
     """
 
     def __init__(self, *, factor: float = 5.0, every: int | None = None, tolerance: float = 0.0, min_lr: float = 1e-8) -> None:
-        self.factor = _number("Backtracking", "factor", factor, lambda v: v > 1, "a number > 1")
+        self.factor = check_number("Backtracking", "factor", factor, lambda v: v > 1, "a number > 1")
         self.every = None if every is None else check_int("Backtracking", "every", every)
-        self.tolerance = _number("Backtracking", "tolerance", tolerance)
-        self.min_lr = _number("Backtracking", "min_lr", min_lr, lambda v: v >= 0, "a finite number >= 0")
+        self.tolerance = check_number("Backtracking", "tolerance", tolerance, lambda v: v > -1, "a finite number > -1")
+        self.min_lr = check_number("Backtracking", "min_lr", min_lr, lambda v: v >= 0, "a finite number >= 0")
         self.rollbacks: list[tuple[int, int | None, float]] = []
         self._reset()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .._checks import check_flag, check_number
 from ..layers.base import Parameter
-from ._checks import check_nonnegative, check_unit_interval
 from .optimizer import Optimizer, scale_add
 
 __all__ = ["SGD"]
@@ -51,11 +51,11 @@ class SGD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
     ) -> None:
-        self.momentum = check_unit_interval("SGD", "momentum", momentum)
-        self.weight_decay = check_nonnegative("SGD", "weight_decay", weight_decay)
-        if nesterov and self.momentum <= 0:
+        self.momentum = check_number("SGD", "momentum", momentum, lambda v: 0 <= v < 1, "a number in [0, 1)")
+        self.weight_decay = check_number("SGD", "weight_decay", weight_decay, lambda v: v >= 0, "a finite number >= 0")
+        self.nesterov = check_flag("SGD", "nesterov", nesterov)
+        if self.nesterov and self.momentum <= 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
         super().__init__(params, lr=lr)
 
     def hyperparameters(self) -> dict[str, Any]:
