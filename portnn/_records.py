@@ -129,6 +129,40 @@ class Recorder:
         }
         return meta, tensors
 
+    def state_problem(self, meta: Any, tensors: dict[str, Any]) -> str | None:
+        """What keeps a saved :meth:`state` from fitting this recorder's model, in words; None when it fits.
+
+        Checked before a resume writes anything: the recorded steps, one gradient norm per step
+        for each trainable layer, and the activity of each activation layer (one array of units
+        per epoch, and this epoch's partial counts) under this model's layer names.
+        """
+        if not isinstance(meta, dict):
+            return "the records are not a JSON object"
+        step, norms, epochs, examples = meta.get("step"), meta.get("grad_norm"), meta.get("epochs"), meta.get("examples")
+        if not (isinstance(step, list) and all(_count(s) for s in step)):
+            return "the recorded steps are not a list of integers >= 0"
+        if not _count(examples):
+            return f"the example count {examples!r:.40} is not an integer >= 0"
+        weighted = [layer.name for layer in self.weighted]
+        if not isinstance(norms, dict) or sorted(norms) != sorted(weighted):
+            kept = sorted(norms) if isinstance(norms, dict) else norms
+            return f"gradient norms are kept for {kept!r:.80}, not {sorted(weighted)}"
+        for name, values in norms.items():
+            if not (isinstance(values, list) and len(values) == len(step) and all(_number(v) for v in values)):
+                return f"the gradient norms of {name!r} are not {len(step)} numbers, one per recorded step"
+        watched = [self.model.layers[i].name for i in self.watched]
+        if not isinstance(epochs, dict) or sorted(epochs) != sorted(watched) or not all(_count(n) for n in epochs.values()):
+            return f"activity is kept for {epochs!r:.80}, not for {sorted(watched)} with a count of epochs each"
+        for name, n in epochs.items():
+            arrays = [tensors.get(f"active_fraction.{name}.{e}") for e in range(n)]
+            count = tensors.get(f"counts.{name}")
+            shapes = {tuple(getattr(a, "shape", ())) for a in [*arrays, *([count] if count is not None else [])]}
+            if any(a is None for a in arrays):
+                return f"the activity of {name!r} lacks some of its {n} epochs"
+            if len(shapes) > 1 or any(len(s) != 1 for s in shapes):
+                return f"the activity arrays of {name!r} are not one vector of units ({sorted(shapes)})"
+        return None
+
     def load_state(self, meta: dict[str, Any], tensors: dict[str, Any]) -> None:
         self.records["step"] = list(meta["step"])
         self.records["grad_norm"] = {k: list(v) for k, v in meta["grad_norm"].items()}
@@ -142,3 +176,11 @@ class Recorder:
             for i in self.watched
             if (key := f"counts.{self.model.layers[i].name}") in tensors
         }
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

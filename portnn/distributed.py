@@ -9,6 +9,9 @@ Launch one process per rank with ``mpiexec`` and pass ``distributed=True`` to
 
 What ``fit`` does on every rank (see ``docs/distributed.md``):
 
+* before anything else, one ``allgather`` compares what each rank was given (data shape and dtype,
+  batch size, epochs, architecture, optimizer, the position a resume starts from...): ranks that
+  differ all raise the same :class:`RunMismatchError`, naming what differs, instead of hanging;
 * the parameters, buffers and the shuffling generator are broadcast from rank 0 once, so every
   rank starts from the same model and draws the same permutation every epoch;
 * each step takes a *global* batch of ``size * batch_size`` examples of that permutation and each
@@ -46,7 +49,16 @@ import numpy as np
 
 from . import backends
 
-__all__ = ["GPU_PATHS", "Communicator", "DataParallel", "cuda_aware_mpi", "init", "limit_blas_threads", "world"]
+__all__ = [
+    "GPU_PATHS",
+    "Communicator",
+    "DataParallel",
+    "RunMismatchError",
+    "cuda_aware_mpi",
+    "init",
+    "limit_blas_threads",
+    "world",
+]
 
 #: How CuPy gradients travel: ``"auto"`` (CUDA-aware MPI when detected, else ``"host"``),
 #: ``"cuda-aware"`` (device buffers handed to MPI), ``"host"`` (staged through pinned host memory),
@@ -59,6 +71,14 @@ _MISSING = (
     "(mpi4py and MPICH from PyPI), then launch with mpiexec -n N"
 )
 _world: Communicator | None = None
+
+
+class RunMismatchError(ValueError):
+    """The ranks of a distributed ``fit`` were given different runs; raised on every rank, before any step.
+
+    Every rank compares the same gathered configurations, so every rank raises this error at
+    the same point and none waits in a collective: the job ends without ``MPI.Abort``.
+    """
 
 
 def _mpi() -> Any:
@@ -194,6 +214,10 @@ class Communicator:
         return start + m * self.rank // self.size, start + m * (self.rank + 1) // self.size
 
     # -- collectives ------------------------------------------------------------------
+    def allgather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (small, picklable), in rank order, on every rank: one ``allgather``."""
+        return list(self.comm.allgather(obj))
+
     def broadcast_model(self, model: Any, rng: Any = None) -> None:
         """Copy rank 0's parameters and buffers (and the state of ``rng``, a NumPy generator) to every rank.
 
@@ -400,6 +424,45 @@ class DataParallel:
     def __repr__(self) -> str:
         return f"DataParallel({self.comm!r})"
 
+    def check_same_run(self, run: dict[str, Any], notes: dict[str, str] | None = None) -> None:
+        """Compare every rank's ``run`` (see :meth:`portnn.training.LocalStrategy.check_same_run`) in one collective.
+
+        Ranks given a different data size, batch size, number of epochs, dtype, architecture,
+        optimizer, resume position... would otherwise wait on each other for ever, or end in a
+        raw MPI truncation error. Each rank gathers all the configurations and raises the same
+        :class:`RunMismatchError`, naming every differing key with rank 0's value and the other
+        ranks' (and the ``notes`` about it, such as where a checkpoint was looked for).
+        """
+        gathered = self.comm.allgather({"run": run, "notes": notes or {}})
+        first = gathered[0]["run"]
+        parts = []
+        for key in dict.fromkeys(k for g in gathered for k in g["run"]):
+            differ = [r for r, g in enumerate(gathered) if g["run"].get(key) != first.get(key)]
+            if not differ:
+                continue
+            note0 = gathered[0]["notes"].get(key)
+            for r in differ[:3]:
+                label, a, b = _shown(key, first.get(key), gathered[r]["run"].get(key))
+                note = gathered[r]["notes"].get(key)
+                parts.append(
+                    f"{label}: rank 0 has {a}"
+                    + (f" ({note0})" if note0 else "")
+                    + f", rank {r} has {b}"
+                    + (f" ({note})" if note else "")
+                )
+            if len(differ) > 3:
+                parts.append(f"{key}: {len(differ) - 3} more ranks differ from rank 0")
+            if key == "resume":
+                parts[-1] += (
+                    " (a checkpoint that only some ranks see, on a node-local disk? put it where every rank reads it, "
+                    "or copy it to every node)"
+                )
+        if parts:
+            raise RunMismatchError(
+                f"fit(distributed): the {self.size} ranks were not given the same run, so they would wait on each other "
+                f"for ever: {'; '.join(parts)}. Every rank must call fit with the same data and arguments"
+            )
+
     def setup(self, model: Any, rng: Any) -> None:
         """Rank 0's parameters, buffers and shuffling state to every rank; each rank its own dropout stream."""
         self.comm.broadcast_model(model, rng)
@@ -432,7 +495,8 @@ class DataParallel:
     def evaluate(self, evaluate: Any, X: Any, Y: Any, loss: Any) -> dict[str, float]:
         """``evaluate(X, Y)``'s loss (and accuracy) with each rank evaluating its contiguous share, summed."""
         n = X.shape[0]
-        lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
+        parts = max(1, min(self.size, n // 2))  # no rank evaluates a single example (BatchNorm without running statistics)
+        lo, hi = (n * self.rank // parts, n * (self.rank + 1) // parts) if self.rank < parts else (n, n)
         sums = [0.0, 0.0, 0.0, 0.0]  # loss sum, examples, correct, counted predictions
         if hi > lo:
             logs = evaluate(X[lo:hi, ...], Y[lo:hi, ...])
@@ -447,7 +511,24 @@ class DataParallel:
         return out
 
     def abort(self, exc: BaseException) -> None:
+        if isinstance(exc, RunMismatchError):
+            return  # every rank raises it at the same point: none is left waiting
         self.comm.abort(exc)
+
+
+def _shown(key: str, a: Any, b: Any) -> tuple[str, str, str]:
+    """``(label, a, b)`` for an error: lists show their first difference (``layers[2]``), long values are cut."""
+    if isinstance(a, list) and isinstance(b, list):
+        i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+        if i is None:
+            return f"{key} (how many)", f"{len(a)}", f"{len(b)}"
+        return f"{key}[{i}]", _cut(a[i]), _cut(b[i])
+    return key, _cut(a), _cut(b)
+
+
+def _cut(value: Any, limit: int = 120) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def init(*, gpu: str | None = None, blas_threads: int | None = 1) -> Communicator:

@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
+import math
 import os
 import secrets
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import safetensors.numpy
@@ -107,12 +109,20 @@ def write_file(
 def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a file written by :func:`write_file`: ``(tensors as NumPy arrays, meta)``, after checking it.
 
+    The file is read in the order that keeps a hostile or foreign file cheap: the 8-byte
+    length and the JSON header first (at most 100 MiB, and never past the file's end), then
+    every tensor's dtype, shape and offsets against each other and against the file's size,
+    then portnn's metadata, and only then the tensor data, into arrays of exactly the sizes
+    checked. So reading takes memory in proportion to the file's real size, whatever its
+    header declares.
+
     Raises
     ------
     CheckpointError
         Naming the file and what is wrong: missing, empty, truncated, not a safetensors file
-        (a ``.npz``, text, random bytes), a safetensors file that portnn did not write, a
-        newer ``format_version``, malformed metadata, or a checksum that does not match.
+        (a ``.npz``, text, random bytes), sizes or offsets that do not add up, a safetensors
+        file that portnn did not write, a newer ``format_version``, malformed or too deeply
+        nested metadata, or a checksum that does not match.
 
     Examples
     --------
@@ -125,15 +135,19 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict
     """
     where = f"read_file: {os.fspath(path)}"
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f = open(path, "rb")  # noqa: SIM115  (closed below, once the size is known)
     except FileNotFoundError:
         raise CheckpointError(f"{where}: no such file") from None
     except IsADirectoryError:
         raise CheckpointError(f"{where}: is a folder, not a checkpoint file") from None
     except OSError as exc:
         raise CheckpointError(f"{where}: cannot be read ({exc})") from exc
-    return _decode(data, where)
+    with f:
+        try:
+            size = os.fstat(f.fileno()).st_size
+            return _read(f, size, where)
+        except OSError as exc:
+            raise CheckpointError(f"{where}: cannot be read ({exc})") from exc
 
 
 def _encode(tensors: dict[str, np.ndarray], meta: dict[str, Any], portnn_version: str, *, where: str) -> bytes:
@@ -254,39 +268,60 @@ def _what_is(data: bytes) -> str:
 
 
 def _decode(data: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    size = len(data)
+    """:func:`read_file` of bytes already in memory."""
+    return _read(io.BytesIO(data), len(data), where)
+
+
+#: safetensors' dtype names and the NumPy dtypes portnn reads them as (little-endian, as the format is).
+_DTYPES = {
+    "BOOL": np.dtype("?"),
+    "U8": np.dtype("u1"),
+    "I8": np.dtype("i1"),
+    "U16": np.dtype("<u2"),
+    "I16": np.dtype("<i2"),
+    "F16": np.dtype("<f2"),
+    "U32": np.dtype("<u4"),
+    "I32": np.dtype("<i4"),
+    "F32": np.dtype("<f4"),
+    "U64": np.dtype("<u8"),
+    "I64": np.dtype("<i8"),
+    "F64": np.dtype("<f8"),
+}
+_MAX_NDIM = 64  # NumPy's limit on the number of dimensions
+_MAX_DEPTH = 64  # nesting of the metadata's JSON; portnn writes fewer than 10 levels
+
+
+def _read(f: BinaryIO, size: int, where: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Check and read a portnn file of ``size`` bytes from the binary stream ``f``, positioned at its start."""
     if size == 0:
         raise CheckpointError(f"{where}: the file is empty (0 bytes); it was not written completely, save it again")
-    looks_like_header = size > 8 and data[8:9] == b"{"
-    if not looks_like_header:
+    start = _read_exactly(f, min(size, 64), where)
+    if not (size > 8 and start[8:9] == b"{"):
         if size < 8:
-            raise CheckpointError(f"{where}: {size} bytes is too short for a safetensors file: truncated, or {_what_is(data)}")
-        raise CheckpointError(f"{where}: not a portnn checkpoint: {_what_is(data)} (no safetensors JSON header)")
-    (n,) = struct.unpack("<Q", data[:8])
+            raise CheckpointError(f"{where}: {size} bytes is too short for a safetensors file: truncated, or {_what_is(start)}")
+        raise CheckpointError(f"{where}: not a portnn checkpoint: {_what_is(start)} (no safetensors JSON header)")
+    (n,) = struct.unpack("<Q", start[:8])
     if n > _MAX_HEADER:
         raise CheckpointError(f"{where}: not a safetensors file: its header length field says {n} bytes")
     if 8 + n > size:
         raise CheckpointError(
             f"{where}: the file is truncated in its header ({size} bytes; the header alone should take {8 + n}); save it again"
         )
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{where}: the safetensors header is not valid JSON, so the file is damaged ({exc})") from None
+    f.seek(8)
+    header = _json(_read_exactly(f, n, where), where, "the safetensors header is not valid JSON, so the file is damaged")
     if not isinstance(header, dict):
         raise CheckpointError(f"{where}: the safetensors header is not a JSON object, so the file is damaged")
-    end = 0
-    for name, entry in header.items():
-        if name == _RESERVED:
-            continue
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise CheckpointError(f"{where}: the header entry of tensor {name!r} is malformed, so the file is damaged")
-        end = max(end, offsets[1])
+    entries = _entries(header, where)
+    end = entries[-1][3] if entries else 0
     if 8 + n + end > size:
         raise CheckpointError(
             f"{where}: the file is truncated: its tensor data ends at byte {8 + n + end} but the file has {size} bytes; "
             "save it again"
+        )
+    if 8 + n + end < size:
+        raise CheckpointError(
+            f"{where}: {size - 8 - n - end} bytes follow the end of its tensor data (byte {8 + n + end}), which no "
+            "safetensors writer leaves: the file is damaged, or two files were joined"
         )
     metadata = header.get(_RESERVED)
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
@@ -299,7 +334,7 @@ def _decode(data: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, A
     if odd:
         raise CheckpointError(f"{where}: malformed metadata: {odd} are not strings, as safetensors requires; the file is damaged")
     version = metadata.get("format_version")
-    if not (isinstance(version, str) and version.isdigit() and int(version) >= 1):
+    if not (isinstance(version, str) and version.isascii() and version.isdigit() and int(version) >= 1):
         raise CheckpointError(f"{where}: format_version {version!r} is not a version portnn knows; the file is damaged")
     if int(version) > FORMAT_VERSION:
         raise CheckpointError(
@@ -307,18 +342,24 @@ def _decode(data: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, A
             f"this portnn reads format_version {FORMAT_VERSION} at most: upgrade portnn"
         )
     meta_json = metadata.get("meta")
-    try:
-        if not isinstance(meta_json, str):
-            raise ValueError(f"'meta' is {type(meta_json).__name__}, expected a JSON string")
-        meta = json.loads(meta_json)
-        if not isinstance(meta, dict):
-            raise ValueError(f"'meta' holds a {type(meta).__name__}, expected a JSON object")
-    except ValueError as exc:
-        raise CheckpointError(f"{where}: malformed JSON metadata: {exc}") from None
-    try:
-        tensors = safetensors.numpy.load(data)
-    except Exception as exc:  # safetensors' own checks: offsets, dtypes, sizes
-        raise CheckpointError(f"{where}: the safetensors data is invalid, so the file is damaged ({exc})") from None
+    if not isinstance(meta_json, str):
+        raise CheckpointError(f"{where}: malformed JSON metadata: 'meta' is {type(meta_json).__name__}, expected a JSON string")
+    meta = _json(meta_json, where, "malformed JSON metadata")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: malformed JSON metadata: 'meta' holds a {type(meta).__name__}, expected a JSON object")
+    tensors: dict[str, np.ndarray] = {}
+    for name, dtype, shape, _ in entries:  # in the order of their offsets: one pass over the data
+        try:
+            array = np.empty(shape, dtype)  # its bytes were checked against the file's size; its sizes may still be absurd
+        except (ValueError, OverflowError, MemoryError) as exc:
+            raise CheckpointError(
+                f"{where}: tensor {name[:80]!r} has shape {list(shape)[:8]}, which NumPy refuses ({exc})"
+            ) from None
+        if array.nbytes:
+            f.readinto(memoryview(array).cast("B"))  # sizes were checked against the file: no short read unless it changed
+        tensors[name] = array
+    if f.read(1) != b"" or f.tell() != size:
+        raise CheckpointError(f"{where}: the file changed while it was read; read it again")
     expected = metadata.get("checksum")
     actual = _checksum(tensors, metadata)
     if expected != actual:
@@ -327,3 +368,85 @@ def _decode(data: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, A
             f"an edit); stored {expected!r}, computed {actual!r}. Use another copy of the file"
         )
     return tensors, meta
+
+
+def _read_exactly(f: BinaryIO, n: int, where: str) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise CheckpointError(f"{where}: the file ended after {len(data)} of {n} bytes: it changed while it was read")
+    return data
+
+
+def _json(raw: bytes | str, where: str, what: str) -> Any:
+    """``raw`` parsed as JSON nested at most :data:`_MAX_DEPTH` deep; else a CheckpointError ``what (why)``."""
+    try:
+        value = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: {what} ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{where}: {what} (it nests deeper than Python can parse)") from None
+    if _depth(value) > _MAX_DEPTH:
+        raise CheckpointError(f"{where}: {what} (it nests more than {_MAX_DEPTH} levels deep)")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (iteratively: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            if level <= _MAX_DEPTH:
+                stack.extend((child, level + 1) for child in item if isinstance(child, (list, dict)))
+    return deepest
+
+
+def _entries(header: dict[str, Any], where: str) -> list[tuple[str, np.dtype, tuple[int, ...], int]]:
+    """The tensors the header declares, as ``(name, dtype, shape, end offset)`` in the order of their data.
+
+    Every entry must have a dtype portnn reads, a shape of at most 64 sizes >= 0, and offsets
+    whose difference is exactly the shape's number of bytes; the tensors must tile the data
+    from offset 0 without gaps or overlaps, as safetensors writes them. Only then does the
+    caller compare the end with the file's size: nothing here allocates what a header declares.
+    """
+    found = []
+    for name, entry in header.items():
+        if name == _RESERVED:
+            continue
+        bad = f"{where}: the header entry of tensor {name[:80]!r} is malformed"
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{bad}, so the file is damaged")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_size(o) for o in offsets)):
+            raise CheckpointError(f"{bad} (data_offsets {str(offsets)[:60]}), so the file is damaged")
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
+            raise CheckpointError(
+                f"{bad}: dtype {str(dtype)[:20]!r} is not one portnn reads ({', '.join(_DTYPES)}), so the file is damaged "
+                "or was not written by portnn"
+            )
+        if not (isinstance(shape, list) and len(shape) <= _MAX_NDIM and all(_is_size(d) for d in shape)):
+            raise CheckpointError(f"{bad} (shape {str(shape)[:60]}), so the file is damaged")
+        begin, stop = offsets
+        count = math.prod(shape)
+        if stop < begin or stop - begin != count * _DTYPES[dtype].itemsize:
+            raise CheckpointError(
+                f"{bad}: shape {shape} of {dtype} takes {count * _DTYPES[dtype].itemsize} bytes but its offsets "
+                f"[{begin}, {stop}] span {stop - begin}, so the file is damaged"
+            )
+        found.append((begin, stop, name, _DTYPES[dtype], tuple(shape)))
+    found.sort(key=lambda e: (e[0], e[1]))
+    position = 0
+    for begin, stop, name, _, _ in found:
+        if begin != position:
+            gap = "overlaps the tensor before it" if begin < position else f"leaves a gap of {begin - position} bytes"
+            raise CheckpointError(f"{where}: the data of tensor {name[:80]!r} {gap}, so the file is damaged")
+        position = stop
+    return [(name, dtype, shape, stop) for _, stop, name, dtype, shape in found]
+
+
+def _is_size(value: Any) -> bool:
+    """A JSON integer >= 0 (not a bool, which Python counts as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

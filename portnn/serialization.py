@@ -21,9 +21,16 @@ The ``meta`` of a model's file (see :mod:`portnn.fileformat` for the rest of the
 ``dtype``, ``backend``, ``input_shape``, ``layer_names``
     The parameters' dtype, where the model was saved from, the shape of one example and the
     layers' names in order.
+``compile``
+    What :meth:`~portnn.training.Trainer.compile` (or the last ``fit``) gave the model, as
+    Keras keeps its compile config: ``{"loss": {"class_name", "config"}, "optimizer":
+    {"class_name", "config"}}`` for portnn's own classes (the optimizer's hyperparameters, not
+    its state); :func:`load` compiles the model with them. Older files have none.
 
-Reading never unpickles anything and never imports a name found in a file: layers and
-models are rebuilt from registries of classes already imported. This is the I/O edge:
+Reading never unpickles anything and never imports a name found in a file: layers, models,
+losses and optimizers are rebuilt from registries of classes already imported. Before a layer
+is built, the values its config declares are checked against the values the file holds, so
+an edited architecture cannot make :func:`load` allocate more than the file pays for. This is the I/O edge:
 arrays are moved to the host here and nowhere else.
 
 Examples
@@ -41,16 +48,20 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import inspect
+import json
+import math
 import os
 from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from . import backends, fileformat, layers
+from . import backends, fileformat, layers, losses, optim
+from ._array import dtype_name
 from ._version import __version__
 from .fileformat import FORMAT, FORMAT_VERSION, CheckpointError, read_file, write_bytes
-from .layers.base import Layer
+from .layers.base import Layer, WeightedLayer
 
 __all__ = [
     "FORMAT",
@@ -243,6 +254,139 @@ def _common_meta(model: ModelLike) -> dict[str, Any]:
     }
 
 
+def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
+    """How many parameter and buffer values a layer of ``cls`` built from ``config`` would hold, from the config alone.
+
+    Nothing is built. A layer with weights (:class:`~portnn.layers.base.WeightedLayer`: Linear,
+    Conv2d) says its weight's shape through ``weight_spec``, read here from an instance that
+    holds the config's values as the attributes its ``get_config`` reads them from; a
+    normalisation layer holds ``num_features`` values four times (weight, bias, running mean,
+    running variance) and a batch count; every other layer of portnn holds none. A config not in
+    the form ``get_config`` writes raises a TypeError or ValueError.
+    """
+    if issubclass(cls, WeightedLayer):
+        probe = cls.__new__(cls)
+        probe.__dict__.update({k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+        shape = tuple(_size(d) for d in probe.weight_spec()[0])
+        bias = config.get("bias", True)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias is {bias!r}, not true or false")
+        return math.prod(shape) + (shape[0] if bias else 0)
+    if "num_features" in config:  # BatchNorm1d, BatchNorm2d
+        n = _size(config["num_features"])
+        affine, tracked = config.get("affine", True), config.get("track_running_stats", True)
+        return (2 * n if affine else 0) + (2 * n + 1 if tracked else 0)
+    return 0
+
+
+def _size(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"{value!r:.40} is not a size (an integer >= 0)")
+    return value
+
+
+def _check_declared_size(architecture: Any, tensors: dict[str, np.ndarray], where: str) -> None:
+    """Refuse an architecture whose layers would hold more values than the file's tensors, before one is built.
+
+    A model's state is exactly its file's tensors (every name and shape is compared when they
+    load), so a layer that declares more, such as a Linear(100000, 100000) in a file of a few
+    hundred bytes, is an edit or damage: it is refused here instead of allocating its weights.
+    A model class of your own whose config has no ``layers`` list is built as its
+    ``from_config`` says.
+    """
+    entries = architecture.get("layers") if isinstance(architecture, dict) else None
+    if not isinstance(entries, list):
+        return
+    known = _registry()
+    held = sum(int(a.size) for a in tensors.values())
+    declared = 0
+    for i, entry in enumerate(entries):
+        cls = known.get(entry.get("class_name")) if isinstance(entry, dict) and isinstance(entry.get("class_name"), str) else None
+        if cls is None:
+            continue  # from_config names what it cannot build
+        config = entry.get("config", {})
+        try:
+            if not isinstance(config, dict):
+                raise TypeError(f"its config is a {type(config).__name__}, not an object")
+            declared += _declared_values(cls, config)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise CheckpointError(
+                f"{where}: the config of layer {i} ({cls.__name__}) does not say its size as get_config writes it ({exc}); "
+                "the file is damaged or was edited"
+            ) from None
+        if declared > held:
+            raise CheckpointError(
+                f"{where}: its architecture declares {declared} parameter and buffer values up to layer {i} "
+                f"({cls.__name__}), but the file holds {held}; the file is damaged or was edited (nothing was built)"
+            )
+
+
+# -- what compile() was given: saved with the model, as Keras saves its compile config --------
+def _losses() -> dict[str, type]:
+    found = {n: getattr(losses, n) for n in losses.__all__}
+    return {n: c for n, c in found.items() if isinstance(c, type) and issubclass(c, losses.Loss) and c is not losses.Loss}
+
+
+def _optimizers() -> dict[str, type]:
+    found = {n: getattr(optim, n) for n in optim.__all__}
+    return {n: c for n, c in found.items() if isinstance(c, type) and issubclass(c, optim.Optimizer) and c is not optim.Optimizer}
+
+
+def _constructor_config(obj: Any) -> dict[str, Any] | None:
+    """The keyword arguments that rebuild ``obj``, read from its attributes of the same names; None if one is missing."""
+    config = {}
+    for name, param in inspect.signature(type(obj).__init__).parameters.items():
+        if name in ("self", "params") or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if not hasattr(obj, name):
+            return None
+        config[name] = getattr(obj, name)
+    return config
+
+
+def _compile_meta(model: Any) -> dict[str, Any]:
+    """The model's loss and optimizer (class and arguments, no state) when they are portnn's own classes."""
+    out: dict[str, Any] = {}
+    loss, optimizer = getattr(model, "_loss", None), getattr(model, "_optimizer", None)
+    if loss is not None and _losses().get(type(loss).__name__) is type(loss):
+        config = _constructor_config(loss)
+        if config is not None:
+            out["loss"] = {"class_name": type(loss).__name__, "config": config}
+    if optimizer is not None and _optimizers().get(type(optimizer).__name__) is type(optimizer):
+        out["optimizer"] = {"class_name": type(optimizer).__name__, "config": optimizer.hyperparameters()}
+    try:
+        return json.loads(json.dumps(out, allow_nan=False))  # tuples to lists; nothing JSON cannot hold
+    except (TypeError, ValueError):
+        return {}
+
+
+def _restore_compile(model: Any, compiled: Any, where: str) -> None:
+    """Give a loaded model the loss and optimizer it was saved with (classes looked up among portnn's, never imported)."""
+    if not isinstance(compiled, dict):
+        raise CheckpointError(f"{where}: its compile entry is not a JSON object; the file is damaged or was edited")
+    built: dict[str, Any] = {}
+    for key, registry in (("loss", _losses()), ("optimizer", _optimizers())):
+        entry = compiled.get(key)
+        if entry is None:
+            continue
+        name = entry.get("class_name") if isinstance(entry, dict) else None
+        config = entry.get("config") if isinstance(entry, dict) else None
+        if name not in registry or not isinstance(config, dict):
+            raise CheckpointError(
+                f"{where}: its {key} {str(name)[:60]!r} is not one of portnn's ({', '.join(sorted(registry))}); "
+                "the file is damaged or was edited"
+            )
+        try:
+            built[key] = registry[name](**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: its {key} {name}({config}) cannot be rebuilt: {exc}") from None
+    if built and callable(getattr(model, "compile", None)):
+        try:
+            model.compile(loss=built.get("loss"), optimizer=built.get("optimizer"))
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: the model does not take the loss it was saved with: {exc}") from None
+
+
 def save_model(model: ModelLike, path: str | os.PathLike[str]) -> None:
     """Write ``model``'s architecture and state dict to one file: :meth:`portnn.Sequential.save`.
 
@@ -281,7 +425,7 @@ def save_model(model: ModelLike, path: str | os.PathLike[str]) -> None:
                 f"{type(layer).__qualname__}, which portnn cannot rebuild from a file (only its own layers); "
                 "save the weights with model.save_weights(path) and build the model in code"
             )
-    meta = {"kind": "model", "architecture": model.get_config(), **_common_meta(model)}
+    meta = {"kind": "model", "architecture": model.get_config(), **_common_meta(model), "compile": _compile_meta(model)}
     write_file(path, _state_on_host(model), meta)
 
 
@@ -327,15 +471,35 @@ def load_weights(model: ModelLike, path: str | os.PathLike[str]) -> None:
     )
 
 
-def _load_checked(model: ModelLike, tensors: dict[str, np.ndarray], where: str, hint: str) -> None:
-    """``model.load_state_dict(tensors)`` after checking every name and shape; a CheckpointError listing all misfits."""
-    expected = {name: b.shape for name, b in (*model.named_parameters(), *model.named_buffers())}
+def state_misfits(model: ModelLike, tensors: dict[str, np.ndarray]) -> str:
+    """What keeps ``tensors`` from loading into ``model`` (names, shapes, kinds of dtype), in words; ``""`` when they fit.
+
+    Every name and shape is compared, and each array's kind of dtype with the parameter's or
+    buffer's (floats for floats, integers for integer counters): nothing is loaded here.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> model = pn.Sequential([pn.layers.Linear(2, 3)])
+    >>> pn.serialization.state_misfits(model, {"0.weight": np.ones((3, 2)), "0.bias": np.ones(3)})
+    ''
+    >>> pn.serialization.state_misfits(model, {"0.weight": np.ones((2, 3))})
+    "missing from the file: ['0.bias'] | shapes differ: 0.weight: (2, 3) in the file, (3, 2) in the model"
+    """
+    targets = dict((*model.named_parameters(), *model.named_buffers()))
+    expected = {name: tuple(b.shape) for name, b in targets.items()}
     missing = [n for n in expected if n not in tensors]
     unexpected = sorted(n for n in tensors if n not in expected)
     shapes = [
         f"{n}: {tuple(tensors[n].shape)} in the file, {expected[n]} in the model"
         for n in expected
         if n in tensors and tuple(tensors[n].shape) != expected[n]
+    ]
+    kinds = [
+        f"{n}: {tensors[n].dtype} in the file, {dtype_name(targets[n].dtype)} in the model"
+        for n in expected
+        if n in tensors and tuple(tensors[n].shape) == expected[n] and _kind(tensors[n].dtype) != _kind(targets[n].dtype)
     ]
     problems = []
     if missing:
@@ -344,8 +508,22 @@ def _load_checked(model: ModelLike, tensors: dict[str, np.ndarray], where: str, 
         problems.append(f"not in the model: {unexpected}")
     if shapes:
         problems.append(f"shapes differ: {'; '.join(shapes)}")
+    if kinds:
+        problems.append(f"kinds of dtype differ: {'; '.join(kinds)}")
+    return " | ".join(problems)
+
+
+def _kind(dtype: Any) -> str:
+    """``"float"``, ``"int"`` or ``"bool"`` for a dtype of any library."""
+    name = dtype_name(dtype)
+    return "bool" if name == "bool" else "float" if name.startswith(("float", "bfloat")) else "int"
+
+
+def _load_checked(model: ModelLike, tensors: dict[str, np.ndarray], where: str, hint: str) -> None:
+    """``model.load_state_dict(tensors)`` after checking every name, shape and kind; a CheckpointError listing all misfits."""
+    problems = state_misfits(model, tensors)
     if problems:
-        raise CheckpointError(f"{where}: the weights do not fit the model ({' | '.join(problems)}); {hint}")
+        raise CheckpointError(f"{where}: the weights do not fit the model ({problems}); {hint}")
     model.load_state_dict(tensors)
 
 
@@ -371,7 +549,8 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, device: An
     ------
     CheckpointError
         When the file is not a readable portnn model (see :func:`read_file`), holds only
-        weights, or names a model class or layer portnn does not know.
+        weights, names a model class, layer, loss or optimizer portnn does not know, or
+        declares layers larger than the values it holds (checked before any is built).
 
     Examples
     --------
@@ -407,6 +586,7 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, device: An
             f"(registered: {', '.join(sorted(_MODELS)) or 'none'}); names in a file are never imported: import the module "
             "that defines the class, decorated with @portnn.serialization.register_model, before loading"
         )
+    _check_declared_size(architecture, model_tensors(tensors, meta), where)
     if backend is None:
         backend = backends.get_backend().name if device is not None else None
     scope = backends.use_backend(backend, device) if backend is not None else contextlib.nullcontext()
@@ -416,6 +596,8 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, device: An
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: the architecture cannot be rebuilt: {exc}") from None
     _load_checked(model, model_tensors(tensors, meta), where, "the file is damaged or was edited")
+    if meta.get("compile"):
+        _restore_compile(model, meta["compile"], where)
     return model
 
 
@@ -436,7 +618,7 @@ def model_meta(model: ModelLike) -> dict[str, Any]:
     known = _registry()
     layers_known = all(known.get(type(layer).__name__) is type(layer) for layer in model.layers)
     rebuildable = layers_known and _model_class(model) is not None
-    return {"architecture": model.get_config() if rebuildable else None, **_common_meta(model)}
+    return {"architecture": model.get_config() if rebuildable else None, **_common_meta(model), "compile": _compile_meta(model)}
 
 
 def model_tensors(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, np.ndarray]:

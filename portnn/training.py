@@ -24,11 +24,11 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from . import _records, _resume, backends
-from ._array import check_int, dtype_name
+from ._array import check_bool, check_int, check_number, dtype_name
 from ._progress import progress_bar, resolve_verbose
 from .callbacks import Callback, CallbackList
-from .losses import CrossEntropy, Loss
-from .optim import Optimizer
+from .losses import MSE, BinaryCrossEntropy, CrossEntropy, Loss
+from .optim import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSprop
 
 __all__ = ["Evaluation", "History", "LocalStrategy", "Trainer"]
 
@@ -134,6 +134,15 @@ class LocalStrategy:
     rank = 0
     is_root = True
 
+    def check_same_run(self, run: dict[str, Any], notes: dict[str, str] | None = None) -> None:
+        """Before anything is changed: make sure every process was given the same run (here: it is the only one).
+
+        ``run`` maps each argument that the processes must share (data size, batch size,
+        epochs, dtype, architecture, optimizer, the position a resume starts from...) to a
+        comparable value; ``notes`` adds words to an error about a key (where a checkpoint was
+        looked for).
+        """
+
     def setup(self, model: Any, rng: Any) -> None:
         """Before the first step: make every process start from the same weights and shuffling (nothing to do here)."""
 
@@ -189,6 +198,9 @@ class _Fit:
     strategy: Any
     callbacks: CallbackList
     recorder: Any
+    checkpoint: Any = None  # the directory of the loop's training checkpoints (None: none written)
+    checkpoint_every: int | None = None
+    resume: Any = None  # the directory (or file) fit was asked to resume from
     history: History = field(default_factory=History)
     resumed: dict[str, Any] | None = None  # what the checkpoint resumed from holds (callbacks' states)
     parts: list[_Part] = field(default_factory=list)  # the loop's own parts: records, progress, checkpoints
@@ -423,14 +435,57 @@ class Trainer:
         return self._rng
 
     # -- configuration ----------------------------------------------------------------
-    def compile(self, *, loss: Loss, optimizer: Optimizer) -> Any:
-        """Keep a loss and an optimizer for :meth:`fit` and :meth:`evaluate` (Keras style). Returns self."""
-        self._loss, self._optimizer = self._check_loss(loss), optimizer
+    def compile(self, *, loss: Loss | str | None, optimizer: Optimizer | str | None, metrics: Iterable[str] | None = None) -> Any:
+        """Keep a loss and an optimizer for :meth:`fit` and :meth:`evaluate` (Keras style). Returns self.
+
+        Both are checked here. Keras's names are taken as well, each meaning a portnn class
+        with its own defaults: ``optimizer="sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``,
+        ``"adagrad"``; ``loss="sparse_categorical_crossentropy"`` and
+        ``"categorical_crossentropy"`` (:class:`~portnn.losses.CrossEntropy`, which takes
+        integer labels and one-hot targets alike, from logits), ``"binary_crossentropy"``
+        (:class:`~portnn.losses.BinaryCrossEntropy` of probabilities, after a final Sigmoid),
+        ``"mse"``/``"mean_squared_error"``. None leaves that part for :meth:`fit` to be given.
+        :meth:`save` keeps both (class and arguments), so a model from :func:`portnn.load`
+        evaluates without being compiled again. ``metrics`` takes Keras's ``["accuracy"]``:
+        fit and evaluate report accuracy for every classification loss anyway; other metrics
+        are refused (compute them from :meth:`predict` with :mod:`portnn.metrics`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import portnn as pn
+        >>> model = pn.Sequential([pn.layers.Linear(4, 3)], seed=0)
+        >>> model = model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        >>> x, y = np.random.default_rng(0).normal(size=(32, 4)), np.arange(32) % 3
+        >>> history = model.fit(x, y, epochs=2, verbose=0)
+        >>> sorted(model.evaluate(x, y).keys())
+        ['accuracy', 'loss']
+        """
+        where = f"{type(self).__name__}.compile"
+        loss = None if loss is None else self._check_loss(loss, where)
+        optimizer = None if optimizer is None else _resolve_optimizer(optimizer, where)
+        if metrics is not None:
+            if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+                raise TypeError(f"{where}: metrics must be a list such as ['accuracy']; got {metrics!r:.80}")
+            other = [m for m in metrics if m not in ("accuracy", "acc")]
+            if other:
+                raise ValueError(
+                    f"{where}: metrics {other!r:.100} are not computed during fit; fit and evaluate report the loss and, for "
+                    "classification losses, accuracy: compute others from predict() with pn.metrics"
+                )
+            if metrics and loss is not None and not loss.classification:
+                raise ValueError(f"{where}: metrics=['accuracy'] needs a classification loss; {loss!r} is a regression loss")
+        self._loss, self._optimizer = loss, optimizer
         return self
 
     def _check_loss(self, loss: Any, where: str = "compile") -> Loss:
+        if isinstance(loss, str):
+            loss = _resolve_name(loss, _LOSS_NAMES, where, "loss")
         if not isinstance(loss, Loss):
-            raise TypeError(f"{where} needs a loss such as pn.losses.CrossEntropy() (got {loss!r}); pass loss= or call compile()")
+            raise TypeError(
+                f"{where} needs a loss such as pn.losses.CrossEntropy() or 'sparse_categorical_crossentropy' "
+                f"(got {loss!r:.100}); pass loss= or call compile()"
+            )
         loss.check_output_layer(self.layers[-1] if self.layers else None)
         return loss
 
@@ -446,7 +501,8 @@ class Trainer:
         with adaptive optimizers (Adam) a penalty in the loss is rescaled per parameter,
         while AdamW's decoupled decay is not.
         """
-        _check_l2(l2)
+        l2 = _check_l2(l2)
+        x, y = _detached(x), _detached(y)
         if x.shape[0] == 0:
             raise ValueError(
                 f"{type(self).__name__}.train_step: got an empty batch (x of shape {tuple(x.shape)}); pass at least one example"
@@ -510,7 +566,8 @@ class Trainer:
             become int64. Non-finite inputs are refused.
         loss, optimizer
             Default to those given to :meth:`compile` or the last ``fit``. The optimizer is
-            bound to this model's parameters.
+            bound to this model's parameters. Keras's names (``"adam"``, ``"mse"``...) are
+            taken as :meth:`compile` takes them (a name makes a new optimizer each call).
         epochs, batch_size
             Passes over the data and examples per step (the last batch may be smaller).
         shuffle
@@ -542,7 +599,9 @@ class Trainer:
             atomically): every ``checkpoint_every`` steps, and at the end of every epoch. It holds
             the model, the optimizer's state, the states of the random generators (shuffling,
             dropout), of the schedules, the position and the history: all that ``resume`` needs.
-            Parameters that are not finite are never written over the last good checkpoint.
+            Parameters that are not finite are never written over the last good checkpoint. A
+            path that could never be written (a file, a folder below a file, a place this process
+            may not write to) is refused before the first step; nothing is created until then.
         resume
             A checkpoint directory (or file) of an interrupted run: restores it and goes on from
             the step after the one saved. Build the model, optimizer and callbacks as for the
@@ -550,7 +609,11 @@ class Trainer:
             resumed run ends bit-identical to one never interrupted (CuPy's generators expose no
             state: there a resumed Dropout draws fresh masks, re-seeded from the step). A directory
             without a checkpoint yet starts from the beginning, so the same command serves the
-            first run and the restarts.
+            first run and the restarts. The whole checkpoint is checked against this run before
+            anything is written (a CheckpointError names the first misfit and leaves the model,
+            the optimizer and the history as they were). A checkpoint from another backend
+            resumes here: dropout generators whose state this backend cannot take start again
+            from their seeds and the step, with a RuntimeWarning.
         distributed
             None (default) or False: this process alone (or a :class:`LocalStrategy`). True
             (``pn.distributed.world()``), a :class:`portnn.distributed.Communicator` or a
@@ -559,7 +622,12 @@ class Trainer:
             weights and shuffling state are broadcast, each step's global batch of
             ``N * batch_size`` examples is split between the ranks, and the gradients are summed
             so that the update is the one a single process takes with batch ``N * batch_size``.
-            Only rank 0 prints and writes checkpoints; a rank that fails ends the job. BatchNorm
+            Before anything else the ranks compare, in one collective, what they were given (data
+            shape and dtype, batch size, epochs, architecture, optimizer, loss, checkpointing,
+            recording, the position a resume starts from: a checkpoint only some ranks see
+            differs); a difference raises the same :class:`portnn.distributed.RunMismatchError`
+            on every rank, naming it, instead of a hang. Only rank 0 prints and writes
+            checkpoints; a rank that fails ends the job. BatchNorm
             uses each rank's own batch statistics (running statistics averaged over the ranks at
             each epoch's end and before a checkpoint). See :mod:`portnn.distributed`.
 
@@ -579,9 +647,16 @@ class Trainer:
                 x, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                 drop_last=drop_last, validation_data=validation_data, verbose=verbose, seed=seed, callbacks=callbacks,
                 l2=l2, record=record, record_every=record_every, checkpoint=checkpoint,
-                checkpoint_every=checkpoint_every, strategy=strategy,
+                checkpoint_every=checkpoint_every, resume=resume, strategy=strategy,
             )  # fmt: skip
-            self._run(fit, self._resume(fit, resume))
+            restore = self._plan_resume(fit)  # the whole checkpoint read and checked; nothing changed yet
+            if strategy.size > 1:  # one collective: the ranks agree on the run before any other
+                strategy.check_same_run(*self._same_run(fit, restore))
+            self._loss, self._optimizer = fit.loss, fit.optimizer  # only once everything given was found good
+            params = self.parameters()
+            if fit.optimizer.params != params:
+                fit.optimizer.bind(params)
+            self._run(fit, self._resume(fit, restore))
             return fit.history
         except BaseException as exc:
             strategy.abort(exc)  # with more than one rank: report and end the job (the others would hang)
@@ -590,38 +665,41 @@ class Trainer:
     def _plan_fit(
         self, x: Any, y: Any, *, loss: Any, optimizer: Any, epochs: int, batch_size: int, shuffle: bool, drop_last: bool,
         validation_data: Any, verbose: int | str, seed: int | None, callbacks: Any, l2: float, record: bool,
-        record_every: int, checkpoint: Any, checkpoint_every: int | None, strategy: Any,
+        record_every: int, checkpoint: Any, checkpoint_every: int | None, resume: Any, strategy: Any,
     ) -> _Fit:  # fmt: skip
-        """Check every argument and bring the data to the model's device; nothing is changed before all is found good."""
+        """Check every argument and bring the data to the model's device; nothing is changed here."""
         where = f"{type(self).__name__}.fit"
         loss = self._check_loss(loss if loss is not None else self._loss, "fit")
-        optimizer = optimizer if optimizer is not None else self._optimizer
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(
-                f"fit needs an optimizer such as pn.optim.SGD(lr=0.1) (got {optimizer!r}); pass optimizer= or call compile()"
-            )
-        check_int(where, "epochs", epochs, minimum=0)
-        check_int(where, "batch_size", batch_size)
-        check_int(where, "record_every", record_every)
+        optimizer = _resolve_optimizer(optimizer if optimizer is not None else self._optimizer, "fit")
+        epochs = check_int(where, "epochs", epochs, minimum=0)
+        batch_size = check_int(where, "batch_size", batch_size)
+        record_every = check_int(where, "record_every", record_every)
+        shuffle, drop_last = check_bool(where, "shuffle", shuffle), check_bool(where, "drop_last", drop_last)
+        record = check_bool(where, "record", record)
+        if seed is not None:
+            seed = check_int(where, "seed", seed, minimum=0)
         if checkpoint_every is not None:
-            check_int(where, "checkpoint_every", checkpoint_every)
+            checkpoint_every = check_int(where, "checkpoint_every", checkpoint_every)
             if checkpoint is None:
                 raise ValueError("fit: checkpoint_every needs checkpoint=DIR, the directory to write the checkpoints to")
-        _check_l2(l2)
+        if checkpoint is not None:
+            _resume.check_path(where, "checkpoint", checkpoint)
+            if strategy.is_root:  # the rank that writes: a path it could never write is refused before the first step
+                _resume.check_writable(where, checkpoint)
+        if resume is not None:
+            _resume.check_resume_path(where, resume)
+        l2 = _check_l2(l2)
         verbose = resolve_verbose(verbose)
         callback_list = CallbackList(callbacks)
         X, Y = self._ingest(x, y, loss, "fit")
         val = self._ingest(*_pair(where, validation_data), loss, "fit validation_data") if validation_data is not None else None
         _check_batches(self, X.shape[0], batch_size, strategy.size, drop_last)
-        self._loss, self._optimizer = loss, optimizer  # only once everything given was found good
-        params = self.parameters()
-        if optimizer.params != params:
-            optimizer.bind(params)
         fit = _Fit(
-            loss=loss, optimizer=optimizer, X=X, Y=Y, val=val, epochs=epochs, batch_size=batch_size, shuffle=bool(shuffle),
-            drop_last=bool(drop_last), l2=l2, verbose=verbose if strategy.is_root else 0,  # only rank 0 prints
+            loss=loss, optimizer=optimizer, X=X, Y=Y, val=val, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+            drop_last=drop_last, l2=l2, verbose=verbose if strategy.is_root else 0,  # only rank 0 prints
             rng=backends.host_rng(seed) if seed is not None else self._shuffle_rng, strategy=strategy, callbacks=callback_list,
-            recorder=_records.Recorder(self, record_every) if record else None,
+            recorder=_records.Recorder(self, record_every) if record else None, checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every, resume=resume,
         )  # fmt: skip
         if fit.recorder is not None:
             fit.parts.append(_Records(fit.recorder))
@@ -631,21 +709,75 @@ class Trainer:
             fit.parts.append(_Checkpoints(self, checkpoint, checkpoint_every))
         return fit
 
-    def _resume(self, fit: _Fit, resume: Any) -> _Position:
-        """The position to start from: the beginning, or where the checkpoint in ``resume`` left the run (restored)."""
+    def _plan_resume(self, fit: _Fit) -> _resume.Restore | None:
+        """The checkpoint ``fit.resume`` names, read and checked against this run (None: start from the beginning)."""
+        if fit.resume is None or not _resume.checkpoint_file(fit.resume).exists():
+            return None
+        return _resume.plan(
+            fit.resume, self, fit.optimizer, fit.callbacks.callbacks, fit.recorder, fit.run,
+            steps_per_epoch=fit.steps_per_epoch, shuffle_rng=fit.rng,
+        )  # fmt: skip
+
+    def _same_run(self, fit: _Fit, restore: _resume.Restore | None) -> tuple[dict[str, Any], dict[str, str]]:
+        """What every rank of a distributed fit must share, as comparable values, and notes for the error about them."""
+
+        def arrays(*pairs: tuple[str, Any]) -> str:
+            return ", ".join(f"{name} {tuple(a.shape)} {dtype_name(a.dtype)}" for name, a in pairs)
+
+        named = [*self.named_parameters(), *(self.named_buffers() if hasattr(self, "named_buffers") else ())]
+        every = f"every {fit.checkpoint_every} steps and " if fit.checkpoint_every is not None else ""
+        run = {
+            "data": arrays(("x", fit.X), ("y", fit.Y)),
+            "validation_data": None if fit.val is None else arrays(("x", fit.val[0]), ("y", fit.val[1])),
+            "epochs": fit.epochs,
+            "batch_size": fit.batch_size,
+            "shuffle": fit.shuffle,
+            "drop_last": fit.drop_last,
+            "l2": fit.l2,
+            "record": f"every {fit.recorder.every} steps" if fit.recorder is not None else "off",
+            "checkpoint": f"{every}at each epoch's end" if fit.checkpoint is not None else "off",
+            "layers": [repr(layer) for layer in self.layers],
+            "parameters and buffers": [
+                f"{name} {tuple(b.shape)} {dtype_name(b.dtype)}{'' if getattr(b, 'trainable', True) else ' frozen'}"
+                for name, b in named
+            ],
+            "loss": f"{fit.loss!r} with reduction={fit.loss.reduction!r}",
+            "optimizer": repr(fit.optimizer),
+            "resume": "no resume"
+            if fit.resume is None
+            else "the beginning"
+            if restore is None
+            else f"{restore.position} (global step {restore.progress['global_step']})",
+        }
+        notes = {}
+        if fit.resume is not None:
+            path = _resume.checkpoint_file(fit.resume)
+            notes["resume"] = f"read from {path}" if restore is not None else f"no checkpoint at {path} on its disk"
+        return run, notes
+
+    def _resume(self, fit: _Fit, restore: _resume.Restore | None) -> _Position:
+        """The position to start from: the beginning, or where ``restore``'s checkpoint left the run (written now)."""
         if fit.recorder is not None:
             fit.history.records = fit.recorder.records
-        if resume is None or not _resume.checkpoint_file(resume).exists():
+        if restore is None:
             return _Position()
-        saved = _resume.load(resume, self, fit.optimizer, fit.callbacks.callbacks, fit.history, fit.recorder, fit.run)
+        saved = _resume.apply(restore, self, fit.optimizer, fit.history, fit.recorder)
         fit.rng.bit_generator.state = saved["rng"]  # as it was at the start of the saved epoch
         fit.resumed = saved  # the callbacks' states go back after on_train_begin, which resets them
+        stopped = bool(saved.get("stopped", False))
         if fit.verbose:
-            print(f"Resuming from {_resume.checkpoint_file(resume)}: epoch {saved['epoch'] + 1}, step {saved['step']}")
+            if stopped or saved["epoch"] >= fit.epochs:
+                why = " (stopped early)" if stopped else ""
+                print(
+                    f"Resuming from {restore.path}: the run already ended after {saved['epoch']} epochs{why}; "
+                    f"nothing is left to train for epochs={fit.epochs}"
+                )
+            else:
+                print(f"Resuming from {restore.path}: {restore.position}")
         if not fit.strategy.is_root and fit.recorder is not None:
             fit.recorder.clear_partial()  # the checkpoint's partial counts are the sum over the ranks: rank 0 keeps them
         fields = ("epoch", "step", "global_step", "loss_sum", "seen", "correct", "rng")
-        return _Position(**{k: saved[k] for k in fields}, stopped=bool(saved.get("stopped", False)))
+        return _Position(**{k: saved[k] for k in fields}, stopped=stopped)
 
     def _run(self, fit: _Fit, position: _Position) -> None:
         """The epochs, between ``on_train_begin`` and ``on_train_end``."""
@@ -757,13 +889,17 @@ class Trainer:
     ) -> Evaluation | dict[str, float]:
         """Loss (and accuracy, for classification losses) over ``(x, y)`` in inference mode.
 
-        Uses ``loss``, else the one from :meth:`compile` or the last :meth:`fit`. Returns an
+        Uses ``loss`` (a loss or one of Keras's names), else the one from :meth:`compile`, the
+        last :meth:`fit` or the file :func:`portnn.load` read. Returns an
         :class:`Evaluation`: ``loss, accuracy = model.evaluate(x, y)`` as in Keras, or
         ``model.evaluate(x, y)["accuracy"]``; ``return_dict=True`` gives a plain dict (Keras's
-        option). ``callbacks`` get Keras's ``on_test_*`` hooks.
+        option). ``callbacks`` get Keras's ``on_test_*`` hooks. A last batch of one example
+        joins the one before it (BatchNorm without running statistics needs two).
         """
+        where = f"{type(self).__name__}.evaluate"
         loss = self._check_loss(loss if loss is not None else self._loss, "evaluate")
-        check_int(f"{type(self).__name__}.evaluate", "batch_size", batch_size)
+        batch_size = check_int(where, "batch_size", batch_size)
+        return_dict = check_bool(where, "return_dict", return_dict)
         callback_list = CallbackList(callbacks)
         X, Y = self._ingest(x, y, loss, "evaluate")
         callback_list.set_context(self, self._optimizer)
@@ -774,8 +910,7 @@ class Trainer:
         n = X.shape[0]
         callbacks.on_test_begin({})
         loss_sum = correct_sum = 0
-        for batch, start in enumerate(range(0, n, batch_size)):
-            stop = min(start + batch_size, n)  # out-of-range slice ends are not standard
+        for batch, (start, stop) in enumerate(_batches(n, batch_size)):
             callbacks.on_test_batch_begin(batch, {})
             xb, yb = X[start:stop, ...], Y[start:stop, ...]
             y_pred = self.forward(xb)[0]
@@ -798,17 +933,20 @@ class Trainer:
         An array on the model's backend and device (PyTorch's habit: a CuPy array on a GPU, a
         torch tensor on the torch backend), so ``xp.argmax(model.predict(x), axis=1)`` stays on
         the device. ``to_numpy=True`` returns a NumPy array on the host instead (Keras's habit),
-        in one call. ``callbacks`` get Keras's ``on_predict_*`` hooks.
+        in one call. ``callbacks`` get Keras's ``on_predict_*`` hooks. A last batch of one
+        example joins the one before it (BatchNorm without running statistics needs two).
         """
-        check_int(f"{type(self).__name__}.predict", "batch_size", batch_size)
+        where = f"{type(self).__name__}.predict"
+        batch_size = check_int(where, "batch_size", batch_size)
+        to_numpy = check_bool(where, "to_numpy", to_numpy)
         callback_list = CallbackList(callbacks)
         X = self._ingest_x(x, "predict")
         callback_list.set_context(self, self._optimizer)
         callback_list.on_predict_begin({})
-        n, outs = X.shape[0], []
-        for batch, start in enumerate(range(0, n, batch_size)):
+        outs = []
+        for batch, (start, stop) in enumerate(_batches(X.shape[0], batch_size)):
             callback_list.on_predict_batch_begin(batch, {})
-            outs.append(self.forward(X[start : min(start + batch_size, n), ...])[0])
+            outs.append(self.forward(X[start:stop, ...])[0])
             callback_list.on_predict_batch_end(batch, {"outputs": outs[-1]})
         callback_list.on_predict_end({})
         out = self.backend.xp.concat(outs, axis=0) if len(outs) != 1 else outs[0]
@@ -819,7 +957,7 @@ class Trainer:
         name = f"{type(self).__name__}.{where}"
         backend = self.backend
         xp = backend.xp
-        X = backends.as_backend_array(x, backend, what="x", where=f"{name}: ")
+        X = _detached(backends.as_backend_array(x, backend, what="x", where=f"{name}: "))
         if X.ndim == 0:
             raise ValueError(f"{name}: x is a scalar (shape ()); pass an array of examples, shape (n, ...)")
         if X.shape[0] == 0:
@@ -856,7 +994,7 @@ class Trainer:
         X = self._ingest_x(x, where)
         backend = self.backend
         xp = backend.xp
-        Y = backends.as_backend_array(y, backend, what="y", where=f"{name}: ")
+        Y = _detached(backends.as_backend_array(y, backend, what="y", where=f"{name}: "))
         if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
             raise ValueError(f"{name}: x has {X.shape[0]} examples but y has shape {tuple(Y.shape)}; they must match")
         if not (xp.isdtype(Y.dtype, "real floating") or xp.isdtype(Y.dtype, "integral") or Y.dtype == xp.bool):
@@ -869,9 +1007,60 @@ class Trainer:
         if bad:
             raise ValueError(f"{name}: y holds {bad} NaN or infinite values; drop those examples or fix the targets")
         # two examples where there are two: BatchNorm without running statistics needs them even in evaluation
-        pred_shape = (X.shape[0], *tuple(self.forward(X[: min(2, X.shape[0]), ...])[0].shape[1:]))
+        try:
+            probe = self.forward(X[: min(2, X.shape[0]), ...])[0]
+        except ValueError as exc:
+            if X.shape[0] != 1:
+                raise
+            raise ValueError(
+                f"{name}: x holds a single example, on which the model cannot run even in inference ({exc}); "
+                "pass 2 or more examples"
+            ) from None
+        pred_shape = (X.shape[0], *tuple(probe.shape[1:]))
         loss.check_target(pred_shape, Y, values=True)
         return X, Y
+
+
+#: Keras's names for losses and optimizers, as compile() takes them: each one of portnn's classes with its defaults.
+_LOSS_NAMES: dict[str, Any] = {
+    "sparse_categorical_crossentropy": CrossEntropy,
+    "categorical_crossentropy": CrossEntropy,
+    "binary_crossentropy": BinaryCrossEntropy,
+    "mse": MSE,
+    "mean_squared_error": MSE,
+}
+_OPTIMIZER_NAMES: dict[str, Any] = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": AdaGrad}
+
+
+def _resolve_name(name: str, table: dict[str, Any], where: str, what: str) -> Any:
+    """A new object of the class Keras's ``name`` stands for (case-insensitive); a ValueError listing the names otherwise."""
+    cls = table.get(name.lower())
+    if cls is None:
+        raise ValueError(f"{where}: unknown {what} {name!r}; Keras's names portnn takes are {', '.join(map(repr, table))}")
+    return cls()
+
+
+def _resolve_optimizer(optimizer: Any, where: str) -> Optimizer:
+    """``optimizer`` as an Optimizer instance (a Keras name becomes one); a TypeError naming ``where`` otherwise."""
+    if isinstance(optimizer, str):
+        optimizer = _resolve_name(optimizer, _OPTIMIZER_NAMES, where, "optimizer")
+    if not isinstance(optimizer, Optimizer):
+        is_class = isinstance(optimizer, type) and issubclass(optimizer, Optimizer)
+        hint = f" (a class? build it: {optimizer.__name__}())" if is_class else ""
+        raise TypeError(
+            f"{where} needs an optimizer such as pn.optim.SGD(lr=0.1) or 'adam' (got {optimizer!r:.100}){hint}; "
+            "pass optimizer= or call compile()"
+        )
+    return optimizer
+
+
+def _detached(a: Any) -> Any:
+    """``a`` cut from any autograd graph: a tensor that requires grad (PyTorch's) handed to a model is data, not a graph input.
+
+    Left attached, every step would extend one graph through the weights' updates (memory
+    that grows with every step); portnn computes its own gradients.
+    """
+    return a.detach() if getattr(a, "requires_grad", False) is True and callable(getattr(a, "detach", None)) else a
 
 
 def _strategy_for(distributed: Any) -> Any:
@@ -914,6 +1103,19 @@ def _check_batches(model: Any, n: int, batch_size: int, ranks: int, drop_last: b
         )
 
 
+def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each inference batch: a last batch of one example joins the one before it.
+
+    BatchNorm without running statistics normalises with the batch's own even in inference,
+    which one example cannot give; every other layer computes each example alone, so the
+    larger last batch changes no value.
+    """
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 def _count_nonfinite(xp: Any, a: Any) -> int:
     """How many NaN/inf values ``a`` holds. One sum (NaN and inf propagate) settles the usual case in one pass."""
     if bool(xp.isfinite(xp.sum(a))):
@@ -928,6 +1130,5 @@ def _pair(where: str, data: Any) -> tuple[Any, Any]:
     return data[0], data[1]
 
 
-def _check_l2(l2: Any) -> None:
-    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not 0 <= l2 < math.inf:
-        raise ValueError(f"Sequential.fit/train_step: l2 must be a finite number >= 0; got {l2!r}")
+def _check_l2(l2: Any) -> float:
+    return check_number("Sequential.fit/train_step", "l2", l2, minimum=0.0)

@@ -77,6 +77,8 @@ def _source_layers(source: Any) -> tuple[str, list[str], dict[str, dict[str, Any
     names = meta.get("layer_names")
     if not names:
         raise CheckpointError(f"load_layers: {path} does not name its layers (not written by model.save?)")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)):
+        raise CheckpointError(f"load_layers: {path} names its layers {names!r:.100}, not as distinct strings; it was edited")
     arrays: dict[str, dict[str, Any]] = {name: {} for name in names}
     for key, value in model_tensors(tensors, meta).items():
         index, _, param = key.partition(".")

@@ -7,6 +7,10 @@ rank writes its final parameters to ``OUT/rank{r}.npz`` and rank 0 its history t
 records and a ModelCheckpoint on every rank; ``bn-resume OUT``: the same resumed from ``OUT/mid``.
 ``stop OUT``: rank 1 alone asks to stop after its third step. ``mismatch OUT``: a resume where
 rank 0 has a callback with state that rank 1 has not (its CheckpointError must end the job).
+``disagree OUT``: fits whose ranks were given different runs (epochs, data, batch size, dtype,
+architecture, optimizer, a checkpoint only rank 0 sees); each must raise the same error on every
+rank, which the worker catches and writes to ``OUT/disagree{r}.json``; then an agreeing fit, and
+last an uncaught disagreement, which must end the job with the error on every rank.
 """
 
 from __future__ import annotations
@@ -55,6 +59,19 @@ def train(
         **fit,
     )  # fmt: skip
     return model, history
+
+
+def _disagreeing_fit(
+    *, n: int = 203, dtype: str = "float64", hidden: int = 32, lr: float = 0.01, batch_size: int = BATCH, **fit: object
+) -> None:
+    """A distributed fit whose arguments the caller may give differently on each rank."""
+    x, y, _, _ = make_data(n, dtype)
+    layers = [pn.layers.Linear(12, hidden, dtype=dtype), pn.layers.ReLU(), pn.layers.Linear(hidden, 3, dtype=dtype)]
+    fit = {"epochs": EPOCHS, **fit}
+    pn.Sequential(layers, seed=SEED).fit(
+        x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.Adam(lr=lr), batch_size=batch_size, verbose=0,
+        distributed=True, **fit,
+    )  # fmt: skip
 
 
 def save_state(model: pn.Sequential, path: Path) -> None:
@@ -128,6 +145,29 @@ def main(argv: list[str]) -> int:
         extra = [pn.callbacks.ModelCheckpoint(str(out / "best.safetensors"), monitor="loss")] if comm.is_root else []
         schedule = [pn.optim.schedules.ReduceLROnPlateau(monitor="loss")]
         train(64, "float32", batch_size=BATCH, distributed=True, callbacks=extra + schedule, resume=str(out / "ck"))
+        return 0
+    if mode == "disagree":
+        other = comm.rank == 1
+        cases = {
+            "epochs": {"epochs": EPOCHS + other},
+            "data": {"n": 203 - 3 * other},
+            "batch_size": {"batch_size": 8 if other else BATCH},
+            "dtype": {"dtype": "float32" if other else "float64"},
+            "architecture": {"hidden": 16 if other else 32},
+            "optimizer": {"lr": 0.02 if other else 0.01},
+            "resume": {"resume": str(out / ("elsewhere" if other else "ck"))},  # rank 1's disk lacks the checkpoint
+        }
+        messages = {}
+        _disagreeing_fit(checkpoint=str(out / "ck"))  # the same run on every rank; rank 0 writes the checkpoint
+        for name, change in cases.items():
+            try:
+                _disagreeing_fit(**change)
+            except pn.distributed.RunMismatchError as exc:
+                messages[name] = str(exc)
+        (out / f"disagree{comm.rank}.json").write_text(json.dumps(messages))
+        model, history = train(64, "float64", batch_size=BATCH, distributed=True)  # the ranks are still in step
+        (out / f"agreed{comm.rank}.json").write_text(json.dumps(history.epoch))
+        _disagreeing_fit(epochs=EPOCHS + (comm.rank == 1))  # uncaught: every rank ends with it
         return 0
     if mode == "fail":
 

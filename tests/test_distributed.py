@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -363,3 +364,82 @@ def test_portnn_train_distributed_prints_once(mnist_dir: Path, tmp_path: Path) -
     assert run.stdout.count("test accuracy: ") == 1  # rank 1 prints nothing
     assert "distributed: 2 MPI ranks, batch 128 per rank (256 per step), gradients summed through numpy" in run.stdout
     assert (tmp_path / "ckpt" / "checkpoint.safetensors").exists()
+
+
+# -- the ranks agree on the run before anything else ----------------------------------------
+@needs_mpiexec
+@pytest.mark.slow
+def test_ranks_given_different_runs_all_raise_the_same_error_instead_of_hanging(tmp_path: Path) -> None:
+    """Each disagreement is found in one collective before the first step and raised on every rank, naming what differs."""
+    run = launch("disagree", str(tmp_path))  # before: the first case hung until the timeout
+    assert run.returncode != 0  # the last, uncaught disagreement ends the job
+    messages = [json.loads((tmp_path / f"disagree{r}.json").read_text()) for r in (0, 1)]
+    assert messages[0] == messages[1]  # the same error on both ranks
+    expected = {
+        "epochs": "epochs: rank 0 has 3, rank 1 has 4",
+        "data": r"data: rank 0 has x \(203, 12\) float64, y \(203,\) int64, rank 1 has x \(200, 12\) float64, y \(200,\) int64",
+        "batch_size": "batch_size: rank 0 has 16, rank 1 has 8",
+        "dtype": r"data: rank 0 has x \(203, 12\) float64.* rank 1 has x \(203, 12\) float32",
+        "architecture": r"layers\[0\]: rank 0 has Linear\(12, 32\), rank 1 has Linear\(12, 16\)",
+        "optimizer": r"optimizer: rank 0 has Adam\(lr=0.01, .*\), rank 1 has Adam\(lr=0.02, ",
+        "resume": r"resume: rank 0 has epoch 4, step 0 \(global step 21\) \(read from .*ck/checkpoint.safetensors\), "
+        r"rank 1 has the beginning \(no checkpoint at .*elsewhere/checkpoint.safetensors on its disk\).*node-local",
+    }
+    assert sorted(messages[0]) == sorted(expected)
+    for case, pattern in expected.items():
+        assert re.search(pattern, messages[0][case]), (case, messages[0][case])
+        assert "the 2 ranks were not given the same run" in messages[0][case]
+    # after the refused fits the ranks are still in step: an agreeing fit trains on both
+    assert json.loads((tmp_path / "agreed0.json").read_text()) == json.loads((tmp_path / "agreed1.json").read_text()) == [0, 1, 2]
+    assert run.stderr.count("RunMismatchError: fit(distributed)") == 2  # raised on every rank, none aborted
+    assert "MPI_Abort" not in run.stderr and "failed, aborting the job" not in run.stderr
+
+
+class DisagreeingComm(FakeComm):
+    """A fake of two ranks whose other rank gathers the configuration changed by ``change``."""
+
+    def __init__(self, change: Any) -> None:
+        super().__init__(2, 0)
+        self.change = change
+
+    def allgather(self, obj: Any) -> list[Any]:
+        other = json.loads(json.dumps(obj))
+        self.change(other)
+        return [obj, other]
+
+
+@needs_mpi
+def test_a_disagreement_names_the_argument_and_both_values_and_changes_nothing() -> None:
+    def change(gathered: dict) -> None:
+        gathered["run"]["epochs"] = 5
+        gathered["run"]["parameters and buffers"][2] = "2.weight (3, 8) float32 frozen"
+
+    comm = pn.distributed.Communicator(DisagreeingComm(change), blas_threads=None)
+    model = pn.Sequential([pn.layers.Linear(4, 8), pn.layers.ReLU(), pn.layers.Linear(8, 3)], seed=0)
+    optimizer = pn.optim.SGD(lr=0.1)
+    before = {k: pn.to_numpy(v).copy() for k, v in model.state_dict().items()}
+    x, y = np.random.default_rng(0).normal(size=(64, 4)), np.arange(64) % 3
+    with pytest.raises(pn.distributed.RunMismatchError) as info:
+        model.fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=optimizer, epochs=2, verbose=0, distributed=comm)
+    message = str(info.value)
+    assert "epochs: rank 0 has 2, rank 1 has 5" in message
+    assert "parameters and buffers[2]: rank 0 has 2.weight (3, 8) float32, rank 1 has 2.weight (3, 8) float32 frozen" in message
+    assert ("Abort", 1) not in comm.comm.calls  # every rank raises it: nothing to abort
+    assert [c for c in comm.comm.calls if c[0] == "Bcast"] == []  # no collective but the gather ran
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(pn.to_numpy(value), before[name], err_msg=name)
+    assert optimizer.params == [] and model._optimizer is None
+
+
+@needs_mpi
+def test_sharded_validation_gives_no_rank_a_single_example() -> None:
+    """BatchNorm without running statistics evaluates with batch statistics: 3 examples over 2 ranks go to one rank."""
+    shares = []
+    for rank in (0, 1):
+        strategy = pn.distributed.DataParallel(pn.distributed.Communicator(FakeComm(2, rank), blas_threads=None))
+        seen = []
+        strategy.evaluate(
+            lambda X, Y, seen=seen: seen.append(X.shape[0]) or {"loss": 0.0}, np.zeros((3, 2)), np.zeros(3), pn.losses.MSE()
+        )
+        shares.append(seen)
+    assert shares == [[3], []]

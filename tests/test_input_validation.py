@@ -411,6 +411,96 @@ ROWS = [
 # fmt: on
 
 
+# -- issue 16, part A: run arguments, checkpoints and files, checked before anything changes -----
+def batchnorm_without_running_stats() -> pn.Sequential:
+    return pn.Sequential([Linear(4, 8), BatchNorm1d(8, track_running_stats=False), ReLU(), Linear(8, 3)], seed=0)
+
+
+def load_crafted_architecture() -> Any:
+    """pn.load of a checksummed file of a few hundred bytes whose architecture declares a Linear(100000, 100000)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "crafted.safetensors"
+        net().save(path)
+        tensors, meta = pn.serialization.read_file(path)
+        meta["architecture"]["layers"][0]["config"].update(in_features=100_000, out_features=100_000)
+        pn.serialization.write_file(path, tensors, meta)
+        return pn.load(path)
+
+
+def load_unknown_saved_loss() -> Any:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.safetensors"
+        net().compile(loss=CE(), optimizer="sgd").save(path)
+        tensors, meta = pn.serialization.read_file(path)
+        meta["compile"]["loss"]["class_name"] = "os.system"
+        pn.serialization.write_file(path, tensors, meta)
+        return pn.load(path)
+
+
+def read_deeply_nested_meta() -> Any:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "deep.safetensors"
+        deep: Any = []
+        for _ in range(100):
+            deep = [deep]
+        pn.serialization.write_file(path, {}, {"deep": deep})
+        return pn.serialization.read_file(path)
+
+
+def resume_edited_checkpoint() -> Any:
+    """A checkpoint whose optimizer learning rate was edited to a string (checksummed again), resumed."""
+    with tempfile.TemporaryDirectory() as folder:
+        fit(checkpoint=folder)
+        path = Path(folder) / "checkpoint.safetensors"
+        tensors, meta = pn.serialization.read_file(path)
+        meta["optimizer"]["hyperparameters"]["lr"] = "fast"
+        pn.serialization.write_file(path, tensors, meta)
+        return fit(resume=folder)
+
+
+# fmt: off
+ROWS += [
+    row("fit-shuffle-not-bool", lambda: fit(shuffle="no"), TypeError,
+        r"Sequential.fit: shuffle must be True or False; got 'no' \(type str\)"),
+    row("fit-l2-bool", lambda: fit(l2=True), ValueError,
+        r"Sequential.fit/train_step: l2 must be a finite number >= 0; got True \(type bool\)"),
+    row("fit-seed-negative", lambda: fit(seed=-1), ValueError, r"Sequential.fit: seed must be an integer >= 0; got -1"),
+    row("fit-checkpoint-a-file", lambda: fit(checkpoint=DOC), ValueError,
+        r"Sequential.fit: checkpoint='.*input-validation.md' cannot be written: .*input-validation.md is a file, not a folder"),
+    row("fit-checkpoint-below-a-file", lambda: fit(checkpoint=DOC / "run"), ValueError,
+        r"checkpoint='.*input-validation.md/run' cannot be written", r"is a file, not a folder"),
+    row("fit-checkpoint-not-a-path", lambda: fit(checkpoint=3), TypeError,
+        r"Sequential.fit: checkpoint must be a directory \(a str or path\) or None; got 3"),
+    row("fit-resume-a-file", lambda: fit(resume=DOC), ValueError,
+        r"Sequential.fit: resume='.*input-validation.md' is a file, not a checkpoint", r"checkpoint.safetensors"),
+    row("fit-validation-one-example-batchnorm",
+        lambda: fit(validation_data=(X[:1], Y[:1]), model=batchnorm_without_running_stats()), ValueError,
+        r"Sequential.fit validation_data: x holds a single example, on which the model cannot run even in inference",
+        r"pass 2 or more examples"),
+    row("predict-to-numpy-not-bool", lambda: net().predict(X, to_numpy="yes"), TypeError,
+        r"Sequential.predict: to_numpy must be True or False; got 'yes'"),
+    row("evaluate-return-dict-not-bool", lambda: net().evaluate(X, Y, loss=CE(), return_dict=1), TypeError,
+        r"Sequential.evaluate: return_dict must be True or False; got 1 \(type int\)"),
+    row("compile-unknown-optimizer", lambda: net().compile(loss=CE(), optimizer="sgdd"), ValueError,
+        r"Sequential.compile: unknown optimizer 'sgdd'", r"'sgd', 'adam', 'adamw', 'rmsprop', 'adagrad'"),
+    row("compile-optimizer-class", lambda: net().compile(loss=CE(), optimizer=pn.optim.Adam), TypeError,
+        r"Sequential.compile needs an optimizer such as pn.optim.SGD\(lr=0.1\) or 'adam'", r"a class\? build it"),
+    row("compile-unknown-loss", lambda: net().compile(loss="hinge", optimizer="sgd"), ValueError,
+        r"Sequential.compile: unknown loss 'hinge'", r"'sparse_categorical_crossentropy'"),
+    row("load-architecture-larger-than-file", load_crafted_architecture, pn.CheckpointError,
+        r"crafted.safetensors: its architecture declares 10000100000 parameter and buffer values up to layer 0 \(Linear\), "
+        r"but the file holds 67", r"nothing was built"),
+    row("load-unknown-saved-loss", load_unknown_saved_loss, pn.CheckpointError,
+        r"its loss 'os.system' is not one of portnn's \(BinaryCrossEntropy, CrossEntropy, MSE\)"),
+    row("read-meta-nested-too-deep", read_deeply_nested_meta, pn.CheckpointError,
+        r"deep.safetensors: malformed JSON metadata \(it nests more than 64 levels deep\)"),
+    row("resume-edited-checkpoint", resume_edited_checkpoint, pn.CheckpointError,
+        r"checkpoint.safetensors: its optimizer hyperparameter lr='fast' is not of the kind of 0.1",
+        r"the file is damaged or was edited"),
+]
+# fmt: on
+
+
 @pytest.mark.parametrize(("call", "error", "patterns"), ROWS)
 def test_row(call: Callable[[], Any], error: type[Exception], patterns: tuple[str, ...]) -> None:
     with pn.use_backend("numpy"), np.errstate(all="ignore"):

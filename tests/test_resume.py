@@ -8,7 +8,9 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -308,3 +310,165 @@ def test_a_checkpoint_older_than_a_run_key_resumes_with_its_default(tmp_path):
     assert_bit_identical(host_state(resumed), host_state(reference))
     with pytest.raises(CheckpointError, match="the run had drop_last=False, this fit has drop_last=True"):
         train(build(), resume=tmp_path, drop_last=True)
+
+
+# -- a checkpoint that does not fit changes nothing; another backend resumes ---------------
+def _no_dropout(backend: str = "numpy", device: Any = None) -> pn.Sequential:
+    with pn.use_backend(backend, device):
+        # no bias right before the BatchNorm: its gradient would be rounding noise, which Adam amplifies
+        layers = [pn.layers.Linear(6, 16), pn.layers.ReLU(), pn.layers.BatchNorm1d(16), pn.layers.Linear(16, 3)]
+        return pn.Sequential(layers, seed=0)
+
+
+def _fit_kwargs(**kwargs: Any) -> dict[str, Any]:
+    return {"loss": pn.losses.CrossEntropy(), "optimizer": pn.optim.Adam(lr=1e-2), "epochs": 3, "batch_size": 32, "verbose": 0,
+            "callbacks": [pn.optim.schedules.CosineAnnealingLR(T_max=3)], **kwargs}  # fmt: skip
+
+
+def _interrupted(model: pn.Sequential, directory: Path, after: int = 14) -> None:
+    kwargs = _fit_kwargs(checkpoint=directory, checkpoint_every=4)
+    kwargs["callbacks"] = [*kwargs["callbacks"], Interrupt(after)]
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, Y, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("numpy", "torch"), ("torch", "numpy"), ("numpy", "array_api_strict"), ("array_api_strict", "torch")],
+)
+def test_a_checkpoint_resumes_on_another_backend(tmp_path, source, target):
+    """Weights, optimizer state, shuffling and schedule move through the host: the run ends as it would have on the source."""
+    for name in (source, target):
+        if pn.backends.get_adapter(name).import_error():
+            pytest.skip(f"{name} is not installed")
+    device = {"array_api_strict": "device1"}
+    reference = _no_dropout(source, device.get(source))
+    ref_history = reference.fit(X, Y, **_fit_kwargs())
+    _interrupted(_no_dropout(source, device.get(source)), tmp_path)
+    resumed = _no_dropout(target, device.get(target))
+    history = resumed.fit(X, Y, **_fit_kwargs(resume=tmp_path))
+    assert resumed.backend.name == target
+    for name, value in host_state(reference).items():
+        np.testing.assert_allclose(host_state(resumed)[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(history.history["loss"], ref_history.history["loss"], rtol=1e-5)
+    assert history.history["lr"] == ref_history.history["lr"]
+
+
+def test_dropout_generators_of_another_backend_start_again_with_a_warning(tmp_path):
+    if pn.backends.get_adapter("torch").import_error():
+        pytest.skip("torch is not installed")
+    with pytest.raises(KeyboardInterrupt):
+        train(build(), interrupt=13, checkpoint=tmp_path, checkpoint_every=3)
+    with pytest.warns(RuntimeWarning, match=r"generator states of \['dropout'\].*saved on numpy, and torch cannot restore"):
+        history = train(build().to("torch"), resume=tmp_path)
+    assert len(history.epoch) == 4 and all(np.isfinite(history.history["loss"]))
+    # on the backend it was saved on, the same state comes back: no warning, the run ends as the uninterrupted one
+    reference = build()
+    train(reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = build()
+        train(again, resume=tmp_path)
+    assert_bit_identical(host_state(reference), host_state(again))
+
+
+def _edit(path: Path, edit) -> None:
+    """Rewrite the checkpoint at ``path`` with ``edit(tensors, meta)`` applied, checksummed again (an edit, not damage)."""
+    tensors, meta = read_file(path)
+    edit(tensors, meta)
+    pn.serialization.write_file(path, tensors, meta)
+
+
+def _set(*keys):
+    def setter(value):
+        def edit(tensors, meta):
+            target = meta
+            for key in keys[:-1]:
+                target = target[key]
+            target[keys[-1]] = value
+
+        return edit
+
+    return setter
+
+
+EDITS = {
+    "lr-not-a-number": (_set("optimizer", "hyperparameters", "lr")("fast"), "hyperparameter lr='fast'"),
+    "lr-negative": (_set("optimizer", "hyperparameters", "lr")(-1.0), "hyperparameters are refused: Adam: lr"),
+    "unknown-hyperparameter": (_set("optimizer", "hyperparameters", "speed")(2.0), r"hyperparameters \['speed'\]"),
+    "step-count-negative": (_set("optimizer", "step_count")(-3), "step_count=-3"),
+    "optimizer-state-shape": (
+        lambda t, m: t.update({"optimizer.0.exp_avg": np.zeros((3, 3), np.float32)}),
+        r"optimizer state 'optimizer.0.exp_avg' is float32\[3, 3\], not a float array of \[16, 6\]",
+    ),
+    "optimizer-state-missing": (lambda t, m: t.pop("optimizer.2.exp_avg_sq"), r"parameter 2 holds \['exp_avg', 'step'\]"),
+    "optimizer-state-stray": (lambda t, m: t.update({"optimizer.99.exp_avg": np.zeros(3, np.float32)}), "for no parameter"),
+    "epoch-not-an-int": (_set("progress", "epoch")("two"), "progress epoch='two'"),
+    "step-past-the-epoch": (_set("progress", "step")(10), "at step 10 of an epoch of 10 steps"),
+    "shuffling-state": (_set("progress", "rng")({"bit_generator": "MT19937"}), "shuffling generator's state cannot be restored"),
+    "dropout-state": (
+        lambda t, m: t.update({"rng.dropout": np.frombuffer(b"not json at all", np.uint8).copy()}),
+        "generator state of 'dropout' cannot be restored",
+    ),
+    "schedule-state": (
+        lambda t, m: m["callbacks"][0]["state"].update(last_epoch="late"),
+        "state of CosineAnnealingLR has last_epoch='late'",
+    ),
+    "schedule-state-missing": (lambda t, m: m["callbacks"][0]["state"].pop("last_epoch"), "CosineAnnealingLR does not load"),
+    "history-lengths": (lambda t, m: m["history"]["history"]["loss"].pop(), "history's 'loss' is not a list of"),
+    "weight-kind": (
+        lambda t, m: t.update({"model.0.weight": t["model.0.weight"].astype(np.int64)}),
+        "kinds of dtype differ: 0.weight: int64 in the file, float32 in the model",
+    ),
+    "weight-shape": (lambda t, m: t.update({"model.4.bias": np.zeros(4, np.float32)}), r"4.bias: \(4,\) in the file"),
+}
+
+
+@pytest.mark.parametrize("change", list(EDITS))
+def test_an_edited_checkpoint_is_refused_before_anything_changes(tmp_path, change):
+    """Every entry is checked before the first is written: the model, its optimizer and the history stay as they were."""
+    with pytest.raises(KeyboardInterrupt):
+        train(build(), interrupt=13, checkpoint=tmp_path, checkpoint_every=3)
+    edit, message = EDITS[change]
+    _edit(tmp_path / "checkpoint.safetensors", edit)
+    model = build()
+    optimizer = pn.optim.Adam(lr=1e-2)
+    before = host_state(model)
+    with pytest.raises(CheckpointError, match=message):
+        model.fit(X, Y, loss=pn.losses.CrossEntropy(), optimizer=optimizer, epochs=4, batch_size=32, verbose=0,
+                  callbacks=[pn.optim.schedules.CosineAnnealingLR(T_max=4)], resume=tmp_path)  # fmt: skip
+    assert_bit_identical(before, host_state(model))
+    assert optimizer.state == {} and optimizer.step_count == 0 and optimizer.params == []
+    assert model._optimizer is None and model._loss is None  # not even compiled by the refused call
+
+
+@pytest.mark.parametrize("record", [True, False])
+def test_records_that_do_not_fit_are_refused_before_anything_changes(tmp_path, record):
+    with pytest.raises(KeyboardInterrupt):
+        train(build(), interrupt=13, checkpoint=tmp_path, checkpoint_every=3, record=True)
+    _edit(tmp_path / "checkpoint.safetensors", lambda t, m: m["records"]["grad_norm"].update(nowhere=[1.0]))
+    model = build()
+    before = host_state(model)
+    with pytest.raises(CheckpointError, match="records do not fit" if record else "the run did record"):
+        train(model, resume=tmp_path, record=record)
+    assert_bit_identical(before, host_state(model))
+
+
+def test_a_resume_path_that_cannot_hold_a_checkpoint_is_refused(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="resume='.*notes.txt' is a file, not a checkpoint"):
+        train(build(), resume=notes)
+    with pytest.raises(ValueError, match="cannot hold a checkpoint: .*notes.txt is a file, not a folder"):
+        train(build(), resume=notes / "run")
+    with pytest.raises(TypeError, match="resume must be a directory"):
+        train(build(), resume=3)
+
+
+def test_a_finished_run_resumed_says_so(tmp_path, capsys):
+    train(build(), checkpoint=tmp_path)
+    build().fit(X, Y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.Adam(lr=1e-2), epochs=4, batch_size=32, verbose=2,
+                callbacks=[pn.optim.schedules.CosineAnnealingLR(T_max=4)], resume=tmp_path)  # fmt: skip
+    out = capsys.readouterr().out
+    assert "the run already ended after 4 epochs; nothing is left to train for epochs=4" in out
+    assert "epoch 5" not in out

@@ -5,8 +5,12 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import struct
+import subprocess
 import sys
+import textwrap
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -645,3 +649,139 @@ def test_no_pickle_anywhere_on_the_load_path(module: str) -> None:
     assert not imported & {"pickle", "cPickle", "_pickle", "dill", "joblib", "shelve", "marshal", "torch", "importlib"}
     for forbidden in ("allow_pickle=True", "torch.load", "pickle.load", "eval(", "exec(", "__import__"):
         assert forbidden not in source, f"{module} contains {forbidden}"
+
+
+# -- what a file declares is checked against what it holds, before anything is allocated ----
+def _crafted_file(tmp_path: Path) -> Path:
+    """A few hundred bytes, checksummed, whose architecture declares a Linear(100000, 100000) in float64: 74.5 GiB."""
+    with pn.use_backend("numpy"):
+        model = pn.Sequential([L.Linear(2, 2, dtype="float64")], seed=0)
+    path = tmp_path / "crafted.safetensors"
+    model.save(path)
+    tensors, meta = read_file(path)
+    meta["architecture"]["layers"][0]["config"].update(in_features=100_000, out_features=100_000)
+    write_file(path, tensors, meta)
+    return path
+
+
+CRAFTED = textwrap.dedent(
+    """
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))  # a few GiB: a refusal needs none of it
+    import portnn as pn
+    try:
+        pn.load(sys.argv[1], backend="numpy")
+    except pn.CheckpointError as exc:
+        print("refused:", exc)
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the address-space limit of the child process needs the resource module")
+def test_a_crafted_architecture_is_refused_before_its_weights_are_allocated(tmp_path: Path) -> None:
+    path = _crafted_file(tmp_path)
+    assert path.stat().st_size < 2048
+    script = tmp_path / "load.py"
+    script.write_text(CRAFTED)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]  # not a MemoryError under the limit
+    assert "refused:" in run.stdout
+    expected = r"declares 10000100000 parameter and buffer values up to layer 0 \(Linear\), but the file holds 6"
+    assert re.search(expected, run.stdout)
+
+
+def test_a_config_not_in_get_config_s_form_is_refused_before_building(tmp_path: Path) -> None:
+    path = _crafted_file(tmp_path)
+    tensors, meta = read_file(path)
+    meta["architecture"]["layers"][0]["config"].update(in_features="many", out_features=2)
+    write_file(path, tensors, meta)
+    with pytest.raises(CheckpointError, match=r"config of layer 0 \(Linear\) does not say its size.*'many' is not a size"):
+        pn.load(path)
+
+
+def test_every_layer_declares_its_size_in_its_config() -> None:
+    """The count read from a config alone equals the values the built layer holds, for every class pn.load can build."""
+    with pn.use_backend("numpy"):
+        built = [*every_layer_model().layers, *pool_model().layers, L.BatchNorm1d(3, affine=False),
+                 L.BatchNorm2d(5, track_running_stats=False), L.Linear(3, 2, bias=False)]  # fmt: skip
+    for layer in built:
+        held = sum(int(np.prod(b.shape)) for _, b in (*layer.named_parameters(), *layer.named_buffers()))
+        assert serialization._declared_values(type(layer), layer.get_config()) == held, repr(layer)
+    assert {type(layer).__name__ for layer in built} == set(serialization._registry())  # a new layer class joins this list
+
+
+def test_a_foreign_file_is_refused_from_its_first_bytes(tmp_path: Path) -> None:
+    """A large file that is not a checkpoint is never read whole: its first bytes are enough to refuse it."""
+    path = tmp_path / "video.mp4"
+    with open(path, "wb") as f:
+        f.write(b"\x00\x00\x00\x18ftypmp42" + bytes(52))
+        f.truncate(600 * 2**20)  # 600 MiB, sparse: no disk space taken
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match="not a portnn checkpoint"):
+            read_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, f"{peak} bytes allocated to refuse a foreign file"
+
+
+def test_a_foreign_safetensors_file_is_refused_from_its_header(tmp_path: Path) -> None:
+    """Its header says it is not portnn's: its data is never read."""
+    path = tmp_path / "foreign.safetensors"
+    safetensors.numpy.save_file({"w": np.zeros((1024, 1024, 8), np.float32)}, str(path))  # 32 MiB of data
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match="a safetensors file that portnn did not write"):
+            read_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, f"{peak} bytes allocated to refuse a foreign safetensors file"
+
+
+def test_trailing_bytes_after_the_data_are_refused(tmp_path: Path) -> None:
+    path = _good_file(tmp_path)
+    path.write_bytes(path.read_bytes() + b"\x00" * 16)
+    with pytest.raises(CheckpointError, match="16 bytes follow the end of its tensor data"):
+        read_file(path)
+
+
+# -- a saved model keeps what compile() was given, as Keras's does ----------------------------
+def test_a_loaded_model_evaluates_and_trains_without_compile(case: Any, tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    y = np.arange(40) % 2
+    model = pn.Sequential([L.Linear(3, 4), L.ReLU(), L.Linear(4, 2)], seed=0)
+    model.compile(loss=pn.losses.CrossEntropy(label_smoothing=0.1), optimizer=pn.optim.Adam(lr=0.005, amsgrad=True))
+    model.fit(x, y, epochs=2, verbose=0)
+    model.save(tmp_path / "model.safetensors")
+    loaded = pn.load(tmp_path / "model.safetensors")
+    assert repr(loaded._loss) == "CrossEntropy(label_smoothing=0.1)"
+    assert loaded._optimizer.hyperparameters() == model._optimizer.hyperparameters()
+    assert loaded.evaluate(x, y)["loss"] == pytest.approx(model.evaluate(x, y)["loss"], rel=1e-6)
+    assert loaded.fit(x, y, epochs=1, verbose=0).epoch == [0]
+    # a training checkpoint holds the same, so pn.load of one evaluates too
+    model.fit(x, y, epochs=1, verbose=0, checkpoint=tmp_path / "run")
+    assert pn.load(tmp_path / "run" / "checkpoint.safetensors").evaluate(x, y)["loss"] > 0
+    # a model never compiled loads without a loss, as before
+    bare = pn.Sequential([L.Linear(3, 2)], seed=0)
+    bare.save(tmp_path / "bare.safetensors")
+    assert pn.load(tmp_path / "bare.safetensors")._loss is None
+
+
+def test_a_saved_loss_is_looked_up_among_portnn_s_never_imported(tmp_path: Path) -> None:
+    model = pn.Sequential([L.Linear(3, 2)], seed=0).compile(loss="mse", optimizer="sgd")
+    model.save(tmp_path / "m.safetensors")
+    tensors, meta = read_file(tmp_path / "m.safetensors")
+    assert meta["compile"] == {"loss": {"class_name": "MSE", "config": {"reduction": "mean"}},
+                               "optimizer": {"class_name": "SGD", "config": pn.optim.SGD().hyperparameters()}}  # fmt: skip
+    for evil in ("os.system", "Loss", "__import__"):
+        meta["compile"]["loss"]["class_name"] = evil
+        write_file(tmp_path / "m.safetensors", tensors, meta)
+        with pytest.raises(CheckpointError, match=rf"its loss {evil!r} is not one of portnn's"):
+            pn.load(tmp_path / "m.safetensors")
+    meta["compile"]["loss"] = {"class_name": "MSE", "config": {"reduction": "median"}}
+    write_file(tmp_path / "m.safetensors", tensors, meta)
+    with pytest.raises(CheckpointError, match=r"its loss MSE\(.*\) cannot be rebuilt: MSE: reduction must be"):
+        pn.load(tmp_path / "m.safetensors")

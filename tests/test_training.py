@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
 import pickle
+import re
 from typing import Any
 
 import numpy as np
@@ -210,3 +212,146 @@ def test_a_first_layer_that_takes_integer_indices_gets_them_from_fit_and_predict
     assert model.predict(x[:3], to_numpy=True).shape == (3, 2)
     with pytest.raises(TypeError, match=r"x has dtype float64, but the first layer \(Lookup\(\)\) takes integer indices"):
         model.predict(x.astype(np.float64))
+
+
+# -- every argument checked before the first step ------------------------------------------
+class CountBatches(pn.callbacks.Callback):
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self.batches += 1
+
+
+def _unwritable_places(tmp_path: Any) -> list[tuple[Any, str]]:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file")
+    places = [(notes, "is a file, not a folder"), (notes / "run", "is a file, not a folder")]
+    if os.path.isdir("/proc/self"):  # Linux: no file can be created in /proc, even by root
+        places.append(("/proc/portnn-run", "no file can be created in /proc"))
+    return places
+
+
+def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_the_first_step(tmp_path: Any) -> None:
+    x, y = _data()
+    for place, message in _unwritable_places(tmp_path):
+        model = pn.Sequential([Linear(4, 8), ReLU(), Linear(8, 3)], seed=0)
+        before = {k: pn.to_numpy(v).copy() for k, v in model.state_dict().items()}
+        counter = CountBatches()
+        expected = f"Sequential.fit: checkpoint='{re.escape(str(place))}' cannot be written: .*{message}"
+        with pytest.raises(ValueError, match=expected):
+            model.fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=2, verbose=0,
+                      callbacks=[counter], checkpoint=place)  # fmt: skip
+        assert counter.batches == 0, place
+        for name, value in model.state_dict().items():
+            np.testing.assert_array_equal(pn.to_numpy(value), before[name], err_msg=name)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # the check created nothing
+
+
+def _batchnorm_without_running_stats() -> pn.Sequential:
+    layers = [Linear(4, 8), pn.layers.BatchNorm1d(8, track_running_stats=False), ReLU(), Linear(8, 3)]
+    return pn.Sequential(layers, seed=0)
+
+
+def test_batchnorm_without_running_statistics_evaluates_any_number_of_examples(case: Any) -> None:
+    """Inference normalises with the batch's own statistics: a last batch of one example joins the one before it."""
+    x, y = _data(257)
+    model = _batchnorm_without_running_stats().to(case.name, case.device)
+    history = model.fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=2, batch_size=30,
+                        validation_data=(x, y), verbose=0)  # fmt: skip
+    assert len(history.history["val_loss"]) == 2  # a validation batch of 256 and one of 1 before
+    out = model.predict(x)
+    assert tuple(out.shape) == (257, 3)
+    np.testing.assert_array_equal(pn.to_numpy(out), pn.to_numpy(model.predict(x, batch_size=257)))  # one batch of 257
+    assert model.evaluate(x, y, batch_size=256)["loss"] == model.evaluate(x, y, batch_size=257)["loss"]
+    # a model whose examples do not interact gives the same values, however the batches fall
+    plain = pn.Sequential([Linear(4, 8), ReLU(), Linear(8, 3)], seed=0).to(case.name, case.device)
+    np.testing.assert_array_equal(pn.to_numpy(plain.predict(x, batch_size=128)), pn.to_numpy(plain.predict(x, batch_size=300)))
+
+
+def test_validation_of_one_example_that_the_model_cannot_run_is_refused_before_the_first_step() -> None:
+    x, y = _data()
+    counter = CountBatches()
+    expected = "Sequential.fit validation_data: x holds a single example, on which the model cannot run"
+    with pytest.raises(ValueError, match=expected):
+        _batchnorm_without_running_stats().fit(x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1),
+                                               validation_data=(x[:1], y[:1]), callbacks=[counter], verbose=0)  # fmt: skip
+    assert counter.batches == 0
+
+
+def test_torch_input_that_requires_grad_builds_no_graph() -> None:
+    """Data handed to fit/evaluate/predict/train_step is detached: no step extends an autograd graph through the weights."""
+    torch = pytest.importorskip("torch", reason="the PyTorch backend needs torch")
+    x, y = _data()
+    model = pn.Sequential([Linear(4, 8), ReLU(), Linear(8, 3)], seed=0).to("torch")
+    xt = torch.tensor(x, dtype=torch.float32, requires_grad=True)
+    model.fit(xt, torch.tensor(y), loss=pn.losses.CrossEntropy(), optimizer=pn.optim.Adam(lr=0.01), epochs=3, batch_size=8,
+              validation_data=(xt, torch.tensor(y)), l2=1e-3, verbose=0)  # fmt: skip
+    optimizer = model._optimizer
+    model.train_step(xt[:8], torch.tensor(y[:8]), model._loss, optimizer)
+    held = [(f"{name}.data", p.data) for name, p in model.named_parameters()]
+    held += [(f"{name}.grad", p.grad) for name, p in model.named_parameters() if p.grad is not None]
+    held += [(f"state {k}", v) for s in optimizer.state.values() for k, v in s.items() if hasattr(v, "requires_grad")]
+    held += [("predict", model.predict(xt))]
+    attached = [name for name, t in held if t.requires_grad or t.grad_fn is not None]
+    assert attached == []
+    assert xt.grad is None  # nothing back-propagated into the caller's tensor
+    assert model.evaluate(xt, torch.tensor(y))["loss"] > 0
+
+
+# -- compile: Keras's names, checked at the call -------------------------------------------
+@pytest.mark.parametrize(
+    ("loss", "optimizer", "classes"),
+    [
+        ("sparse_categorical_crossentropy", "sgd", (pn.losses.CrossEntropy, pn.optim.SGD)),
+        ("categorical_crossentropy", "Adam", (pn.losses.CrossEntropy, pn.optim.Adam)),
+        ("mse", "rmsprop", (pn.losses.MSE, pn.optim.RMSprop)),
+        ("mean_squared_error", "adagrad", (pn.losses.MSE, pn.optim.AdaGrad)),
+        ("binary_crossentropy", "adamw", (pn.losses.BinaryCrossEntropy, pn.optim.AdamW)),
+    ],
+)
+def test_compile_takes_keras_names(loss: str, optimizer: str, classes: tuple[type, type]) -> None:
+    x, y = _data()
+    outputs = {pn.losses.CrossEntropy: 3, pn.losses.MSE: 1, pn.losses.BinaryCrossEntropy: 1}[classes[0]]
+    layers = [Linear(4, 8), ReLU(), Linear(8, outputs)] + ([pn.layers.Sigmoid()] if outputs == 1 and "binary" in loss else [])
+    target = y if outputs == 3 else (y[:, None] > 0).astype(np.float64)
+    model = pn.Sequential(layers, seed=0).compile(loss=loss, optimizer=optimizer)
+    assert type(model._loss) is classes[0] and type(model._optimizer) is classes[1]
+    history = model.fit(x, target, epochs=2, verbose=0)  # no "call compile()": it was
+    assert len(history.epoch) == 2 and model.evaluate(x, target)["loss"] > 0
+    assert model.fit(x, target, loss=loss, optimizer=optimizer, verbose=0).epoch == [0]  # fit takes the names too
+
+
+def test_compile_checks_what_it_is_given() -> None:
+    model = pn.Sequential([Linear(4, 3)], seed=0)
+    with pytest.raises(ValueError, match=r"Sequential.compile: unknown optimizer 'sgdd'; Keras's names portnn takes are 'sgd'"):
+        model.compile(loss="mse", optimizer="sgdd")
+    with pytest.raises(TypeError, match=r"Sequential.compile needs an optimizer .* \(a class\? build it: SGD\(\)\)"):
+        model.compile(loss=pn.losses.MSE(), optimizer=pn.optim.SGD)
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        model.compile(loss="hinge", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"BinaryCrossEntropy\(\) takes probabilities .* ends with Linear\(4, 3\)"):
+        model.compile(loss="binary_crossentropy", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"metrics \['auc'\] are not computed during fit.*pn.metrics"):
+        model.compile(loss="mse", optimizer="sgd", metrics=["accuracy", "auc"])
+    with pytest.raises(ValueError, match=r"metrics=\['accuracy'\] needs a classification loss; MSE\(\)"):
+        model.compile(loss="mse", optimizer="sgd", metrics=["accuracy"])
+    assert model._loss is None and model._optimizer is None  # a refused compile keeps nothing
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])  # Keras's line, as written
+    assert "accuracy" in model.evaluate(*_data()).keys()
+
+
+def test_numpy_scalars_are_numbers_and_bools_are_not() -> None:
+    x, y = _data()
+    model = pn.Sequential([Linear(4, 8), ReLU(), Linear(8, 3)], seed=0)
+    history = model.fit(
+        x, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=np.int64(2), batch_size=np.int32(16),
+        l2=np.float32(1e-3), seed=np.int64(3), shuffle=np.bool_(True), drop_last=np.False_, record=np.True_,
+        record_every=np.uint8(2), verbose=0,
+    )  # fmt: skip
+    assert history.epoch == [0, 1] and history.records["step"] == [0, 2, 4, 6, 8, 10]
+    assert pn.to_numpy(model.predict(x, batch_size=np.int64(10), to_numpy=np.True_)).shape == (96, 3)
+    assert isinstance(model.evaluate(x, y, batch_size=np.int16(7), return_dict=np.True_), dict)
+    for bad in ({"l2": True}, {"epochs": np.bool_(True)}, {"shuffle": 1}, {"seed": True}, {"record": "yes"}):
+        with pytest.raises((TypeError, ValueError), match=r"Sequential.fit(/train_step)?: "):
+            model.fit(x, y, verbose=0, **bad)

@@ -138,3 +138,17 @@ def test_bad_sources(tmp_path):
 def test_pop_on_an_empty_model():
     with pytest.raises(IndexError, match="no layers"):
         pn.Sequential().pop()
+
+
+def test_a_file_whose_layer_names_were_edited_is_refused_and_nothing_loads(tmp_path):
+    path = tmp_path / "source.safetensors"
+    trained_source().save(path)
+    tensors, meta = pn.serialization.read_file(path)
+    meta["layer_names"] = [["conv2d"], {"a": 1}]
+    pn.serialization.write_file(path, tensors, meta)
+    model = cnn(3, seed=1)
+    before = {k: pn.to_numpy(v).copy() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match="names its layers .* not as distinct strings"):
+        model.load_layers(path)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(pn.to_numpy(value), before[name], err_msg=name)
