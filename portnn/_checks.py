@@ -132,7 +132,8 @@ def as_flag(value: Any) -> bool | None:
 
 def _kind(value: Any, name: str, *, integer: bool = False, fix: str = "") -> str:
     """Why ``value`` is of the wrong kind, and the fix: ``" (a float; pass n=2)"``, ``" (a bool; pass lr=0.01)"``."""
-    notes = ["a bool" if as_flag(value) is not None else f"a {type(value).__name__}"]
+    kind = "bool" if as_flag(value) is not None else type(value).__name__
+    notes = [f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"]
     number = as_real(value)
     if isinstance(value, str):
         try:
@@ -246,7 +247,10 @@ def check_flag(where: str, name: str, value: Any, *, allow_none: bool = False) -
     flag = as_flag(value)
     if flag is None:
         expected = "True, False or None" if allow_none else "True or False"
-        raise ArgumentTypeError(f"{where}: {name} must be {expected}; got {value!r} (a {type(value).__name__})")
+        kind = type(value).__name__
+        raise ArgumentTypeError(
+            f"{where}: {name} must be {expected}; got {value!r} ({'an' if kind[:1] in 'aeiou' else 'a'} {kind})"
+        )
     return flag
 
 

@@ -25,7 +25,8 @@ from typing import Any, NamedTuple, Protocol
 from array_api_compat import array_namespace
 
 from . import backends, metrics
-from ._array import check_int, dtype_name
+from ._array import dtype_name
+from ._checks import check_int
 from .layers.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers.dense import Linear
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import backends, diagnostics
-from ._array import check_int
+from ._checks import check_int
 from .diagnostics import Model
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import diagnostics, plot
-from ._array import check_int
+from ._checks import check_int
 from ._version import __version__
 from .diagnostics import Model
 from .fileformat import write_bytes

@@ -24,7 +24,8 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from . import _records, _resume, backends
-from ._array import check_bool, check_int, check_number, dtype_name
+from ._array import dtype_name
+from ._checks import check_flag, check_int, check_number
 from ._progress import progress_bar, resolve_verbose
 from .callbacks import Callback, CallbackList
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy, Loss
@@ -674,8 +675,8 @@ class Trainer:
         epochs = check_int(where, "epochs", epochs, minimum=0)
         batch_size = check_int(where, "batch_size", batch_size)
         record_every = check_int(where, "record_every", record_every)
-        shuffle, drop_last = check_bool(where, "shuffle", shuffle), check_bool(where, "drop_last", drop_last)
-        record = check_bool(where, "record", record)
+        shuffle, drop_last = check_flag(where, "shuffle", shuffle), check_flag(where, "drop_last", drop_last)
+        record = check_flag(where, "record", record)
         if seed is not None:
             seed = check_int(where, "seed", seed, minimum=0)
         if checkpoint_every is not None:
@@ -899,7 +900,7 @@ class Trainer:
         where = f"{type(self).__name__}.evaluate"
         loss = self._check_loss(loss if loss is not None else self._loss, "evaluate")
         batch_size = check_int(where, "batch_size", batch_size)
-        return_dict = check_bool(where, "return_dict", return_dict)
+        return_dict = check_flag(where, "return_dict", return_dict)
         callback_list = CallbackList(callbacks)
         X, Y = self._ingest(x, y, loss, "evaluate")
         callback_list.set_context(self, self._optimizer)
@@ -938,7 +939,7 @@ class Trainer:
         """
         where = f"{type(self).__name__}.predict"
         batch_size = check_int(where, "batch_size", batch_size)
-        to_numpy = check_bool(where, "to_numpy", to_numpy)
+        to_numpy = check_flag(where, "to_numpy", to_numpy)
         callback_list = CallbackList(callbacks)
         X = self._ingest_x(x, "predict")
         callback_list.set_context(self, self._optimizer)
@@ -1131,4 +1132,4 @@ def _pair(where: str, data: Any) -> tuple[Any, Any]:
 
 
 def _check_l2(l2: Any) -> float:
-    return check_number("Sequential.fit/train_step", "l2", l2, minimum=0.0)
+    return check_number("Sequential.fit/train_step", "l2", l2, lambda v: v >= 0, "a finite number >= 0")

@@ -461,9 +461,9 @@ def resume_edited_checkpoint() -> Any:
 # fmt: off
 ROWS += [
     row("fit-shuffle-not-bool", lambda: fit(shuffle="no"), TypeError,
-        r"Sequential.fit: shuffle must be True or False; got 'no' \(type str\)"),
+        r"Sequential.fit: shuffle must be True or False; got 'no' \(a str\)"),
     row("fit-l2-bool", lambda: fit(l2=True), ValueError,
-        r"Sequential.fit/train_step: l2 must be a finite number >= 0; got True \(type bool\)"),
+        r"Sequential.fit/train_step: l2 must be a finite number >= 0; got True \(a bool\)"),
     row("fit-seed-negative", lambda: fit(seed=-1), ValueError, r"Sequential.fit: seed must be an integer >= 0; got -1"),
     row("fit-checkpoint-a-file", lambda: fit(checkpoint=DOC), ValueError,
         r"Sequential.fit: checkpoint='.*input-validation.md' cannot be written: .*input-validation.md is a file, not a folder"),
@@ -480,7 +480,7 @@ ROWS += [
     row("predict-to-numpy-not-bool", lambda: net().predict(X, to_numpy="yes"), TypeError,
         r"Sequential.predict: to_numpy must be True or False; got 'yes'"),
     row("evaluate-return-dict-not-bool", lambda: net().evaluate(X, Y, loss=CE(), return_dict=1), TypeError,
-        r"Sequential.evaluate: return_dict must be True or False; got 1 \(type int\)"),
+        r"Sequential.evaluate: return_dict must be True or False; got 1 \(an int\)"),
     row("compile-unknown-optimizer", lambda: net().compile(loss=CE(), optimizer="sgdd"), ValueError,
         r"Sequential.compile: unknown optimizer 'sgdd'", r"'sgd', 'adam', 'adamw', 'rmsprop', 'adagrad'"),
     row("compile-optimizer-class", lambda: net().compile(loss=CE(), optimizer=pn.optim.Adam), TypeError,
