@@ -756,6 +756,7 @@ def _check_without_input_grad(
 def _module_oracle(module: Any, layer: Layer, names: list[str], mode: bool, ref_buffers: dict) -> Callable[[list[Any]], Any]:
     """A ``torch.nn.Module`` as the oracle: the layer's state loaded by name, in float64; gradients read from the module."""
     adapter = _backends.get_adapter("torch")
+    module = copy.deepcopy(module)  # loaded with the layer's state and made float64: the caller's stays as it is
 
     def run(tensors: list[Any]) -> Any:
         x = tensors[0]

@@ -355,3 +355,13 @@ def test_the_tutorial_runs_as_written(capsys: pytest.CaptureFixture[str]) -> Non
     assert namespace["accuracy"] > 0.95
     betas = [float(pn.to_numpy(layer.beta.data)[0]) for layer in namespace["model"].layers[1::2]]
     assert all(abs(b - 1.0) > 0.05 for b in betas)  # beta learned something
+
+
+@pytest.mark.skipif(torch is None, reason="the oracle is PyTorch: pip install torch==2.13.0")
+def test_the_oracle_module_is_left_as_it_was() -> None:
+    oracle = torch.nn.Linear(4, 3)
+    before = {k: v.clone() for k, v in oracle.state_dict().items()}
+    check_layer(Linear(4, 3, seed=0), (5, 4), oracle=oracle, backends=())
+    for k, v in oracle.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in oracle.parameters())
