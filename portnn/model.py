@@ -286,6 +286,40 @@ class Sequential(Trainer):
 
         save_model(self, path)
 
+    def export_onnx(
+        self,
+        path: str | os.PathLike[str],
+        input_shape: tuple[int, ...] | None = None,
+        *,
+        input_name: str = "input",
+        output_name: str = "output",
+    ) -> Any:
+        """Write the evaluation-mode forward as an ONNX model to ``path``, for batches of any size; returns the ``ModelProto``.
+
+        The model's own forward runs on `ndonnx <https://github.com/Quantco/ndonnx>`_ arrays, which
+        record an ONNX graph (no layer has an exporter of its own): see :mod:`portnn.onnx`.
+        ``input_shape`` is the shape of one example, ``(1, 28, 28)``; None takes the model's
+        ``input_shape`` or the first Linear's ``in_features``. A layer that cannot be exported
+        raises :class:`portnn.onnx.OnnxExportError` naming it and why. Needs ``portnn[onnx]``.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import onnxruntime
+        >>> import portnn as pn
+        >>> model = pn.Sequential([pn.layers.Linear(4, 8), pn.layers.ReLU(), pn.layers.Linear(8, 3)], seed=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+        >>> _ = model.export_onnx(path)
+        >>> x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+        >>> (y,) = onnxruntime.InferenceSession(path).run(None, {"input": x})
+        >>> bool(np.abs(y - model.predict(x, to_numpy=True)).max() <= 1e-5)
+        True
+        """
+        from .onnx import export
+
+        return export(self, path, input_shape, input_name=input_name, output_name=output_name)
+
     def get_config(self) -> dict[str, Any]:
         """The architecture as JSON-able values: each layer's class name and config, the seed and input shape.
 

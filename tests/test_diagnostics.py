@@ -128,8 +128,11 @@ def test_errors_name_the_function_and_the_fix() -> None:
     model = pn.Sequential([Linear(4, 3)], seed=0)
     with pytest.raises(TypeError, match=r"from_logits must be True, False or None"):
         diagnostics.classification(model, X, from_logits="yes")
-    with pytest.raises(TypeError, match=r"classification: x is a torch array on cpu but the model's parameters live on numpy"):
-        diagnostics.classification(model, torch.ones((2, 4)))
+    # a torch CPU tensor is shared with a NumPy model through DLPack (tests/test_dlpack.py); another device is refused
+    shared, host = diagnostics.classification(model, torch.ones((2, 4))), diagnostics.classification(model, np.ones((2, 4)))
+    np.testing.assert_array_equal(shared.probabilities, host.probabilities)
+    with pytest.raises(TypeError, match=r"classification: x is a torch array on meta but the model's parameters live on numpy"):
+        diagnostics.classification(model, torch.ones((2, 4), device="meta"))
     with pytest.raises(ValueError, match=r"worst_predictions: n must be"):
         diagnostics.worst_predictions(model, X, Y3, n=0)
 

@@ -67,11 +67,13 @@ def test_two_libraries_in_one_call() -> None:
     layer = Linear(3, 2)  # numpy parameters
     with pytest.raises(TypeError, match=r"Linear\(3, 2\): got arrays from different libraries.*torch"):
         layer(torch.ones((1, 3)))
+    # a model takes a torch CPU tensor in place through DLPack (tests/test_dlpack.py); a tensor on another device it refuses
     with pytest.raises(
         TypeError,
-        match=r"Sequential.fit: x is a torch array on cpu but the model's parameters live on numpy:cpu.*model.to\('torch'\)",
+        match=r"Sequential.fit: x is a torch array on meta but the model's parameters live on numpy:cpu.*"
+        r"model.to\('torch', device='meta'\)",
     ):
-        fit(net(), torch.ones((10, 4)), Y)
+        fit(net(), torch.ones((10, 4), device="meta"), Y)
 
 
 def test_two_strict_devices_in_one_call() -> None:

@@ -63,9 +63,9 @@ def with_nan(count: int) -> Any:
     return bad
 
 
-def torch_tensor(shape: tuple[int, ...]) -> Any:
+def torch_tensor(shape: tuple[int, ...], *, requires_grad: bool = False) -> Any:
     torch = pytest.importorskip("torch", reason="torch is not installed: the torch-crossing rows need it")
-    return torch.ones(shape)
+    return torch.ones(shape, requires_grad=requires_grad)
 
 
 def strict(shape: tuple[int, ...], device: str = "device2") -> Any:
@@ -342,9 +342,13 @@ ROWS = [
         r"numpy backend has one device, 'cpu'; got device='cuda'"),
     row("cupy-without-gpu", cupy_without_gpu, pn.BackendUnavailableError,
         r"backend 'cupy' is unavailable", r"set_backend\('auto'\)"),
-    row("fit-torch-into-numpy-model", lambda: fit(torch_tensor((10, 4))), TypeError,
-        r"Sequential.fit: x is a torch array on cpu", r"live on numpy:cpu", r"portnn.backends.to_numpy\(x\)",
-        r"model.to\('torch'\)"),
+    # a torch CPU tensor into a NumPy model is taken in place through DLPack (tests/test_dlpack.py); these are not
+    row("fit-torch-into-device1-model", lambda: fit(torch_tensor((10, 4)), model=on_device1(net)), TypeError,
+        r"Sequential.fit: x is a torch array on cpu", r"live on array_api_strict:device1", r"another device",
+        r"portnn.backends.to_numpy\(x\)", r"model.to\('torch', device='cpu'\)"),
+    row("fit-torch-requires-grad", lambda: fit(torch_tensor((10, 4), requires_grad=True)), TypeError,
+        r"Sequential.fit: x is a torch array on cpu, on the model's device \(numpy:cpu\)", r"DLPack cannot share it",
+        r"detach\(\)", r"portnn.backends.to_numpy\(x\)"),
     row("layer-torch-into-numpy-layer", lambda: Linear(3, 2)(torch_tensor((1, 3))), TypeError,
         r"Linear\(3, 2\)", r"the input is a torch array on cpu", r"the parameters are a numpy array on cpu",
         r"layer.to\('torch'\)"),
@@ -358,8 +362,8 @@ ROWS = [
         lambda: pn.metrics.confusion_matrix(np.array([0, 1]), np.eye(3)[:2], threshold=0.0), ValueError,
         r"confusion_matrix: threshold applies to one score per example", r"shape \(2, 3\)", r"drop threshold="),
     row("fit-strict-into-numpy-model", lambda: fit(strict((10, 4), "device1")), TypeError,
-        r"x is a array_api_strict array on device1", r"live on numpy:cpu", r"portnn.backends.to_numpy\(x\)",
-        r"model.to\('array_api_strict'\)"),
+        r"x is a array_api_strict array on device1", r"live on numpy:cpu", r"another device", r"portnn.backends.to_numpy\(x\)",
+        r"model.to\('array_api_strict', device='device1'\)"),
     row("fit-other-device", lambda: fit(strict((10, 4)), model=on_device1(net)), TypeError,
         r"Sequential.fit: x is a array_api_strict array on device2", r"live on array_api_strict:device1",
         r"x.to_device\(model.backend.device\)", r"model.to\('array_api_strict', device='device2'\)"),

@@ -3,7 +3,9 @@
 Each spec builds float64 NumPy inputs and names the op as ``f(*arrays) -> (y, vjp)``, where
 ``vjp(dy)`` returns the gradients of the differentiable inputs. The reference is the op on
 NumPy in float64, checked twice independently (central differences, torch autograd); every
-backend must then reproduce it in float32 and float64.
+backend must then reproduce it in float32 and float64. The checks are
+:func:`portnn.testing.check_op`'s, the public tool users point at their own ops: these tests
+keep it honest.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+import conftest
 import numpy as np
 import pytest
 from opspec import Spec, away_from_zero, layer_op, loss_op
@@ -21,6 +24,7 @@ from specs_pool import SPECS as POOL_SPECS
 import portnn as pn
 from portnn import functional as F
 from portnn import losses as L
+from portnn.testing import FD_TOLERANCE, ORACLE_TOLERANCE, TOLERANCES, check_op
 
 try:
     import torch
@@ -146,35 +150,23 @@ def _inputs(name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return spec.make(r), (spec.extra(r) if spec.extra else [])
 
 
-def _reference(name: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
-    """The op on NumPy float64: output, the upstream gradient used, and the input gradients."""
+def _check(name: str, **kw: Any) -> Any:
+    """portnn.testing.check_op on the spec: the upstream gradient of every test is the same one."""
     spec = SPECS[name]
     diff, extra = _inputs(name)
     with pn.use_backend("numpy"):
-        y, vjp = spec.op(*diff, *extra)
-        dy = np.random.default_rng(1).normal(size=np.shape(y))
-        return np.asarray(y), dy, tuple(np.asarray(g) for g in vjp(dy))
+        y, _ = spec.op(*diff, *extra)
+    dy = np.random.default_rng(1).normal(size=np.shape(y))
+    return check_op(spec.op, diff, n_diff=spec.n_diff, extra=extra, dy=dy, name=name, **kw)
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_gradient_matches_finite_differences(name: str) -> None:
-    spec = SPECS[name]
-    diff, extra = _inputs(name)
-    _, dy, grads = _reference(name)
-    eps = 1e-6
-    for k in range(spec.n_diff):
-        numeric = np.zeros_like(diff[k])
-        flat = diff[k].reshape(-1)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + eps
-            plus = np.sum(np.asarray(spec.op(*diff, *extra)[0]) * dy)
-            flat[i] = old - eps
-            minus = np.sum(np.asarray(spec.op(*diff, *extra)[0]) * dy)
-            flat[i] = old
-            numeric.reshape(-1)[i] = (plus - minus) / (2 * eps)
-        # central differences carry ~1e-16 * |L| / eps of rounding: 1e-7 absolute for the larger convolutions
-        np.testing.assert_allclose(grads[k], numeric, rtol=1e-6, atol=1e-7, err_msg=f"{name}: input {k}")
+    # every element, eps 1e-6, rtol 1e-6 and atol 1e-7 (FD_TOLERANCE): central differences carry ~1e-16 * |L| / eps
+    # of rounding, 1e-7 absolute for the larger convolutions
+    assert FD_TOLERANCE == (1e-6, 1e-7)
+    report = _check(name, backends=())
+    assert len(report.checked) == SPECS[name].n_diff
 
 
 @pytest.mark.skipif(
@@ -182,16 +174,9 @@ def test_gradient_matches_finite_differences(name: str) -> None:
 )
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_matches_torch_autograd(name: str) -> None:
-    spec = SPECS[name]
-    diff, extra = _inputs(name)
-    y, dy, grads = _reference(name)
-    tdiff = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in diff]
-    textra = [torch.tensor(a) if a.dtype.kind in "iu" else torch.tensor(a, dtype=torch.float64) for a in extra]
-    ty = spec.oracle(*tdiff, *textra)
-    ty.backward(torch.tensor(dy, dtype=torch.float64))
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12, err_msg=f"{name}: forward")
-    for k in range(spec.n_diff):
-        np.testing.assert_allclose(grads[k], tdiff[k].grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=f"{name}: grad {k}")
+    assert ORACLE_TOLERANCE == {"forward": (1e-12, 1e-12), "gradient": (1e-10, 1e-12)}
+    report = _check(name, oracle=SPECS[name].oracle, finite_differences=False, backends=())
+    assert [what for what, _ in report.checked] == ["PyTorch oracle: output and gradients"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -199,15 +184,9 @@ def test_matches_torch_autograd(name: str) -> None:
 def test_parity_with_numpy_float64(case: Any, name: str, dtype: str) -> None:
     if not case.supports(dtype):
         pytest.skip(f"{case.name} on {case.device} has no {dtype}")
-    spec = SPECS[name]
-    diff, extra = _inputs(name)
-    y_ref, dy, grads_ref = _reference(name)
-    args = [case.asarray(a, dtype) for a in diff]
-    args += [case.asarray(a, "int64" if a.dtype.kind in "iu" else dtype) for a in extra]
-    y, vjp = spec.op(*args)
-    case.assert_close(y, y_ref, dtype=dtype, err_msg=f"{name} forward")
-    for k, g in enumerate(vjp(case.asarray(dy, dtype))):
-        case.assert_close(g, grads_ref[k], dtype=dtype, err_msg=f"{name} grad {k}")
+    assert TOLERANCES == {dtype: (t["rtol"], t["atol"]) for dtype, t in conftest.TOLERANCES.items()}
+    report = _check(name, finite_differences=False, backends=[(case.name, case.device)], dtypes=[dtype])
+    assert [what for what, _ in report.checked] == [f"{case.name} {dtype}: output and gradients against NumPy float64"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -17,6 +17,7 @@ from typing import Any
 from ._base import Adapter, BackendUnavailableError
 from .array_api_strict import StrictAdapter
 from .cupy import CupyAdapter
+from .ndonnx import NdonnxAdapter
 from .numpy import NumpyAdapter
 from .torch import TorchAdapter
 
@@ -33,9 +34,12 @@ __all__ = [
     "use_backend",
 ]
 
-_ADAPTERS: dict[str, Adapter] = {a.name: a for a in (NumpyAdapter(), CupyAdapter(), TorchAdapter(), StrictAdapter())}
+#: Every adapter portnn knows, by name: the backends, and ndonnx (an export target: its arrays record an ONNX graph).
+_ADAPTERS: dict[str, Adapter] = {
+    a.name: a for a in (NumpyAdapter(), CupyAdapter(), TorchAdapter(), StrictAdapter(), NdonnxAdapter())
+}
 _ALIASES = {"np": "numpy", "cp": "cupy", "pytorch": "torch", "strict": "array_api_strict"}
-NAMES = (*_ADAPTERS, "auto")
+NAMES = (*(name for name, a in _ADAPTERS.items() if a.trainable), "auto")
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,22 @@ class Backend:
 
 
 def get_adapter(name: str) -> Adapter:
-    """Return the adapter called ``name`` (``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``)."""
+    """Return the adapter called ``name`` (``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``; ``"ndonnx"``)."""
     key = _ALIASES.get(name, name)
     if key not in _ADAPTERS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(map(repr, NAMES))}")
     return _ADAPTERS[key]
+
+
+def _backend_adapter(name: str) -> Adapter:
+    """:func:`get_adapter`, refusing an adapter on which models cannot live (an export target)."""
+    adapter = get_adapter(name)
+    if not adapter.trainable:
+        raise ValueError(
+            f"{adapter.name!r} is not a backend: its arrays record an ONNX graph for model.export_onnx(...), and a model "
+            f"cannot live or train on them; choose one of {', '.join(map(repr, NAMES))}"
+        )
+    return adapter
 
 
 def adapter_for(x: Any) -> Adapter:
@@ -71,7 +86,9 @@ def adapter_for(x: Any) -> Adapter:
     if adapter is None:
         adapter = next((a for a in _ADAPTERS.values() if a.owns(x)), None)
         if adapter is None:
-            raise TypeError(f"expected an array of {', '.join(_ADAPTERS)}; got {type(x).__module__}.{type(x).__name__}")
+            raise TypeError(
+                f"expected an array of {', '.join(n for n in NAMES if n != 'auto')}; got {type(x).__module__}.{type(x).__name__}"
+            )
         _OWNER[type(x)] = adapter
     return adapter
 
@@ -90,7 +107,7 @@ def _resolve(name: str, device: Any = None) -> Backend:
         cupy = _ADAPTERS["cupy"]
         adapter = cupy if cupy.is_available() else _ADAPTERS["numpy"]
         return Backend(adapter, adapter.device(device if adapter is cupy else None))
-    adapter = get_adapter(name)
+    adapter = _backend_adapter(name)
     why = adapter.import_error()
     if why is not None:
         hint = (
@@ -170,7 +187,7 @@ def use_backend(name: str, device: Any = None) -> Iterator[Backend]:
 
 def available_backends() -> list[str]:
     """Names of the backends that can run here (CuPy only where a CUDA device works)."""
-    return [name for name, adapter in _ADAPTERS.items() if adapter.is_available()]
+    return [name for name, adapter in _ADAPTERS.items() if adapter.trainable and adapter.is_available()]
 
 
 def host_rng(seed: Any = None) -> Any:
@@ -201,9 +218,21 @@ def as_backend_array(x: Any, backend: Backend, *, what: str = "x", where: str = 
     """Bring data handed to a model onto the model's backend and device.
 
     NumPy arrays, Python sequences and NumPy-convertible objects (host data) are copied onto
-    ``backend``'s device (no copy for NumPy on NumPy). Arrays already on that backend and
-    device pass through. Arrays of another library or device raise a TypeError that says how
-    to move them: host data is the only thing moved implicitly.
+    ``backend``'s device (no copy for NumPy on NumPy, nor for torch on the CPU). Arrays already
+    on that backend and device pass through. An array of another library on the model's device
+    is taken in place through DLPack, without a copy (a torch CPU tensor into a NumPy model, a
+    CuPy array into a torch model on the same GPU). Anything else, an array on another device
+    (or on array-api-strict's fake devices, which stand for one), raises a TypeError that names
+    both devices and says how to move the data or the model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> from portnn.backends import as_backend_array
+    >>> host = np.ones((2, 3), dtype=np.float32)
+    >>> as_backend_array(host, pn.get_backend()) is host
+    True
     """
     import numpy as np
 
@@ -230,11 +259,51 @@ def as_backend_array(x: Any, backend: Backend, *, what: str = "x", where: str = 
                 f"{where}{what} is ragged or not numeric (NumPy made an object array); pass a rectangular numeric array"
             )
         return adapter.from_numpy(host, backend.device)
-    raise TypeError(
-        f"{where}{what} is a {_describe(x)} but the model's parameters live on "
-        f"{backend.name}:{adapter.device_name(backend.device)}. Pass NumPy data (portnn.backends.to_numpy(x)) "
-        f"or move the model with model.to({adapter_for_name(x)!r})."
-    )
+    return _from_dlpack(x, backend, what=what, where=where)
+
+
+#: DLPack's device types (``DLDeviceType``), for messages about arrays of libraries portnn has no adapter for.
+_DLPACK_DEVICES = {1: "cpu", 2: "cuda", 3: "cuda_host", 4: "opencl", 7: "vulkan", 8: "metal", 10: "rocm", 13: "cuda_managed"}
+
+
+def _from_dlpack(x: Any, backend: Backend, *, what: str, where: str) -> Any:
+    """``x``, an array of another library, on ``backend`` through DLPack when both are on one device; else a TypeError."""
+    adapter = backend.adapter
+    model_at = f"{backend.name}:{adapter.device_name(backend.device)}"
+    try:
+        source = adapter_for(x)
+    except TypeError:
+        source = None
+    if source is not None:
+        dev = _device_of(x)
+        here, described = source.dlpack_device(dev), _describe(x)
+        fix = (
+            f"Copy the data to the host first (portnn.backends.to_numpy({what})) or move the model with "
+            f"model.to({source.name!r}, device={source.device_name(dev)!r})"
+        )
+    else:  # a library portnn has no adapter for: DLPack alone says where the array is
+        try:
+            kind, index = x.__dlpack_device__()
+            here = (int(kind), int(index))
+        except Exception:
+            here = None
+        name = _DLPACK_DEVICES.get(here[0], f"DLPack device type {here[0]}") if here else "a device DLPack cannot name"
+        described = f"{type(x).__module__.split('.')[0]}.{type(x).__name__} array on {name}"
+        described += f":{here[1]}" if here and here[0] != 1 else ""
+        fix = "Copy the data to the host first with its own library (as a NumPy array), or move the model to its device"
+    target = adapter.dlpack_device(backend.device)
+    if here is None or here != target:
+        raise TypeError(
+            f"{where}{what} is a {described} but the model's parameters live on {model_at}: another device, whose memory "
+            f"DLPack cannot share. {fix}."
+        )
+    try:
+        return adapter.from_dlpack(x, backend.device)
+    except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{where}{what} is a {described}, on the model's device ({model_at}), but DLPack cannot share it ({exc}). "
+            f"Copy it to the host first (portnn.backends.to_numpy({what}))."
+        ) from exc
 
 
 def adapter_for_name(x: Any) -> str:

@@ -42,6 +42,10 @@ class Adapter:
     name: str = ""
     #: Whether arrays support in-place operators (``a -= b``) that keep views valid.
     inplace: bool = True
+    #: Whether models can live and train on this library. False for an export target (ndonnx,
+    #: whose arrays record an ONNX graph): :func:`portnn.set_backend` and
+    #: :func:`portnn.available_backends` offer only the adapters that can.
+    trainable: bool = True
 
     # -- availability -----------------------------------------------------------------
     def import_error(self) -> str | None:
@@ -84,6 +88,24 @@ class Adapter:
     def to_numpy(self, x: Any) -> Any:
         """Return ``x`` as a NumPy array on the host (a copy for device memory)."""
         raise NotImplementedError
+
+    # -- DLPack: arrays of another library, without a host round trip --------------------
+    def dlpack_device(self, device: Any) -> tuple[int, int] | None:
+        """``device`` as DLPack names it, ``(device type, id)`` (``(1, 0)`` is the host CPU, ``(2, k)`` CUDA device k).
+
+        None where DLPack cannot reach the device: then no array of another library is taken
+        in place (the default; array-api-strict's fake devices say so too).
+        """
+        return None
+
+    def from_dlpack(self, x: Any, device: Any = None) -> Any:
+        """An array of this library on ``device`` that shares the memory of ``x`` (another library's array).
+
+        Called only when :meth:`dlpack_device` of ``device`` equals the DLPack device of ``x``.
+        Raises what the library raises when ``x`` cannot be exported (a torch tensor that
+        requires grad, say).
+        """
+        raise NotImplementedError(f"the {self.name} adapter takes no DLPack arrays")
 
     # -- random numbers ---------------------------------------------------------------
     def make_generator(self, seed: int, device: Any = None) -> Any:

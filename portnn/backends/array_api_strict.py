@@ -70,4 +70,14 @@ class StrictAdapter(Adapter):
 
         return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
 
+    def dlpack_device(self, device: Any) -> tuple[int, int] | None:
+        # The fake devices hold host memory and DLPack calls them the CPU; by contract they are
+        # separate devices, so that a model on device1 never takes other memory in place.
+        return (1, 0) if self.device_name(self.device(device)) == "CPU_DEVICE" else None
+
+    def from_dlpack(self, x: Any, device: Any = None) -> Any:
+        import array_api_strict
+
+        return array_api_strict.from_dlpack(x, device=self.device(device))
+
     # make_generator / random_uniform: the Adapter defaults (host PCG64, copied to the device)

@@ -74,6 +74,19 @@ class CupyAdapter(Adapter):
     def to_numpy(self, x: Any) -> Any:
         return x.get()
 
+    def dlpack_device(self, device: Any) -> tuple[int, int] | None:
+        import cupy
+
+        with self.device(device):
+            kind, index = cupy.empty(0).__dlpack_device__()  # kDLCUDA, or kDLROCM on AMD builds
+        return int(kind), int(index)
+
+    def from_dlpack(self, x: Any, device: Any = None) -> Any:
+        import cupy
+
+        with self.device(device):
+            return cupy.from_dlpack(x)
+
     def make_generator(self, seed: int, device: Any = None) -> Any:
         import cupy
 

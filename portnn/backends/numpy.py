@@ -36,6 +36,14 @@ class NumpyAdapter(Adapter):
     def to_numpy(self, x: Any) -> Any:
         return np.asarray(x)
 
+    def dlpack_device(self, device: Any) -> tuple[int, int] | None:
+        self.device(device)
+        return (1, 0)  # kDLCPU
+
+    def from_dlpack(self, x: Any, device: Any = None) -> Any:
+        self.device(device)
+        return np.from_dlpack(x)
+
     def make_generator(self, seed: int, device: Any = None) -> Any:
         self.device(device)
         return np.random.Generator(np.random.PCG64(seed))

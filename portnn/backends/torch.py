@@ -64,6 +64,20 @@ class TorchAdapter(Adapter):
     def to_numpy(self, x: Any) -> Any:
         return x.detach().cpu().numpy()
 
+    def dlpack_device(self, device: Any) -> tuple[int, int] | None:
+        import torch
+
+        dev = self.device(device)
+        if dev.type not in ("cpu", "cuda"):
+            return None  # mps, xla...: no DLPack device of their own
+        kind, index = torch.empty(0, device=dev).__dlpack_device__()
+        return int(kind), int(index)
+
+    def from_dlpack(self, x: Any, device: Any = None) -> Any:
+        import torch
+
+        return torch.from_dlpack(x)
+
     def make_generator(self, seed: int, device: Any = None) -> Any:
         import torch
 
