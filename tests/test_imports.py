@@ -39,7 +39,7 @@ LOWER_MAY_IMPORT: dict[str, set[str]] = {
 }
 UPPER = {
     "model", "training", "serialization", "callbacks", "plot", "report", "diagnostics", "_resume", "_records", "transfer",
-    "distributed", "cli",
+    "distributed", "cli", "onnx", "testing",
 }  # fmt: skip
 
 
