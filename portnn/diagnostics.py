@@ -27,6 +27,7 @@ from array_api_compat import array_namespace
 from . import backends, metrics
 from ._array import dtype_name
 from ._checks import check_int
+from ._inputs import model_input
 from .layers.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers.dense import Linear
 
@@ -209,18 +210,8 @@ def _check_model(where: str, model: Any) -> None:
 
 
 def _model_input(where: str, model: Any, x: Any) -> Any:
-    """``x`` on the model's backend and device, in its dtype."""
-    backend = model.backend
-    xp = backend.xp
-    X = backends.as_backend_array(x, backend, what="x", where=f"{where}: ")
-    if X.ndim == 0 or X.shape[0] == 0:
-        raise ValueError(f"{where}: x has shape {tuple(X.shape)}; pass at least one example, shape (n, ...)")
-    target = getattr(xp, model.dtype) if isinstance(model.dtype, str) else model.dtype
-    if X.dtype != target:
-        if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral") or X.dtype == xp.bool):
-            raise TypeError(f"{where}: x has dtype {dtype_name(X.dtype)}; pass real numbers")
-        X = xp.astype(X, target)
-    return X
+    """``x`` on the model's backend and device, as fit and predict bring it (:func:`portnn._inputs.model_input`)."""
+    return model_input(model, x, where)
 
 
 def _run(where: str, model: Any, x: Any, stop: int, batch_size: int) -> Iterator[tuple[int, Any, Any]]:

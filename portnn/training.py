@@ -26,6 +26,7 @@ from array_api_compat import array_namespace
 from . import _records, _resume, backends
 from ._array import dtype_name
 from ._checks import check_flag, check_int, check_number
+from ._inputs import count_nonfinite, detached, model_input
 from ._progress import progress_bar, resolve_verbose
 from .callbacks import Callback, CallbackList
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy, Loss
@@ -503,7 +504,7 @@ class Trainer:
         while AdamW's decoupled decay is not.
         """
         l2 = _check_l2(l2)
-        x, y = _detached(x), _detached(y)
+        x, y = detached(x), detached(y)
         if x.shape[0] == 0:
             raise ValueError(
                 f"{type(self).__name__}.train_step: got an empty batch (x of shape {tuple(x.shape)}); pass at least one example"
@@ -955,35 +956,7 @@ class Trainer:
 
     # -- bringing data to the model ----------------------------------------------------
     def _ingest_x(self, x: Any, where: str) -> Any:
-        name = f"{type(self).__name__}.{where}"
-        backend = self.backend
-        xp = backend.xp
-        X = _detached(backends.as_backend_array(x, backend, what="x", where=f"{name}: "))
-        if X.ndim == 0:
-            raise ValueError(f"{name}: x is a scalar (shape ()); pass an array of examples, shape (n, ...)")
-        if X.shape[0] == 0:
-            raise ValueError(f"{name}: x is empty (shape {tuple(X.shape)}); pass at least one example")
-        if any(d == 0 for d in X.shape[1:]):
-            raise ValueError(
-                f"{name}: x has shape {tuple(X.shape)}: its examples hold no values (a 0-sized axis); "
-                "check how the features were selected"
-            )
-        first = self.layers[0] if self.layers else None
-        if getattr(getattr(first, "input_spec", None), "dtype", None) == "integral":  # indices (an embedding)
-            if not xp.isdtype(X.dtype, "integral"):
-                raise TypeError(
-                    f"{name}: x has dtype {dtype_name(X.dtype)}, but the first layer ({first!r}) takes integer "
-                    "indices; pass x as integers (e.g. x.astype('int64'))"
-                )
-            return self._checked_x(X, where)
-        target = getattr(xp, self.dtype)
-        if X.dtype != target:
-            if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral") or X.dtype == xp.bool):
-                raise TypeError(f"{name}: x has dtype {dtype_name(X.dtype)}; pass real numbers")
-            X = xp.astype(X, target)
-        bad = _count_nonfinite(xp, X)
-        if bad:
-            raise ValueError(f"{name}: x holds {bad} NaN or infinite values; clean or impute them first")
+        X = model_input(self, x, f"{type(self).__name__}.{where}")
         return self._checked_x(X, where)
 
     def _checked_x(self, X: Any, where: str) -> Any:
@@ -995,7 +968,7 @@ class Trainer:
         X = self._ingest_x(x, where)
         backend = self.backend
         xp = backend.xp
-        Y = _detached(backends.as_backend_array(y, backend, what="y", where=f"{name}: "))
+        Y = detached(backends.as_backend_array(y, backend, what="y", where=f"{name}: "))
         if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
             raise ValueError(f"{name}: x has {X.shape[0]} examples but y has shape {tuple(Y.shape)}; they must match")
         if not (xp.isdtype(Y.dtype, "real floating") or xp.isdtype(Y.dtype, "integral") or Y.dtype == xp.bool):
@@ -1004,7 +977,7 @@ class Trainer:
             Y = xp.astype(Y, xp.int64)  # class indices
         else:
             Y = xp.astype(Y, getattr(xp, self.dtype))
-        bad = _count_nonfinite(xp, Y) if xp.isdtype(Y.dtype, "real floating") else 0
+        bad = count_nonfinite(xp, Y) if xp.isdtype(Y.dtype, "real floating") else 0
         if bad:
             raise ValueError(f"{name}: y holds {bad} NaN or infinite values; drop those examples or fix the targets")
         # two examples where there are two: BatchNorm without running statistics needs them even in evaluation
@@ -1053,15 +1026,6 @@ def _resolve_optimizer(optimizer: Any, where: str) -> Optimizer:
             "pass optimizer= or call compile()"
         )
     return optimizer
-
-
-def _detached(a: Any) -> Any:
-    """``a`` cut from any autograd graph: a tensor that requires grad (PyTorch's) handed to a model is data, not a graph input.
-
-    Left attached, every step would extend one graph through the weights' updates (memory
-    that grows with every step); portnn computes its own gradients.
-    """
-    return a.detach() if getattr(a, "requires_grad", False) is True and callable(getattr(a, "detach", None)) else a
 
 
 def _strategy_for(distributed: Any) -> Any:
@@ -1115,13 +1079,6 @@ def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
     if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
         bounds[-2:] = [(bounds[-2][0], n)]
     return bounds
-
-
-def _count_nonfinite(xp: Any, a: Any) -> int:
-    """How many NaN/inf values ``a`` holds. One sum (NaN and inf propagate) settles the usual case in one pass."""
-    if bool(xp.isfinite(xp.sum(a))):
-        return 0
-    return int(xp.count_nonzero(~xp.isfinite(a)))  # also 0 when only the sum overflowed
 
 
 def _pair(where: str, data: Any) -> tuple[Any, Any]:

@@ -33,6 +33,7 @@ LOWER_MAY_IMPORT: dict[str, set[str]] = {
     "_array": set(),
     "_checks": set(),
     "backends": {"_array"},
+    "_inputs": {"_array", "backends"},
     "init": {"_checks"},
     "functional": {"_array", "backends"},
     "layers": {"_array", "_checks", "backends", "functional", "init"},

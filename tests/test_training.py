@@ -212,6 +212,8 @@ def test_a_first_layer_that_takes_integer_indices_gets_them_from_fit_and_predict
     assert model.predict(x[:3], to_numpy=True).shape == (3, 2)
     with pytest.raises(TypeError, match=r"x has dtype float64, but the first layer \(Lookup\(\)\) takes integer indices"):
         model.predict(x.astype(np.float64))
+    # the diagnostics (and so the plots and reports) bring data to the model as predict does
+    assert pn.diagnostics.classification(model, x, y).accuracy == 1.0
 
 
 # -- every argument checked before the first step ------------------------------------------
