@@ -74,7 +74,7 @@ def test_missing_data_is_a_clear_failure(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["train", "--data-dir", str(tmp_path), "--no-download"]) == 2
     err = capsys.readouterr().err
-    assert str(tmp_path) in err and "PORTNN_DATA_DIR" in err
+    assert str(tmp_path) in err and "PORTNN_DATA_DIR" in err and "portnn train --data-dir /path/to/dir" in err
 
 
 def test_console_script_lists_backends() -> None:
