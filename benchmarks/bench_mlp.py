@@ -299,7 +299,32 @@ def machine_facts() -> list[str]:
     return facts
 
 
-def bench_config(name: str, data: tuple[np.ndarray, ...], repeats: int) -> dict[str, float]:
+class Progress:
+    """One line on stderr per timed epoch, ``[3/48] 1024x128 round 1/3 numpy-loop: 2.95 s``: the run shows it is alive.
+
+    The report (stdout) stays the same; ``--quiet`` turns the lines off.
+    """
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.total, self.done, self.enabled, self.start = total, 0, enabled, time.perf_counter()
+
+    def step(self, config: str, round_: int, repeats: int, contender: str, seconds: float) -> None:
+        self.done += 1
+        if self.enabled:
+            which = "warm-up" if round_ == 0 else f"round {round_}/{repeats}"
+            elapsed = time.perf_counter() - self.start
+            print(
+                f"[{self.done}/{self.total}] {config} {which} {contender}: {seconds:.2f} s ({elapsed:.0f} s so far)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def contender_count() -> int:
+    return 3 if torch is not None else 2
+
+
+def bench_config(name: str, data: tuple[np.ndarray, ...], repeats: int, progress: Progress | None = None) -> dict[str, float]:
     """Median seconds per epoch of each contender on one config; prints the raw times and test accuracies."""
     x, y, x_test, y_test = data
     hidden, batch_size = CONFIGS[name]
@@ -312,6 +337,8 @@ def bench_config(name: str, data: tuple[np.ndarray, ...], repeats: int) -> dict[
         for contender in contenders:
             gc.collect()
             seconds = contender.run()
+            if progress is not None:
+                progress.step(name, round_, repeats, contender.name, seconds)
             if round_:
                 times[contender.name].append(seconds)
     gc.collect()
@@ -320,7 +347,7 @@ def bench_config(name: str, data: tuple[np.ndarray, ...], repeats: int) -> dict[
     for contender in contenders:
         run_times = " ".join(f"{t:.3f}" for t in times[contender.name])
         accuracy = contender.test_accuracy(x_test, y_test)
-        print(f"  {contender.name:10s} s/epoch {run_times}   test accuracy after 1 epoch {accuracy:.4f}")
+        print(f"  {contender.name:10s} s/epoch {run_times}   test accuracy after 1 epoch {accuracy:.4f}", flush=True)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -364,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         help="folder with the MNIST IDX files (default: $PORTNN_DATA_DIR, then ../shared/datasets/mnist beside the repository)",
     )
     parser.add_argument("--quick", action="store_true", help="train on the first 10000 images only (a smoke run)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line per timed epoch on stderr")
     args = parser.parse_args(argv)
     configs = [c for arg in args.configs for c in arg.split(",") if c]
     unknown = [c for c in configs if c not in CONFIGS]
@@ -380,8 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if torch is None:
         print(f"torch contender skipped: {TORCH_MISSING}")
-    print()
-    results = {name: bench_config(name, data, args.repeats) for name in configs}
+    runs = len(configs) * (args.repeats + 1) * contender_count()
+    print(f"{runs} epochs to time (a progress line each on stderr)\n", flush=True)
+    progress = Progress(runs, enabled=not args.quiet)
+    results = {name: bench_config(name, data, args.repeats, progress) for name in configs}
     print_table(results)
     return 0
 

@@ -5,15 +5,19 @@ layers of 16 units. Each panel shows the class the trained net predicts over the
 training points on top, and the training accuracy in its title. Linear-ish sets (two Gaussians)
 need no depth; curved ones (moons, cubics, sinusoids) a little; the spirals need the most.
 
-Run: ``python examples/toy_boundaries.py [--out toy_boundaries.png] [--quick] [--seed 0]``
-(needs matplotlib; the full run trains 45 small nets in about two minutes on two CPU cores).
+Run: ``python examples/toy_boundaries.py [--out-dir DIR] [--quick] [--seed 0]`` (needs
+matplotlib; the full run trains 45 small nets in about two minutes on two CPU cores). The PNG
+goes to ``DIR/toy_boundaries.png`` (default: a ``portnn-examples`` folder in the system's
+temporary folder, never the working tree; ``--out FILE`` names the file itself).
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import portnn as pn
 
@@ -22,6 +26,12 @@ WIDTH = 16
 #: Panel size in inches and the resolution of the PNG: the image is rows*PANEL*DPI by cols*PANEL*DPI pixels.
 PANEL, DPI = 2.4, 80
 QUICK_DATASETS = ("moons", "spirals")
+FILENAME = "toy_boundaries.png"
+
+
+def default_out_dir() -> Path:
+    """Where the examples write unless told: ``portnn-examples`` in the system's temporary folder (not the working tree)."""
+    return Path(tempfile.gettempdir()) / "portnn-examples"
 
 
 def make_model(depth: int, n_classes: int, *, activation: str = "tanh", seed: int = 0) -> pn.Sequential:
@@ -44,10 +54,10 @@ def run(
     activation: str = "tanh",
     seed: int = 0,
     resolution: int = 150,
-    out: str = "toy_boundaries.png",
+    out: str | Path | None = None,
     verbose: bool = True,
 ) -> dict[str, list[float]]:
-    """Train one net per (dataset, depth), draw every decision boundary into one PNG at ``out``.
+    """Train one net per (dataset, depth), draw every decision boundary into one PNG at ``out`` (default: see the module).
 
     Returns the training accuracies, ``{dataset: [accuracy for each depth]}``.
     """
@@ -84,6 +94,8 @@ def run(
     fig.suptitle(
         f"Training accuracy of MLPs with {WIDTH} {activation} units per hidden layer, {epochs} epochs of Adam (lr {lr:g})"
     )
+    out = Path(out) if out is not None else default_out_dir() / FILENAME
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI)
     if verbose:
         print(f"wrote {out}")
@@ -92,7 +104,10 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, list[float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="toy_boundaries.png", help="PNG to write (default: %(default)s)")
+    parser.add_argument(
+        "--out-dir", type=Path, default=None, help=f"folder for {FILENAME} (default: portnn-examples in the temporary folder)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help=f"the PNG itself (default: OUT_DIR/{FILENAME})")
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_DATASETS)}, few epochs (a smoke test)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the nets (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per net (default: 150, or 5 with --quick)")
@@ -103,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[float]]:
     epochs = args.epochs if args.epochs is not None else (5 if args.quick else 150)
     return run(
         names, epochs=epochs, n_per_class=100 if args.quick else 200, lr=args.lr, activation=args.activation, seed=args.seed,
-        resolution=60 if args.quick else 150, out=args.out,
+        resolution=60 if args.quick else 150, out=args.out or (args.out_dir or default_out_dir()) / FILENAME,
     )  # fmt: skip
 
 

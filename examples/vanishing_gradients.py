@@ -6,14 +6,20 @@ than the last one's, and the first layers barely learn. ReLUs with He initialisa
 the gradient back at about the same size. ``fit(record=True)`` keeps the norms;
 ``pn.plot.grad_norms`` draws them, one figure with both nets side by side.
 
-Run: ``python examples/vanishing_gradients.py [--out vanishing_gradients.png]``
+Run: ``python examples/vanishing_gradients.py [--out-dir DIR]``: the figure goes to
+``DIR/vanishing_gradients.png`` (default: a ``portnn-examples`` folder in the system's temporary
+folder, never the working tree).
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 import portnn as pn
+
+FILENAME = "vanishing_gradients.png"
 
 
 def deep_net(activation: type[pn.layers.Layer], depth: int, width: int, seed: int) -> pn.Sequential:
@@ -57,8 +63,13 @@ if __name__ == "__main__":
     parser.add_argument("--depth", type=int, default=9)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="vanishing_gradients.png")
+    parser.add_argument(
+        "--out-dir", type=Path, default=Path(tempfile.gettempdir()) / "portnn-examples",
+        help=f"folder for {FILENAME} (default: portnn-examples in the temporary folder)",
+    )  # fmt: skip
     args = parser.parse_args()
-    for name, ratio in main(depth=args.depth, epochs=args.epochs, seed=args.seed, out=args.out).items():
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    out = args.out_dir / FILENAME
+    for name, ratio in main(depth=args.depth, epochs=args.epochs, seed=args.seed, out=str(out)).items():
         print(f"{name:8s} first layer's gradient / last layer's: {ratio:.2e}")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")

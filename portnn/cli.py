@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -58,45 +61,112 @@ PRESETS: dict[str, dict[str, object]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``portnn train: error: --epochs must be >= 1; got 0 (portnn train --help ...)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
+
+
+def _check_int(low: int) -> Callable[[str], str | None]:
+    def check(text: str) -> str | None:
+        try:
+            value = int(text)
+        except ValueError:
+            return f"must be an integer >= {low}"
+        return None if value >= low else f"must be >= {low}"
+
+    return check
+
+
+def _check_float(
+    low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = True
+) -> Callable[[str], str | None]:
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    wanted = f"must be a finite number > {low:g}" if high == math.inf and low_open else f"must be a number in {interval}"
+
+    def check(text: str) -> str | None:
+        try:
+            value = float(text)
+        except ValueError:
+            return wanted
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        return None if math.isfinite(value) and above and below else wanted
+
+    return check
+
+
+class _Checked(argparse.Action):
+    """Store a number (or, with ``nargs``, numbers) whose range ``check`` accepts; else a one-line error naming the option."""
+
+    def __init__(self, *args: Any, check: Callable[[str], str | None], convert: Callable[[str], Any], **kwargs: Any) -> None:
+        self.check, self.convert = check, convert
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
+        texts = values if isinstance(values, list) else [values]
+        for text in texts:
+            problem = self.check(text)
+            if problem is not None:
+                parser.error(f"{option} {problem}; got {text}")
+        converted = [self.convert(t) for t in texts]
+        setattr(namespace, self.dest, converted if isinstance(values, list) else converted[0])
+
+
+def _count(low: int) -> dict[str, Any]:
+    """``add_argument`` keywords for a whole number >= ``low``."""
+    return {"action": _Checked, "check": _check_int(low), "convert": int}
+
+
+def _number(low: float, high: float = math.inf, **bounds: bool) -> dict[str, Any]:
+    """``add_argument`` keywords for a finite number in the interval from ``low`` to ``high``."""
+    return {"action": _Checked, "check": _check_float(low, high, **bounds), "convert": float}
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="portnn", description="Neural networks from scratch on NumPy, CuPy and the array API.")
+    parser = _Parser(prog="portnn", description="Neural networks from scratch on NumPy, CuPy and the array API.")
     parser.add_argument("--version", action="version", version=f"portnn {pn.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train an MLP on MNIST and report test accuracy and seconds per epoch")
-    train.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    train.add_argument("--dataset", choices=sorted(DATASETS), help="mnist (default) or fashion-mnist")
     train.add_argument(
         "--backend",
-        default=os.environ.get("PORTNN_BACKEND", "numpy").partition(":")[0] or "numpy",
-        help="numpy (default), cupy, torch, array_api_strict or auto",
+        help="numpy, cupy, torch, array_api_strict or auto (default: $PORTNN_BACKEND, name or name:device, else numpy)",
     )
-    train.add_argument("--device", default=None, help="device of the backend, e.g. cuda:1 (default: the backend's)")
+    train.add_argument(
+        "--device", default=None, help="device of the backend, e.g. cuda:1 (default: $PORTNN_BACKEND's, else the backend's)"
+    )
     train.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        default="mlp",
-        help="mlp: 784-1024-10, SGD with momentum, 10 epochs (>= 98.0%%); "
+        help="mlp (default): 784-1024-10, SGD with momentum, 10 epochs (>= 98.0%%); "
         "mlp-best: 784-800-800-10 with dropout, Adam and a cosine schedule (>= 98.5%%); "
         "cnn: 2 px random shifts, two conv-BN-ReLU-pool blocks (16, 32 channels), dense 128, dropout, Adam, cosine (>= 99.3%%). "
         "Options below override the preset",
     )
     train.add_argument("--model", choices=("mlp", "cnn"), help="multilayer perceptron, or a CNN (conv-BN-ReLU-pool blocks)")
-    train.add_argument("--channels", type=int, nargs="+", metavar="C", help="CNN: output channels of each conv block")
-    train.add_argument("--augment", type=int, metavar="PIXELS", help="CNN: random shifts of up to PIXELS in training (0: none)")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
+    train.add_argument("--channels", nargs="+", metavar="C", help="CNN: output channels of each conv block", **_count(1))
+    train.add_argument(
+        "--augment", metavar="PIXELS", help="CNN: random shifts of up to PIXELS in training (0: none)", **_count(0)
+    )
+    train.add_argument("--epochs", metavar="N", help="epochs to train (on --resume: the run's new length)", **_count(1))
+    train.add_argument("--batch-size", metavar="N", **_count(1))
     train.add_argument("--optimizer", choices=sorted(OPTIMIZERS))
     train.add_argument(
-        "--lr", type=float, help="learning rate (gradients are batch means: no need to scale it with the batch size)"
+        "--lr",
+        help="learning rate > 0 (gradients are batch means: no need to scale it with the batch size)",
+        **_number(0.0, low_open=True),
     )
-    train.add_argument("--momentum", type=float, help="SGD momentum")
-    train.add_argument("--hidden", type=int, nargs="+", metavar="N", help="hidden layer sizes")
-    train.add_argument("--dropout", type=float, metavar="P", help="dropout after each hidden layer (0: none)")
+    train.add_argument("--momentum", help="SGD momentum, in [0, 1)", **_number(0.0, 1.0))
+    train.add_argument("--hidden", nargs="+", metavar="N", help="hidden layer sizes", **_count(1))
+    train.add_argument("--dropout", metavar="P", help="dropout after each hidden layer, in [0, 1) (0: none)", **_number(0.0, 1.0))
     train.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", help="seed of the weights, shuffling and dropout (default 0)", **_count(0))
     train.add_argument("--data-dir", default=None, help="folder with the IDX files (default: $PORTNN_DATA_DIR, then the cache)")
     train.add_argument("--no-download", action="store_true", help="never download; fail if no local copy is found")
-    train.add_argument("--limit", type=int, default=None, metavar="N", help="train on the first N examples only (quick runs)")
+    train.add_argument("--limit", metavar="N", help="train on the first N examples only (quick runs)", **_count(1))
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     train.add_argument(
         "--report",
@@ -106,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--checkpoint", metavar="DIR", help="write a training checkpoint to DIR every epoch (and every --checkpoint-every steps)"
     )
-    train.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also checkpoint every STEPS steps")
+    train.add_argument("--checkpoint-every", metavar="STEPS", help="also checkpoint every STEPS steps", **_count(1))
     train.add_argument(
         "--resume",
         metavar="DIR",
@@ -129,11 +199,11 @@ def _parser() -> argparse.ArgumentParser:
     toy_demo.add_argument(
         "--report", metavar="DIR", help="write the decision boundary, curves, metrics.json and index.html to DIR"
     )
-    toy_demo.add_argument("--hidden", type=int, default=16, metavar="N", help="units per hidden layer")
-    toy_demo.add_argument("--layers", type=int, default=2, metavar="L", help="hidden layers (Linear-ReLU blocks)")
-    toy_demo.add_argument("--epochs", type=int, default=100)
-    toy_demo.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
-    toy_demo.add_argument("--seed", type=int, default=0, help="seed of the data, the weights and the shuffling")
+    toy_demo.add_argument("--hidden", default=16, metavar="N", help="units per hidden layer", **_count(1))
+    toy_demo.add_argument("--layers", default=2, metavar="L", help="hidden layers (Linear-ReLU blocks)", **_count(0))
+    toy_demo.add_argument("--epochs", default=100, metavar="N", **_count(1))
+    toy_demo.add_argument("--lr", default=0.01, help="Adam learning rate, > 0", **_number(0.0, low_open=True))
+    toy_demo.add_argument("--seed", default=0, help="seed of the data, the weights and the shuffling", **_count(0))
     toy_demo.set_defaults(run=demo_toy_command)
 
     info = commands.add_parser("backends", help="list the backends and whether each can run here")
@@ -202,12 +272,28 @@ def make_schedule(args: argparse.Namespace) -> list[pn.callbacks.Callback]:
 
 #: Arguments of ``portnn train`` that a resumed run may change: where things are and what is printed.
 RESUME_MAY_CHANGE = ("resume", "checkpoint", "quiet", "data_dir", "no_download", "run", "report")
+#: Defaults of ``portnn train`` options filled in after the saved arguments of a resumed run (None on the command line).
+DEFAULTS: dict[str, object] = {"dataset": "mnist", "preset": "mlp", "seed": 0}
+#: The CNN's own options, for ``--model cnn`` from a preset without them.
+CNN_DEFAULTS: dict[str, object] = {"channels": PRESETS["cnn"]["channels"], "augment": 0}
 
 
-def _checkpoint_args(args: argparse.Namespace, *, write: bool = True) -> str | None:
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _given(args: argparse.Namespace) -> set[str]:
+    """The options given on the command line (the others are None, or False for flags, until filled)."""
+    return {k for k, v in vars(args).items() if v is not None and v is not False and k not in ("command", "run")}
+
+
+def _checkpoint_args(
+    args: argparse.Namespace, given: set[str] | frozenset[str] = frozenset(), *, write: bool = True
+) -> str | None:
     """With --resume DIR: take the arguments saved in DIR by the first run; with --checkpoint/--resume: save them there.
 
     An explicit ``--epochs`` on a resume extends (or shortens) the run, and is saved for later restarts.
+    Another option among ``given`` whose value differs from the run's is an error: the run goes on with its own.
     """
     if args.resume and args.checkpoint and Path(args.resume).resolve() != Path(args.checkpoint).resolve():
         raise ValueError(
@@ -220,15 +306,78 @@ def _checkpoint_args(args: argparse.Namespace, *, write: bool = True) -> str | N
     saved = Path(directory) / "train_args.json"
     update = not (args.resume and saved.exists())
     if not update:
-        for key, value in json.loads(saved.read_text()).items():
-            if key not in RESUME_MAY_CHANGE and hasattr(args, key) and not (key == "epochs" and args.epochs is not None):
-                setattr(args, key, value)
+        try:
+            values = json.loads(saved.read_text())
+            if not isinstance(values, dict):
+                raise ValueError(f"a {type(values).__name__}, not an object")
+        except ValueError as exc:
+            raise ValueError(
+                f"--resume {directory}: {saved} is not the arguments file portnn train writes ({exc}); "
+                "resume from the folder of a portnn train run, or start a new run in another folder"
+            ) from None
+        for key, value in values.items():
+            if key in RESUME_MAY_CHANGE or not hasattr(args, key) or (key == "epochs" and args.epochs is not None):
+                continue
+            if key in given and getattr(args, key) != value:
+                raise ValueError(
+                    f"--resume {directory} continues the run with the arguments it was started with, and it ran with "
+                    f"{_option(key)} {_shown(value)}, not {_shown(getattr(args, key))}: drop {_option(key)} (only --epochs "
+                    "may change, to extend the run), or start another run in another folder"
+                )
+            setattr(args, key, value)
         update = args.epochs is not None
     if update and write:  # rank 0 only in a distributed run
         Path(directory).mkdir(parents=True, exist_ok=True)
         kept = {k: v for k, v in vars(args).items() if k not in RESUME_MAY_CHANGE}
         pn.serialization.write_bytes(saved, json.dumps(kept, indent=1).encode())
     return directory
+
+
+def _shown(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _check_combination(args: argparse.Namespace, given: set[str]) -> str | None:
+    """Options given that the run would not use, or a --report that is no folder: the problem in a line, or None."""
+    if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
+        return f"--report {args.report} is a file; name a folder for the report"
+    if args.model != "cnn":
+        unused = [_option(k) for k in ("channels", "augment") if k in given]
+        if unused:
+            return f"{' and '.join(unused)} set the CNN's layers, but this run trains an MLP: add --model cnn (or --preset cnn)"
+    if "momentum" in given and args.optimizer != "sgd":
+        return f"--momentum is SGD's, but this run's optimizer is {args.optimizer}: add --optimizer sgd, or drop --momentum"
+    return None
+
+
+def _finished(directory: str, epochs: int) -> tuple[int, bool] | None:
+    """(epochs trained, stopped early) of the run checkpointed in ``directory`` if it has nothing left to do up to ``epochs``.
+
+    None when there is no checkpoint, when it was written mid-epoch or has epochs left, or when it
+    cannot be read (``fit`` then says why).
+    """
+    path = Path(directory) / "checkpoint.safetensors"
+    if not path.is_file():
+        return None
+    try:
+        progress = pn.fileformat.read_file(path)[1].get("progress")
+        done, step, stopped = int(progress["epoch"]), int(progress["step"]), bool(progress.get("stopped", False))
+    except (pn.CheckpointError, KeyError, TypeError, ValueError):
+        return None
+    return (done, stopped) if step == 0 and (done >= epochs or stopped) else None
+
+
+def _resume_command(args: argparse.Namespace, directory: str, comm: Any) -> str:
+    """The command that continues this run: its folder, plus where the data is and what is printed or written."""
+    words = ["portnn", "train", "--resume", directory]
+    if args.data_dir is not None:
+        words += ["--data-dir", args.data_dir]
+    words += ["--no-download"] * bool(args.no_download) + ["--quiet"] * bool(args.quiet)
+    if args.report is not None:
+        words += ["--report", args.report]
+    if comm is not None:
+        words = ["mpiexec", "-n", str(comm.size), *words]
+    return shlex.join(words)
 
 
 def _report_needs(command: str, args: argparse.Namespace) -> bool:
@@ -246,6 +395,13 @@ def _report_needs(command: str, args: argparse.Namespace) -> bool:
 def train_command(args: argparse.Namespace) -> int:
     if not _report_needs("train", args):
         return 2
+    given = _given(args)
+    environment = None  # PORTNN_BACKEND's value, where the backend comes from it
+    if args.backend is None:  # read as the library reads it (portnn.get_backend): name, or name:device
+        environment, args.backend, device = pn.backends._environment()
+        if args.device is None:
+            args.device = device
+    from_environment = (args.backend, args.device)
     comm = None
     if args.distributed:
         try:
@@ -256,18 +412,46 @@ def train_command(args: argparse.Namespace) -> int:
         if not comm.is_root:
             sys.stdout = open(os.devnull, "w")  # this process is one rank of this run: only rank 0 prints
     try:
-        checkpoint = _checkpoint_args(args, write=comm is None or comm.is_root)
-    except ValueError as exc:
+        checkpoint = _checkpoint_args(args, given, write=comm is None or comm.is_root)
+    except (ValueError, OSError) as exc:
         print(f"portnn train: {exc}", file=sys.stderr)
         return 2
+    for key, value in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.model == "cnn":
+        for key, value in CNN_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    problem = _check_combination(args, given)
+    if problem is not None:
+        print(f"portnn train: {problem}", file=sys.stderr)
+        return 2
     try:
         backend = pn.set_backend(args.backend, args.device)
     except (pn.BackendUnavailableError, ValueError) as exc:
+        if environment is not None and (args.backend, args.device) == from_environment:
+            exc = pn.backends._environment_error(environment, exc)  # the error portnn.get_backend() gives
         print(f"portnn train: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _train(args, backend, checkpoint, comm)
+    except KeyboardInterrupt:
+        if checkpoint is None:
+            hint = (
+                "nothing was saved: --checkpoint DIR saves the run every epoch and --resume DIR continues it "
+                "(the same --resume DIR command serves the first run and every restart)"
+            )
+        else:
+            hint = f"continue from the last checkpoint in {checkpoint} with: {_resume_command(args, checkpoint, comm)}"
+        print(f"portnn train: interrupted; {hint}", file=sys.stderr)
+        return 130
+
+
+def _train(args: argparse.Namespace, backend: pn.Backend, checkpoint: str | None, comm: Any) -> int:
     load = getattr(pn.datasets, DATASETS[args.dataset])
     try:
         (x_train, y_train), (x_test, y_test) = load(args.data_dir, download=not args.no_download)
@@ -280,20 +464,30 @@ def train_command(args: argparse.Namespace) -> int:
     shape = (1, *x_train.shape[1:]) if args.model == "cnn" else (int(np.prod(x_train.shape[1:])),)
     x_train = x_train.reshape(len(x_train), *shape).astype(np.float32) / np.float32(255)
     x_test = x_test.reshape(len(x_test), *shape).astype(np.float32) / np.float32(255)
-    if args.model == "cnn":
-        model = build_cnn(
-            shape, args.channels, args.hidden, n_classes, dropout=args.dropout, augment=args.augment or 0, seed=args.seed
-        )
-    else:
-        model = build_mlp(shape[0], args.hidden, n_classes, dropout=args.dropout, seed=args.seed)
-    optimizer = make_optimizer(args)
-    callbacks = make_schedule(args)
-    if not args.quiet:
-        print(f"portnn {pn.__version__}: {args.dataset}, {len(x_train)} training / {len(x_test)} test images, backend {backend}")
-        print(f"preset {args.preset} ({args.model}): {optimizer!r}, schedule {args.schedule}, ", end="")
-        print(f"{args.epochs} epochs of batch {args.batch_size}")
-        model.summary()
+    finished = _finished(args.resume, args.epochs) if args.resume else None
     try:
+        if args.model == "cnn":
+            model = build_cnn(
+                shape, args.channels, args.hidden, n_classes, dropout=args.dropout, augment=args.augment, seed=args.seed
+            )
+        else:
+            model = build_mlp(shape[0], args.hidden, n_classes, dropout=args.dropout, seed=args.seed)
+        optimizer = make_optimizer(args)
+        callbacks = make_schedule(args)
+        if not args.quiet:
+            print(
+                f"portnn {pn.__version__}: {args.dataset}, {len(x_train)} training / {len(x_test)} test images, backend {backend}"
+            )
+            print(f"preset {args.preset} ({args.model}): {optimizer!r}, schedule {args.schedule}, ", end="")
+            print(f"{args.epochs} epochs of batch {args.batch_size}")
+            model.summary()
+        if finished is not None:
+            done, stopped = finished
+            why = f"stopped early after {done} epochs" if stopped else f"{done} of {args.epochs} epochs trained"
+            further = (
+                "" if stopped else f"; portnn train --resume {shlex.quote(args.resume)} --epochs N with N > {done} extends it"
+            )
+            print(f"The run in {args.resume} is already complete ({why}): its results follow{further}")
         history = model.fit(
             x_train,
             y_train,
@@ -304,7 +498,7 @@ def train_command(args: argparse.Namespace) -> int:
             seed=args.seed,
             validation_data=(x_test, y_test),
             callbacks=callbacks,
-            verbose=0 if args.quiet else "auto",
+            verbose=0 if args.quiet or finished is not None else "auto",  # a finished run has nothing to resume or show
             checkpoint=checkpoint,
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,
@@ -312,7 +506,7 @@ def train_command(args: argparse.Namespace) -> int:
             record=args.report is not None or checkpoint is not None,  # so a resume may add --report
             record_every=10,
         )
-    except (ValueError, TypeError, FloatingPointError) as exc:
+    except (ValueError, TypeError, FloatingPointError, OSError) as exc:
         print(f"portnn train: {exc}", file=sys.stderr)
         return 1
 
@@ -323,7 +517,7 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"test accuracy: {accuracy:.4f} ({int(np.sum(predicted == y_test))}/{len(y_test)})")
     per_class = [float(np.mean(predicted[y_test == c] == c)) for c in range(n_classes)]
     print("per-class accuracy: " + "  ".join(f"{c}: {a:.4f}" for c, a in enumerate(per_class)))
-    times = history["epoch_time"]
+    times = history.history.get("epoch_time", [])
     if times:
         print(
             f"seconds per epoch: {np.mean(times):.2f} (mean of {len(times)}; includes validation), "
@@ -336,10 +530,14 @@ def train_command(args: argparse.Namespace) -> int:
         )
     if args.report is not None and (comm is None or comm.is_root):
         class_names = FASHION_CLASSES if args.dataset == "fashion-mnist" else None
-        files = pn.report.write_report(
-            args.report, model, history, x_test, y_test, x_train=x_train, class_names=class_names,
-            title=f"portnn train: {args.dataset}, preset {args.preset} ({args.model}), {len(history['loss'])} epochs",
-        )  # fmt: skip
+        try:
+            files = pn.report.write_report(
+                args.report, model, history, x_test, y_test, x_train=x_train, class_names=class_names,
+                title=f"portnn train: {args.dataset}, preset {args.preset} ({args.model}), {len(history['loss'])} epochs",
+            )  # fmt: skip
+        except OSError as exc:
+            print(f"portnn train: --report {args.report}: {exc}", file=sys.stderr)
+            return 1
         print(f"report: {files['index.html']} ({len(files)} files)")
     return 0
 
@@ -348,12 +546,9 @@ def demo_toy_command(args: argparse.Namespace) -> int:
     """Train Linear-ReLU blocks with Adam (batches of 32) on a 2-D toy set; report on its points."""
     if not _report_needs("demo toy", args):
         return 2
-    for name in ("hidden", "layers", "epochs"):
-        if getattr(args, name) < (0 if name == "layers" else 1):
-            print(
-                f"portnn demo toy: --{name} must be >= {0 if name == 'layers' else 1}; got {getattr(args, name)}", file=sys.stderr
-            )
-            return 2
+    if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
+        print(f"portnn demo toy: --report {args.report} is a file; name a folder for the report", file=sys.stderr)
+        return 2
     x, y = toy.load(args.dataset, seed=args.seed)
     model = build_mlp(2, [args.hidden] * args.layers, int(y.max()) + 1, seed=args.seed)
     history = model.fit(
@@ -366,7 +561,11 @@ def demo_toy_command(args: argparse.Namespace) -> int:
     print(f"accuracy: {final:.4f} (last epoch while training: {accuracy:.4f})")
     if args.report is not None:
         title = f"{args.dataset}: {args.layers} hidden layers of {args.hidden}, {args.epochs} epochs"
-        files = pn.report.write_toy_report(args.report, model, history, x, y, title=title)
+        try:
+            files = pn.report.write_toy_report(args.report, model, history, x, y, title=title)
+        except OSError as exc:
+            print(f"portnn demo toy: --report {args.report}: {exc}", file=sys.stderr)
+            return 1
         print(f"report: {files['index.html']} ({len(files)} files)")
     return 0
 
@@ -380,8 +579,19 @@ def backends_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    return args.run(args)
+    """Run ``portnn`` with ``argv`` (default: ``sys.argv[1:]``) and return its exit status; a user error is one line.
+
+    0 on success, 1 when training fails, 2 for a wrong option or combination, 130 after Ctrl-C.
+    """
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse's --help, --version and its one-line errors
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:  # portnn train says how to continue; the rest has nothing to continue
+        print(f"portnn {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ class CrossEntropy(Loss):
 
     Targets are integer class indices of shape (N,) in ``0..C-1``, or probabilities of shape
     (N, C). The model must output logits (no Softmax at the end): the log-softmax inside is
-    max-shifted and stays finite for logits of ±1e4.
+    max-shifted, so any finite logits give PyTorch's loss (float32 logits of ±3e38 included).
 
     Examples
     --------

@@ -81,6 +81,45 @@ def test_environment_variable_chooses_the_backend() -> None:
     assert out.strip() == "array_api_strict array_api_strict.Device('device2')"
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", "numpy cpu"),  # empty is unset
+        ("  numpy  ", "numpy cpu"),
+        ("array_api_strict", "array_api_strict array_api_strict.Device('CPU_DEVICE')"),
+        (" array_api_strict : device1 ", "array_api_strict array_api_strict.Device('device1')"),
+    ],
+)
+def test_environment_variable_is_split_at_the_first_colon(value: str, expected: str) -> None:
+    env = {**os.environ, "PORTNN_BACKEND": value}
+    code = "import portnn as pn; b = pn.get_backend(); print(b.name, b.device)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("numpy:gpu", "ValueError: PORTNN_BACKEND='numpy:gpu' (name or name:device): the numpy backend has one device, "
+         "'cpu'; got device='gpu'"),
+        ("jax", "ValueError: PORTNN_BACKEND='jax' (name or name:device): unknown backend 'jax'; choose one of"),
+        ("torch:cuda:0", "PORTNN_BACKEND='torch:cuda:0' (name or name:device): device='cuda:0': "),
+    ],
+)  # fmt: skip
+def test_environment_variable_that_cannot_run_names_itself(value: str, error: str) -> None:
+    """A value that cannot run is set_backend's error, naming the variable (``portnn train`` prints the same line)."""
+    if value.startswith("torch"):
+        why = backends.get_adapter("torch").import_error()
+        if why is not None:
+            pytest.skip(f"torch backend unavailable: {why}")
+        if backends.get_adapter("torch").xp.cuda.is_available():
+            pytest.skip("this PyTorch sees a CUDA device, so torch:cuda:0 runs here")
+    env = {**os.environ, "PORTNN_BACKEND": value}
+    code = "import portnn as pn; pn.get_backend()"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and error in result.stderr.strip().splitlines()[-1], result.stderr
+
+
 def test_available_backends_lists_what_runs() -> None:
     names = pn.available_backends()
     assert names[0] == "numpy" and "array_api_strict" in names

@@ -400,6 +400,7 @@ def test_download_offline_lists_dirs_and_fix(tmp_path, monkeypatch):
         assert f"{d} (" in msg, d
     assert url + "train-labels-idx1-ubyte.gz" in msg
     assert "PORTNN_DATA_DIR" in msg and "data_dir=" in msg
+    assert "on the command line: portnn train --data-dir /path/to/dir" in msg  # the CLI's option, for its users
     assert not target.exists()  # the folders made for the download are removed again
 
 
@@ -416,7 +417,7 @@ def test_no_download_when_disabled(server, tmp_path, monkeypatch):
         load_mnist(tmp_path / "partial", download=False)
     msg = str(info.value)
     assert f"{tmp_path / 'partial'} (data_dir): has 1 of the 4 files" in msg
-    assert "does not exist" in msg and "PORTNN_DATA_DIR" in msg
+    assert "does not exist" in msg and "PORTNN_DATA_DIR" in msg and "--data-dir" in msg
     assert server.requests == []
 
 

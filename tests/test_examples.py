@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+import portnn as pn
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -45,6 +51,71 @@ def test_toy_boundaries_draws_one_figure(tmp_path: Path) -> None:
     rows, cols = len(module.QUICK_DATASETS), len(module.DEPTHS)
     assert pixels.shape[:2] == (round(rows * module.PANEL * module.DPI), round(cols * module.PANEL * module.DPI))
     assert pixels[..., :3].var() > 0  # not blank
+
+
+def _quiet_temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A working folder and a temporary folder of the test's own, both empty: (cwd, temp)."""
+    cwd, temp = tmp_path / "cwd", tmp_path / "temp"
+    cwd.mkdir()
+    temp.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # what tempfile.gettempdir() answers (TMPDIR, read once)
+    return cwd, temp
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_toy_boundaries_writes_into_its_output_folder_not_the_working_tree(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib", reason="examples/toy_boundaries.py draws with matplotlib")
+    cwd, temp = _quiet_temp_folder(tmp_path, monkeypatch)
+    module = load("toy_boundaries")
+    module.main(["--quick", "--epochs", "1"])  # the default: portnn-examples in the temporary folder
+    assert _files(cwd) == [] and _files(temp) == ["portnn-examples", "portnn-examples/toy_boundaries.png"]
+    module.main(["--quick", "--epochs", "1", "--out-dir", str(tmp_path / "figures")])
+    assert _files(tmp_path / "figures") == ["toy_boundaries.png"] and _files(cwd) == []
+
+
+def test_vanishing_gradients_script_writes_into_its_output_folder(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    cwd, temp = tmp_path / "cwd", tmp_path / "temp"
+    cwd.mkdir()
+    temp.mkdir()
+    script = [sys.executable, str(EXAMPLES / "vanishing_gradients.py"), "--depth", "3", "--epochs", "1"]
+    out = subprocess.run(script, cwd=cwd, env={**os.environ, "TMPDIR": str(temp)}, capture_output=True, text=True, check=True)
+    assert _files(cwd) == [] and _files(temp) == ["portnn-examples", "portnn-examples/vanishing_gradients.png"]
+    assert f"wrote {temp / 'portnn-examples' / 'vanishing_gradients.png'}" in out.stdout
+    subprocess.run([*script, "--out-dir", str(tmp_path / "figures")], cwd=cwd, capture_output=True, check=True)
+    assert _files(tmp_path / "figures") == ["vanishing_gradients.png"] and _files(cwd) == []
+
+
+def test_transfer_example_leaves_no_temporary_folder(mnist_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Without a workdir the source model goes to a temporary folder that is removed at the end (it was left behind)."""
+    cwd, temp = _quiet_temp_folder(tmp_path, monkeypatch)
+    result = load("transfer_mnist").main(source_images=300, few=50, epochs=1, data_dir=str(mnist_dir), verbose=False)
+    assert set(result) == {"source_accuracy", "transfer_accuracy", "scratch_accuracy"}
+    assert _files(temp) == [] and _files(cwd) == []
+
+
+def test_bench_mlp_shows_progress_on_stderr(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A line per timed epoch on stderr while it runs (it printed nothing for minutes); the report stays on stdout."""
+    spec = importlib.util.spec_from_file_location("bench_mlp", EXAMPLES.parent / "benchmarks" / "bench_mlp.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    try:
+        assert bench.main(["--quick", "--repeats", "1", "--configs", "256-128x1000", "--data-dir", str(mnist_dir)]) == 0
+    finally:
+        pn.set_backend("numpy")  # the benchmark chooses it; the default of the next test
+    out, err = capsys.readouterr()
+    contenders = ["portnn", "numpy-loop"] + (["torch"] if bench.torch is not None else [])
+    runs = 2 * len(contenders)
+    lines = err.splitlines()
+    assert len(lines) == runs, err
+    expected = [f"256-128x1000 {r} {c}: " for r in ("warm-up", "round 1/1") for c in contenders]
+    for i, (line, words) in enumerate(zip(lines, expected), start=1):
+        assert line.startswith(f"[{i}/{runs}] {words}"), line
+    assert f"{runs} epochs to time" in out and "| 256-128x1000 |" in out
 
 
 @pytest.mark.slow

@@ -8,6 +8,10 @@ the two in step. Rows run with NumPy as the global backend unless they build els
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import io
+import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -501,6 +505,72 @@ ROWS += [
     row("resume-edited-checkpoint", resume_edited_checkpoint, pn.CheckpointError,
         r"checkpoint.safetensors: its optimizer hyperparameter lr='fast' is not of the kind of 0.1",
         r"the file is damaged or was edited"),
+]
+# fmt: on
+
+
+# -- the command line and PORTNN_BACKEND (issue 16) --------------------------------------------
+def portnn(*argv: str, env: str | None = None) -> Any:
+    """Run ``portnn ARGV`` in this process (with ``PORTNN_BACKEND=env``); raise SystemExit with its status and stderr.
+
+    Every refusal is one line and a status of 2, before any data is read (the data folder is empty).
+    """
+    from portnn.cli import main
+
+    err = io.StringIO()
+    with _environment("PORTNN_BACKEND", env), contextlib.redirect_stderr(err):
+        data = ["--data-dir", str(NOWHERE / "portnn-no-data"), "--no-download"] if argv[0] == "train" else []
+        status = main([*argv, *data])
+    raise SystemExit(f"exit {status}: {err.getvalue()}")
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str | None) -> Any:
+    old = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def backend_from_environment(value: str) -> Any:
+    """``pn.get_backend()`` in a process started with ``PORTNN_BACKEND=value`` (a context where none was chosen yet)."""
+    with _environment("PORTNN_BACKEND", value):
+        return contextvars.Context().run(pn.get_backend)
+
+
+ONE_LINE = r"\(portnn train --help lists the options\)\n$"
+
+# fmt: off
+ROWS += [
+    row("env-backend-device", lambda: backend_from_environment("numpy:gpu"), ValueError,
+        r"^PORTNN_BACKEND='numpy:gpu' \(name or name:device\): the numpy backend has one device, 'cpu'; got device='gpu'$"),
+    row("cli-env-backend-device", lambda: portnn("train", env="numpy:gpu"), SystemExit,
+        r"^exit 2: portnn train: PORTNN_BACKEND='numpy:gpu' \(name or name:device\): the numpy backend has one device, "
+        r"'cpu'; got device='gpu'\n$"),
+    row("cli-epochs-zero", lambda: portnn("train", "--epochs", "0"), SystemExit,
+        r"^exit 2: portnn train: error: --epochs must be >= 1; got 0 ", ONE_LINE),
+    row("cli-lr-negative", lambda: portnn("train", "--lr", "-1"), SystemExit,
+        r"^exit 2: portnn train: error: --lr must be a finite number > 0; got -1 ", ONE_LINE),
+    row("cli-dropout-above-one", lambda: portnn("train", "--dropout", "1.5"), SystemExit,
+        r"^exit 2: portnn train: error: --dropout must be a number in \[0, 1\); got 1.5 ", ONE_LINE),
+    row("cli-hidden-zero", lambda: portnn("train", "--hidden", "0"), SystemExit,
+        r"^exit 2: portnn train: error: --hidden must be >= 1; got 0 ", ONE_LINE),
+    row("cli-batch-size-not-an-integer", lambda: portnn("train", "--batch-size", "12.5"), SystemExit,
+        r"^exit 2: portnn train: error: --batch-size must be an integer >= 1; got 12.5 ", ONE_LINE),
+    row("cli-momentum-for-adam", lambda: portnn("train", "--optimizer", "adam", "--momentum", "0.5"), SystemExit,
+        r"^exit 2: portnn train: --momentum is SGD's, but this run's optimizer is adam: add --optimizer sgd, or drop "
+        r"--momentum\n$"),
+    row("cli-channels-for-mlp", lambda: portnn("train", "--channels", "8", "16"), SystemExit,
+        r"^exit 2: portnn train: --channels set the CNN's layers, but this run trains an MLP: add --model cnn "
+        r"\(or --preset cnn\)\n$"),
+    row("cli-demo-layers-negative", lambda: portnn("demo", "toy", "--layers", "-1"), SystemExit,
+        r"^exit 2: portnn demo toy: error: --layers must be >= 0; got -1 \(portnn demo toy --help lists the options\)\n$"),
 ]
 # fmt: on
 

@@ -185,3 +185,68 @@ def test_fit_refuses_probabilities_from_a_linear_layer() -> None:
     model = pn.Sequential([Linear(2, 1)], seed=0)
     with pytest.raises(ValueError, match=r"BinaryCrossEntropy\(\) takes probabilities .* ends with Linear\(2, 1\)"):
         model.fit(np.zeros((4, 2)), np.zeros((4, 1)), loss=L.BinaryCrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), verbose=0)
+
+
+#: Finite logits near each dtype's maximum: x - max(x) overflows to -inf where two of them have opposite signs.
+EXTREME = {"float32": 3e38, "float64": 1.7e308}
+
+
+def _torch_loss(fn: Any, z: np.ndarray, target: np.ndarray, dtype: str, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Loss and gradient from torch in ``dtype`` itself: where the overflow happens depends on the dtype."""
+    x = torch.tensor(z, dtype=getattr(torch, dtype), requires_grad=True)
+    t = torch.tensor(target) if target.dtype.kind in "iu" else torch.tensor(target, dtype=getattr(torch, dtype))
+    value = fn(x, t, **kwargs)
+    value.backward()
+    return value.detach().numpy(), x.grad.numpy()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cross_entropy_of_extreme_finite_logits_matches_torch(case: Any, dtype: str, reduction: str) -> None:
+    """Logits of ±3e38 (float32) give torch's finite loss, not NaN: 0 log 0 counts as 0; the gradient is torch's."""
+    if not case.supports(dtype):
+        pytest.skip(f"{case.name} on {case.device} has no {dtype}")
+    big = EXTREME[dtype]
+    z = np.array([[big, -big, 0.0], [-big, -big, big], [big, big, -big], [1.0, -big, 2.0]])
+    loss = L.CrossEntropy(reduction=reduction)
+    with np.errstate(over="ignore", invalid="raise"):  # -inf log-probabilities are right; a NaN is not
+        for labels, finite in (([0, 2, 1, 2], True), ([1, 2, 1, 2], False)):  # the second picks a log-probability of -inf
+            y = np.array(labels)
+            expected, expected_grad = _torch_loss(torch.nn.functional.cross_entropy, z, y, dtype, reduction=reduction)
+            assert np.isfinite(expected) == finite  # what torch says, so the case tests what it claims
+            value, backward = loss.forward(case.asarray(z, dtype), case.asarray(y, "int64"))
+            case.assert_close(value, expected, dtype=dtype, err_msg=f"loss, labels {labels}")
+            case.assert_close(backward(), expected_grad, dtype=dtype, err_msg=f"gradient, labels {labels}")
+        # one-hot probabilities are the integer labels (torch's own probability path gives NaN here: 0 * -inf)
+        y = np.array([0, 2, 1, 2])
+        expected, expected_grad = _torch_loss(torch.nn.functional.cross_entropy, z, y, dtype, reduction=reduction)
+        value, backward = loss.forward(case.asarray(z, dtype), case.asarray(np.eye(3)[y], dtype))
+        case.assert_close(value, expected, dtype=dtype, err_msg="one-hot probabilities")
+        case.assert_close(backward(), expected_grad, dtype=dtype, err_msg="one-hot probabilities' gradient")
+        # label smoothing gives every class weight: the -inf terms count, inf as in torch
+        smooth = L.CrossEntropy(label_smoothing=0.1, reduction=reduction)
+        expected, expected_grad = _torch_loss(
+            torch.nn.functional.cross_entropy, z, y, dtype, reduction=reduction, label_smoothing=0.1
+        )
+        value, backward = smooth.forward(case.asarray(z, dtype), case.asarray(y, "int64"))
+        case.assert_close(value, expected, dtype=dtype, err_msg="label smoothing")
+        case.assert_close(backward(), expected_grad, dtype=dtype, err_msg="label smoothing's gradient")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_binary_cross_entropy_of_extreme_finite_logits_matches_torch(case: Any, dtype: str, reduction: str) -> None:
+    if not case.supports(dtype):
+        pytest.skip(f"{case.name} on {case.device} has no {dtype}")
+    big = EXTREME[dtype]
+    z = np.array([[big, -big], [-big, big], [big, -big]])
+    loss = L.BinaryCrossEntropy(from_logits=True, reduction=reduction)
+    with np.errstate(over="ignore", invalid="raise"):
+        for target in ([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], [[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]):
+            t = np.array(target)
+            expected, expected_grad = _torch_loss(
+                torch.nn.functional.binary_cross_entropy_with_logits, z, t, dtype, reduction=reduction
+            )
+            value, backward = loss.forward(case.asarray(z, dtype), case.asarray(t, dtype))
+            case.assert_close(value, expected, dtype=dtype, err_msg=f"loss, target {target}")
+            case.assert_close(backward(), expected_grad, dtype=dtype, err_msg=f"gradient, target {target}")

@@ -119,18 +119,40 @@ def _resolve(name: str, device: Any = None) -> Backend:
 
 _current: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("portnn_backend", default=None)
 
+#: The environment variable that sets the starting backend: ``name`` or ``name:device``.
+ENV_VAR = "PORTNN_BACKEND"
+
+
+def _environment() -> tuple[str | None, str, str | None]:
+    """``PORTNN_BACKEND`` as ``(its value, backend name, device)``, split at the first colon.
+
+    ``"torch:cuda:0"`` is torch on ``cuda:0``; unset or empty is ``(None, "numpy", None)``. The
+    one parser of the variable: :func:`get_backend` and ``portnn train`` read it the same way.
+    """
+    value = os.environ.get(ENV_VAR, "").strip() or None
+    name, _, device = (value or "numpy").partition(":")
+    return value, name.strip(), device.strip() or None
+
+
+def _environment_error(value: str | None, exc: Exception) -> Exception:
+    """``exc`` (from resolving ``PORTNN_BACKEND``'s value) again, its message prefixed with the variable."""
+    return type(exc)(f"{ENV_VAR}={value!r} (name or name:device): {exc}")
+
 
 def get_backend() -> Backend:
     """Return the current :class:`Backend` (name, device, namespace).
 
     Without a call to :func:`set_backend` it is taken from the ``PORTNN_BACKEND`` environment
-    variable (``name`` or ``name:device``), else NumPy.
+    variable (``name`` or ``name:device``, e.g. ``torch:cuda:0``), else NumPy. A value that
+    cannot run here raises the error :func:`set_backend` would, naming the variable.
     """
     backend = _current.get()
     if backend is None:
-        spec = os.environ.get("PORTNN_BACKEND", "numpy") or "numpy"
-        name, _, device = spec.partition(":")
-        backend = _resolve(name, device or None)
+        value, name, device = _environment()
+        try:
+            backend = _resolve(name, device)
+        except (BackendUnavailableError, ValueError) as exc:
+            raise _environment_error(value, exc) from exc
         _current.set(backend)
     return backend
 

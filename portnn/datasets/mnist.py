@@ -272,8 +272,8 @@ def _not_found_message(spec: _Spec, notes: list[str], why: str) -> str:
         f"{spec.title} not found. Looked for {files} in:\n{looked}\n"
         f"and {why}\n"
         f"To use a local copy, pass data_dir='/path/to/dir' (the directory holding the four "
-        f"files, or its parent with a '{sub}/' subfolder) or set the environment variable "
-        f"{DATA_DIR_ENV} to such a directory."
+        f"files, or its parent with a '{sub}/' subfolder; on the command line: portnn train "
+        f"--data-dir /path/to/dir) or set the environment variable {DATA_DIR_ENV} to such a directory."
     )
 
 

@@ -19,7 +19,20 @@ EPSILON = 1e-7
 
 
 def log_softmax(z: Any, axis: int = -1) -> Any:
-    r"""Numerically stable :math:`z - \log\sum e^{z}` (max-shifted)."""
+    r"""Numerically stable :math:`z - \log\sum e^{z}` (max-shifted).
+
+    The shift keeps every :math:`e^{z - \max z}` in (0, 1]. A log-probability below the
+    dtype's range (float32 logits of opposite signs near ±3e38) is ``-inf``, its correctly
+    rounded value, as in PyTorch; :func:`cross_entropy` gives such a class weight only where
+    the target does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from portnn.functional import log_softmax
+    >>> log_softmax(np.array([[0.0, 0.0]])).round(4).tolist()
+    [[-0.6931, -0.6931]]
+    """
     xp = array_namespace(z)
     shifted = z - xp.max(z, axis=axis, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
@@ -44,7 +57,9 @@ def cross_entropy(logits: Any, target: Any, *, label_smoothing: float = 0.0, red
     r"""Softmax cross-entropy fused with log-softmax, from logits.
 
     ``target`` holds integer class indices (N,) or probabilities (N, C). With label smoothing
-    :math:`\varepsilon`, the target becomes :math:`(1-\varepsilon)\,t + \varepsilon / C`.
+    :math:`\varepsilon`, the target becomes :math:`(1-\varepsilon)\,t + \varepsilon / C`. A term of
+    target weight 0 counts as 0 (:math:`0 \log 0 = 0`), so finite logits as far apart as ±3e38 in
+    float32 give PyTorch's loss, 0 when the label's logit is the largest (no NaN).
 
     .. math:: L = -\frac{1}{N}\sum_n \sum_c t_{nc} \log p_{nc}, \qquad
               \frac{\partial L}{\partial z_{nc}} = \frac{1}{N}\,\big(p_{nc} \textstyle\sum_k t_{nk} - t_{nc}\big)
@@ -70,7 +85,9 @@ def cross_entropy(logits: Any, target: Any, *, label_smoothing: float = 0.0, red
         if row_sum is not None:
             row_sum = xp.sum(t, axis=1, keepdims=True)
     logp = log_softmax(logits)
-    loss, scale = _reduce(xp, -(t * logp), n, reduction)
+    # 0 log 0 = 0: a class without target weight adds nothing, even where its log-probability is -inf (0 * -inf is NaN)
+    zero = xp.zeros((), dtype=logp.dtype, device=device(logp))
+    loss, scale = _reduce(xp, -(t * xp.where(t == 0, zero, logp)), n, reduction)
 
     def backward() -> Any:
         p = xp.exp(logp)
