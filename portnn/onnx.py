@@ -9,8 +9,10 @@ of its own. Where an op needs help, the ndonnx adapter gives it
 
 The graph takes a batch of any size. A model whose layers all run on arrays whose batch size
 is unknown (``x.shape[0] is None``, as the standard allows) is traced once into a batched
-graph. A layer that needs the batch size as a number (today the pooling layers, BatchNorm and
-Flatten read it) makes the export trace one example of static shape instead, checked to
+graph: every portnn layer does (pooling, BatchNorm with running statistics and Flatten reshape with
+``-1`` for the batch and make new arrays by broadcasting against their input, not from a batch size).
+A layer that needs the batch size as a number (a layer of your own that reads
+``int(x.shape[0])``) makes the export trace one example of static shape instead, checked to
 depend on no other example of the batch, and wrap it in an ONNX ``Scan`` over the batch
 axis: the same numbers, one example at a time. ``portnn_graph`` in the model's metadata says
 which (``"batched"`` or ``"per-example"``).

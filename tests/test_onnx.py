@@ -63,6 +63,22 @@ def max_difference(model: pn.Sequential, shape: tuple[int, ...], *, seed: int = 
     return worst
 
 
+def form(graph: Any) -> str:
+    """The metadata ``portnn_graph``: ``"batched"`` or ``"per-example"``."""
+    return {p.key: p.value for p in graph.metadata_props}["portnn_graph"]
+
+
+def op_types(graph: Any) -> list[str]:
+    """The op type of every node of ``graph``, those of subgraphs (a Scan's body) included."""
+    nodes, types = list(graph.graph.node), []
+    while nodes:
+        node = nodes.pop()
+        types.append(node.op_type)
+        for attr in node.attribute:
+            nodes += [*attr.g.node, *(n for g in attr.graphs for n in g.node)]
+    return types
+
+
 def with_statistics(model: pn.Sequential, seed: int = 1) -> pn.Sequential:
     """Give every BatchNorm random affine parameters and running statistics (fresh ones are 1 and 0: they test nothing)."""
     rng = np.random.default_rng(seed)
@@ -127,10 +143,13 @@ def cli_shape(layers: list[Any], shape: tuple[int, ...]) -> tuple[int, ...]:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_every_layer_exports_equal_to_numpy_predictions(name: str, dtype: str) -> None:
+    """Every layer runs on a batch of unknown size (``x.shape[0] is None``): one batched graph, no Scan."""
     with pn.use_backend("numpy"):
         model, shape = _model(name, dtype)
         assert model.dtype == dtype
-        assert max_difference(model, shape) <= MAX_DIFF
+        graph = to_onnx(model, shape)
+        assert form(graph) == "batched" and "Scan" not in op_types(graph)
+        assert max_difference(model, shape, graph=graph) <= MAX_DIFF
 
 
 @pytest.mark.parametrize("preset", ["mlp", "mlp-best", "cnn"])
@@ -150,6 +169,7 @@ def test_the_cli_presets_export_equal_to_numpy_predictions(preset: str, tmp_path
         path = tmp_path / f"{preset}.onnx"
         graph = model.export_onnx(path)
         assert path.read_bytes() == graph.SerializeToString()
+        assert form(graph) == "batched" and "Scan" not in op_types(graph)
         assert max_difference(model, shape, graph=graph) <= MAX_DIFF
         images = rng.random((9, *shape), dtype=np.float32)  # pixel-like inputs, as in MNIST
         assert np.abs(run(graph, images) - model.predict(images, to_numpy=True)).max() <= MAX_DIFF
@@ -165,23 +185,59 @@ def test_the_graph_takes_any_batch_size_and_names_its_axes() -> None:
         assert run(graph, np.ones((n, 4), np.float32)).shape == (n, 3)
 
 
+class RowsByCount(pn.layers.Layer):
+    """Flattens each example with the batch size as a number (``int(x.shape[0])``): unknown in a graph for any batch."""
+
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> Any:
+        xp, shape = x.__array_namespace__(), tuple(x.shape)
+        return xp.reshape(x, (int(shape[0]), -1)), lambda dy: xp.reshape(dy, shape)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        rest = input_shape[1:]
+        return (input_shape[0], None if None in rest else int(np.prod(rest)))
+
+
 def test_a_batched_graph_where_every_layer_takes_an_unknown_batch_size_else_one_example_at_a_time() -> None:
-    """MLPs trace once with ``x.shape[0] is None``; pooling, BatchNorm and Flatten read the batch size as a number today,
-    so a model with them traces one example and scans it over the batch (see portnn.onnx)."""
+    """portnn's layers (pooling, BatchNorm and Flatten included) trace once with ``x.shape[0] is None``; a layer that
+    reads the batch size as a number makes the export trace one example and scan it over the batch (see portnn.onnx)."""
     with pn.use_backend("numpy"):
         mlp = to_onnx(pn.Sequential([Linear(4, 8), Tanh(), Linear(8, 3), Softmax(axis=0)], seed=0))
-        pooled = to_onnx(pn.Sequential([MaxPool2d(2), Flatten()], input_shape=(1, 4, 4)))
+        pooled = to_onnx(pn.Sequential([MaxPool2d(2), BatchNorm2d(1), Flatten()], input_shape=(1, 4, 4)))
+        counted = pn.Sequential([MaxPool2d(2), RowsByCount(), Linear(4, 2)], seed=0, input_shape=(1, 4, 4))
+        scanned = to_onnx(counted)
 
-    def form(graph: Any) -> str:
-        return {p.key: p.value for p in graph.metadata_props}["portnn_graph"]
-
-    assert form(mlp) == "batched" and not any(node.op_type == "Scan" for node in mlp.graph.node)
-    assert form(pooled) == "per-example" and [node.op_type for node in pooled.graph.node].count("Scan") == 1
+    assert form(mlp) == "batched" and "Scan" not in op_types(mlp)
+    assert form(pooled) == "batched" and "Scan" not in op_types(pooled)
+    assert form(scanned) == "per-example" and [node.op_type for node in scanned.graph.node].count("Scan") == 1
+    assert max_difference(counted, (1, 4, 4), graph=scanned) <= MAX_DIFF
     # Softmax over the batch axis mixes the examples: a batched graph reproduces it
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     with pn.use_backend("numpy"):
         model = pn.Sequential([Linear(4, 8), Tanh(), Linear(8, 3), Softmax(axis=0)], seed=0)
     assert np.abs(run(mlp, x) - model.predict(x, to_numpy=True)).max() <= MAX_DIFF
+
+
+def test_the_cnn_preset_exports_one_batched_graph_for_any_batch_size() -> None:
+    """Built as ``portnn train --preset cnn`` builds it (shifts, conv-BN-ReLU-pool blocks, Flatten, dense, dropout):
+    one graph with a symbolic batch axis and no Scan, equal to ``predict`` for batches of 1, 3 and 17."""
+    p = cli.PRESETS["cnn"]
+    shape = (1, 28, 28)
+    with pn.use_backend("numpy"):
+        model = cli.build_cnn(shape, p["channels"], p["hidden"], 10, dropout=p["dropout"], augment=p["augment"], seed=0)
+        assert any(isinstance(layer, (MaxPool2d, BatchNorm2d, Flatten)) for layer in model.layers)
+        with_statistics(model)
+        graph = to_onnx(model)
+    assert form(graph) == "batched"
+    assert "Scan" not in op_types(graph)
+    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*graph.graph.input, *graph.graph.output)]
+    assert dims == [["batch", *shape], ["batch", 10]]
+    rng = np.random.default_rng(3)
+    for n in (1, 3, 17):
+        x = rng.random((n, *shape), dtype=np.float32)
+        expected = model.predict(x, to_numpy=True)
+        got = run(graph, x)
+        assert got.dtype == expected.dtype and got.shape == expected.shape == (n, 10)
+        assert np.abs(got - expected).max() <= MAX_DIFF, n
 
 
 def test_conv2d_becomes_one_onnx_conv_node_equal_to_the_generic_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,13 +249,7 @@ def test_conv2d_becomes_one_onnx_conv_node_equal_to_the_generic_path(monkeypatch
         monkeypatch.setattr(NdonnxAdapter, "conv2d", lambda self, *a, **kw: None)  # the generic path: im2col slices
         generic = to_onnx(model)
 
-    def ops(graph: Any) -> list[str]:
-        nodes = list(graph.graph.node)
-        for node in graph.graph.node:
-            nodes += [n for attr in node.attribute if attr.g.node for n in attr.g.node]  # the Scan body
-        return [n.op_type for n in nodes]
-
-    assert ops(fast).count("Conv") == 2 and "Conv" not in ops(generic)
+    assert op_types(fast).count("Conv") == 2 and "Conv" not in op_types(generic)
     x = np.random.default_rng(0).normal(size=(6, 2, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(run(fast, x), run(generic, x), rtol=0, atol=MAX_DIFF)
     assert max_difference(model, (2, 8, 8), graph=fast) <= MAX_DIFF

@@ -53,6 +53,29 @@ def _as_int(v: Any) -> int | None:
         return None
 
 
+def _dims(x: Any) -> tuple[int | None, ...]:
+    """The shape of ``x`` as Python ints, with None where a size is unknown.
+
+    The standard lets a lazy array leave a size unknown: ndonnx's arrays, which record an ONNX
+    graph for batches of any size (:mod:`portnn.onnx`), say ``x.shape[0] is None``.
+    """
+    return tuple(None if v is None else int(v) for v in x.shape)
+
+
+def _filled(xp: Any, like: Any, shape: tuple[int | None, ...], value: float) -> Any:
+    """A new array of ``shape`` holding ``value``, in the dtype and on the device of ``like`` (an array of the same rank).
+
+    ``shape[0]`` None (a batch of unknown size, as ``_dims(like)[0]``) takes ``like``'s batch
+    axis by broadcasting, since no size can be written for it; a known batch size is one
+    ``xp.zeros`` or ``xp.full``, as ever.
+    """
+    dtype, dev = like.dtype, device(like)
+    if shape[0] is not None:
+        return xp.zeros(shape, dtype=dtype, device=dev) if value == 0 else xp.full(shape, value, dtype=dtype, device=dev)
+    batch = xp.zeros_like(like[(slice(None),) + (slice(0, 1),) * (like.ndim - 1)])  # (N, 1, ..., 1)
+    return batch + xp.full((1, *shape[1:]), value, dtype=dtype, device=dev)
+
+
 def conv2d_output_size(
     size: Pair, kernel_size: Pair, stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1)
 ) -> Pair:
@@ -148,10 +171,10 @@ def col2im(cols: Any, shape: Any, kernel_size: Any, *, stride: Any = 1, dilation
 
 def _im2col(x: Any, k: Pair, s: Pair, d: Pair, out: Pair) -> Any:
     xp = array_namespace(x)
-    n, c = x.shape[:2]
+    c = x.shape[1]
     # slices are views; stacking them is the one copy
     cols = xp.stack([x[_window(i, j, out, s, d)] for i in range(k[0]) for j in range(k[1])], axis=2)
-    return xp.reshape(cols, (n, c * k[0] * k[1], out[0] * out[1]))
+    return xp.reshape(cols, (-1, c * k[0] * k[1], out[0] * out[1]))  # -1: the batch, whose size may be unknown
 
 
 def _col2im(cols: Any, shape: tuple[int, ...], k: Pair, s: Pair, d: Pair, out: Pair) -> Any:
@@ -282,11 +305,11 @@ def _conv2d(
     xp: Any, x: Any, weight: Any, bias: Any, s: Pair, p: Pair, d: Pair, out: Pair, input_grad: bool, param_grad: bool = True
 ) -> tuple[Any, Backward]:
     """The generic path of :func:`conv2d`, for checked arguments."""
-    n, c, h, w = (int(v) for v in x.shape)
+    n, c, h, w = _dims(x)  # n None: a batch of unknown size (an ONNX export), which the forward never needs
     o, k = int(weight.shape[0]), (int(weight.shape[2]), int(weight.shape[3]))
     padded = (n, c, h + 2 * p[0], w + 2 * p[1])
     if p != (0, 0):
-        xpad = xp.zeros(padded, dtype=x.dtype, device=device(x))
+        xpad = _filled(xp, x, padded, 0.0)
         xpad[:, :, p[0] : p[0] + h, p[1] : p[1] + w] = x
     else:
         xpad = x
@@ -296,7 +319,7 @@ def _conv2d(
     y = xp.matmul(w2, cols)  # (N, O, Ho*Wo), NCHW order
     if bias is not None:
         y += xp.reshape(bias, (o, 1))  # y is fresh: add in place
-    y = xp.reshape(y, (n, o, out[0], out[1]))
+    y = xp.reshape(y, (-1, o, out[0], out[1]))
 
     def backward(dy: Any) -> tuple[Any, Any, Any]:
         dy2 = xp.reshape(dy, (n, o, out[0] * out[1]))

@@ -119,7 +119,8 @@ def batch_norm(
     y = xhat if weight is None else xhat * _per_channel(xp, weight, x)
     if bias is not None:
         y = y + _per_channel(xp, bias, x)
-    m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1)
+    # values per channel, for the training-mode dx; evaluation never needs the batch size (unknown in an ONNX export)
+    m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1) if training else None
 
     def backward(dy: Any) -> tuple[Any, Any, Any]:
         sums = param_grad or (input_grad and training)  # training-mode dx needs them too

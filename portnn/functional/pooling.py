@@ -14,7 +14,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from .conv import Pair, pair
+from .conv import Pair, _dims, _filled, pair
 
 __all__ = ["avg_pool2d", "check_pool2d_args", "global_avg_pool2d", "max_pool2d", "pool2d_output_size", "window_problem"]
 
@@ -115,8 +115,8 @@ def _pad(xp: Any, x: Any, p: Pair, value: float) -> Any:
     """``x`` with ``p`` rows/columns of ``value`` on each side of H and W (``x`` itself without padding)."""
     if p == (0, 0):
         return x
-    n, c, h, w = (int(v) for v in x.shape)
-    xpad = xp.full((n, c, h + 2 * p[0], w + 2 * p[1]), value, dtype=x.dtype, device=device(x))
+    n, c, h, w = _dims(x)  # n None: a batch of unknown size (an ONNX export)
+    xpad = _filled(xp, x, (n, c, h + 2 * p[0], w + 2 * p[1]), value)
     xpad[:, :, p[0] : p[0] + h, p[1] : p[1] + w] = x
     return xpad
 
@@ -196,7 +196,7 @@ def max_pool2d(
 def _max_pool2d(x: Any, k: Pair, s: Pair, p: Pair, out: Pair, input_grad: bool) -> tuple[Any, Backward]:
     """:func:`max_pool2d` for checked arguments; ``out`` is the output (Ho, Wo)."""
     xp = array_namespace(x)
-    shape = tuple(int(v) for v in x.shape)
+    shape = _dims(x)  # shape[0] None: a batch of unknown size (an ONNX export, input_grad=False)
     xpad = _pad(xp, x, p, -float("inf"))
     count = k[0] * k[1]
     if p == (0, 0):  # start from offset (0, 0), which is inside the input
@@ -204,7 +204,7 @@ def _max_pool2d(x: Any, k: Pair, s: Pair, p: Pair, out: Pair, input_grad: bool) 
         if count == 1:  # a 1x1 window: copy, so that y is never a view of x
             y = xp.asarray(y, copy=True)
     else:  # start below everything, so that padding is never picked
-        y, first = xp.full((*shape[:2], *out), -float("inf"), dtype=x.dtype, device=device(x)), 0
+        y, first = _filled(xp, x, (*shape[:2], *out), -float("inf")), 0
     if not input_grad:
         for o in range(first, count):
             y = xp.maximum(y, xpad[_window(o // k[1], o % k[1], out, s)])
@@ -282,7 +282,7 @@ def avg_pool2d(
 def _avg_pool2d(x: Any, k: Pair, s: Pair, p: Pair, out: Pair, input_grad: bool) -> tuple[Any, Backward]:
     """:func:`avg_pool2d` for checked arguments; ``out`` is the output (Ho, Wo)."""
     xp = array_namespace(x)
-    shape = tuple(int(v) for v in x.shape)
+    shape = _dims(x)  # shape[0] None: a batch of unknown size (an ONNX export)
     xpad = _pad(xp, x, p, 0.0)
     count = k[0] * k[1]
     total = xpad[_window(0, 0, out, s)]
@@ -341,7 +341,7 @@ def global_avg_pool2d(x: Any, *, input_grad: bool = True) -> tuple[Any, Backward
     xp = array_namespace(x)
     if x.ndim != 4 or x.shape[2] < 1 or x.shape[3] < 1:
         raise ValueError(f"global_avg_pool2d: got input of shape {tuple(x.shape)}: expected (batch, C, H, W) with H, W >= 1")
-    shape = tuple(int(v) for v in x.shape)
+    shape = _dims(x)
     y = xp.mean(x, axis=(2, 3))
 
     def backward(dy: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -101,7 +102,8 @@ class _BatchNorm(Layer):
     def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         shape = tuple(x.shape)
         if x.ndim > 3:  # per-channel statistics over N and every spatial axis: an (N, C, L) view
-            x = array_namespace(x).reshape(x, (shape[0], shape[1], -1))
+            # -1 for N: a batch of unknown size (x.shape[0] is None in an ONNX export) reshapes too
+            x = array_namespace(x).reshape(x, (-1, shape[1], math.prod(shape[2:])))
         flat = tuple(x.shape)
         if training and self._frozen:
             training = False  # frozen (transfer learning): normalise with the running statistics, leave them be (Keras's rule)
@@ -128,7 +130,7 @@ class _BatchNorm(Layer):
             )
         weight, bias = self.weight, self.bias
         if len(shape) > 3:
-            y = array_namespace(y).reshape(y, shape)
+            y = array_namespace(y).reshape(y, (-1, *shape[1:]))
 
         def backward(dy: Any) -> Any:
             if len(shape) > 3:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +32,11 @@ class Flatten(Layer):
     def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         xp = array_namespace(x)
         in_shape = tuple(x.shape)
-        y = xp.reshape(x, (*in_shape[: self.start_dim], -1))
+        lead = in_shape[: self.start_dim]
+        if None in lead:  # a batch of unknown size (an ONNX export): it takes the -1, the flattened size is a number
+            y = xp.reshape(x, (*(-1 if d is None else d for d in lead), math.prod(in_shape[self.start_dim :])))
+        else:
+            y = xp.reshape(x, (*lead, -1))
 
         def backward(dy: Any) -> Any:
             return xp.reshape(dy, in_shape)
