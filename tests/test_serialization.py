@@ -785,3 +785,11 @@ def test_a_saved_loss_is_looked_up_among_portnn_s_never_imported(tmp_path: Path)
     write_file(tmp_path / "m.safetensors", tensors, meta)
     with pytest.raises(CheckpointError, match=r"its loss MSE\(.*\) cannot be rebuilt: MSE: reduction must be"):
         pn.load(tmp_path / "m.safetensors")
+
+
+def test_a_model_without_parameters_saves_a_file_with_no_tensors_and_loads_it(tmp_path: Path) -> None:
+    """A file of metadata alone (safetensors 0.4.0-0.4.3 wrote its header broken: the floor is 0.4.4)."""
+    model = pn.Sequential([pn.layers.ReLU(), pn.layers.Flatten()], input_shape=(2, 3))
+    model.save(tmp_path / "empty.safetensors")
+    loaded = pn.load(tmp_path / "empty.safetensors")
+    assert loaded.get_config() == model.get_config() and loaded.state_dict() == {}

@@ -98,7 +98,7 @@ def test_every_layer_of_portnn_passes_with_its_torch_twin(name: str) -> None:
     assert any("central differences, training=True: the input" in w for w in checked)
     for backend, _ in backends_under_test()[0]:
         assert any(w.startswith(f"{backend} float32, training=False") for w in checked), (backend, checked)
-    if oracle() is not None:
+    if oracle() is not None and pn.backends.get_adapter("torch").import_error() is None:  # the oracle needs torch
         assert "PyTorch oracle, training=False: output and gradients" in checked
     assert all(ratio <= 1 for _, ratio in report.checked)
 
