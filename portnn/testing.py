@@ -332,36 +332,47 @@ def _finite_differences(
             report.checked.append((f"central differences{mode}: {label} ({len(chosen)} of {n} elements)", worst))
 
 
+def _cases(
+    runs: list[tuple[str, Any]], dtypes: Sequence[str], report: CheckReport, label: Callable[[str], str]
+) -> Iterable[tuple[str, _backends.Backend, str, str]]:
+    """``(name, backend, dtype, where)`` for each run and dtype, ``where = label("<backend> in <dtype>")``.
+
+    A float64 the device lacks goes to ``report.skipped`` instead.
+    """
+    for name, device in runs:
+        backend = _backend((name, device))
+        for dtype in dtypes:
+            where = label(_where(backend, dtype))
+            if dtype == "float64" and not backend.adapter.supports_float64(backend.device):
+                report.skipped.append(f"{where}: the device has no float64")
+                continue
+            yield name, backend, dtype, where
+
+
 def _parity(
     subject: _Subject, dy: Any, y_ref: Any, grads: list[Any], runs: list[tuple[str, Any]], dtypes: Sequence[str],
     report: CheckReport, mode: str = "", after: Callable[[_backends.Backend, str], float] | None = None,
 ) -> None:  # fmt: skip
     """The op on each backend and dtype against the float64 NumPy reference, namespace, device and dtype checked."""
-    for name, device in runs:
-        backend = _backend((name, device))
-        for dtype in dtypes:
-            where = f"{subject.name}{mode} on {_where(backend, dtype)}"
-            if dtype == "float64" and not backend.adapter.supports_float64(backend.device):
-                report.skipped.append(f"{where}: the device has no float64")
-                continue
-            rtol, atol = TOLERANCES[dtype]
-            with _backends.use_backend(name, device):
-                op = subject.op_for(backend, dtype)
-                args = [_to(backend, a, dtype) for a in (*subject.inputs, *subject.extra)]
-                try:
-                    y, vjp = op(*args)
-                    got = list(vjp(_to(backend, dy, dtype)))
-                except Exception as exc:
-                    raise AssertionError(f"{where}: raised {type(exc).__name__}: {exc}") from exc
-                worst = assert_close(y, y_ref, dtype=dtype, backend=backend, rtol=rtol, atol=atol, what=f"{where}: output")
-                for label, g, ref in zip(subject.labels, got, grads):
-                    if g is None:
-                        raise AssertionError(f"{where}: backward gave {label} no gradient (None)")
-                    what = f"{where}: gradient of {label}"
-                    worst = max(worst, assert_close(g, ref, dtype=dtype, backend=backend, rtol=rtol, atol=atol, what=what))
-                if after is not None:
-                    worst = max(worst, after(backend, dtype))
-            report.checked.append((f"{name} {dtype}{mode}: output and gradients against NumPy float64", worst))
+    for name, backend, dtype, where in _cases(runs, dtypes, report, lambda on: f"{subject.name}{mode} on {on}"):
+        rtol, atol = TOLERANCES[dtype]
+        with _backends.use_backend(name, backend.device):
+            op = subject.op_for(backend, dtype)
+            args = [_to(backend, a, dtype) for a in (*subject.inputs, *subject.extra)]
+            try:
+                y, vjp = op(*args)
+                got = list(vjp(_to(backend, dy, dtype)))
+            except Exception as exc:
+                raise AssertionError(f"{where}: raised {type(exc).__name__}: {exc}") from exc
+            worst = assert_close(y, y_ref, dtype=dtype, backend=backend, rtol=rtol, atol=atol, what=f"{where}: output")
+            for label, g, ref in zip(subject.labels, got, grads):
+                if g is None:
+                    raise AssertionError(f"{where}: backward gave {label} no gradient (None)")
+                what = f"{where}: gradient of {label}"
+                worst = max(worst, assert_close(g, ref, dtype=dtype, backend=backend, rtol=rtol, atol=atol, what=what))
+            if after is not None:
+                worst = max(worst, after(backend, dtype))
+        report.checked.append((f"{name} {dtype}{mode}: output and gradients against NumPy float64", worst))
 
 
 def _oracle_check(
@@ -906,26 +917,20 @@ def check_model(
     _finite_differences(subject, dy, grads, report, eps=eps, samples=samples, seed=seed, mode=": the loss")
     _parity(subject, dy, y_ref, grads, runs, dtypes, report, mode=": the loss")
     reference = _train(model, optimizer, loss, _backend("numpy"), "float64", x_host, y_host, steps, batch_size, seed)
-    for backend_name, device in runs:
-        backend = _backend((backend_name, device))
-        for dtype in dtypes:
-            where = f"{name}: training on {_where(backend, dtype)}"
-            if dtype == "float64" and not backend.adapter.supports_float64(backend.device):
-                report.skipped.append(f"{where}: the device has no float64")
-                continue
-            got = _train(model, optimizer, loss, backend, dtype, x_host, y_host, steps, batch_size, seed)
-            rtol, atol = TRAINING_TOLERANCES[dtype]
-            worst = 0.0
-            for step, (mine, ref) in enumerate(zip(got["losses"], reference["losses"])):
-                what = f"{where}: the loss of step {step}"
-                worst = max(worst, assert_close(mine, ref, dtype=dtype, backend=backend, rtol=rtol, atol=atol, what=what))
-            for key, ref in reference["state"].items():
-                what = f"{where}: '{key}' after {steps} steps"
-                worst = max(worst, assert_close(got["state"][key], ref, backend=backend, rtol=rtol, atol=atol, what=what))
-            what = f"{where}: the predictions after {steps} steps"
-            worst = max(worst, assert_close(got["predictions"], reference["predictions"], dtype=dtype, backend=backend,
-                                            rtol=rtol, atol=atol, what=what))  # fmt: skip
-            report.checked.append((f"{backend_name} {dtype}: {steps} training steps against NumPy float64", worst))
+    for backend_name, backend, dtype, where in _cases(runs, dtypes, report, lambda on: f"{name}: training on {on}"):
+        got = _train(model, optimizer, loss, backend, dtype, x_host, y_host, steps, batch_size, seed)
+        rtol, atol = TRAINING_TOLERANCES[dtype]
+        worst = 0.0
+        for step, (mine, ref) in enumerate(zip(got["losses"], reference["losses"])):
+            what = f"{where}: the loss of step {step}"
+            worst = max(worst, assert_close(mine, ref, dtype=dtype, backend=backend, rtol=rtol, atol=atol, what=what))
+        for key, ref in reference["state"].items():
+            what = f"{where}: '{key}' after {steps} steps"
+            worst = max(worst, assert_close(got["state"][key], ref, backend=backend, rtol=rtol, atol=atol, what=what))
+        what = f"{where}: the predictions after {steps} steps"
+        worst = max(worst, assert_close(got["predictions"], reference["predictions"], dtype=dtype, backend=backend,
+                                        rtol=rtol, atol=atol, what=what))  # fmt: skip
+        report.checked.append((f"{backend_name} {dtype}: {steps} training steps against NumPy float64", worst))
     return report
 
 

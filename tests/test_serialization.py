@@ -717,27 +717,26 @@ def test_a_foreign_file_is_refused_from_its_first_bytes(tmp_path: Path) -> None:
     with open(path, "wb") as f:
         f.write(b"\x00\x00\x00\x18ftypmp42" + bytes(52))
         f.truncate(600 * 2**20)  # 600 MiB, sparse: no disk space taken
+    peak = _peak_memory_to_refuse(path, "not a portnn checkpoint")
+    assert peak < 2**20, f"{peak} bytes allocated to refuse a foreign file"
+
+
+def _peak_memory_to_refuse(path: Path, match: str) -> int:
+    """The most memory (bytes, Python's allocations) that read_file takes to refuse ``path`` with ``match``."""
     tracemalloc.start()
     try:
-        with pytest.raises(CheckpointError, match="not a portnn checkpoint"):
+        with pytest.raises(CheckpointError, match=match):
             read_file(path)
-        peak = tracemalloc.get_traced_memory()[1]
+        return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 2**20, f"{peak} bytes allocated to refuse a foreign file"
 
 
 def test_a_foreign_safetensors_file_is_refused_from_its_header(tmp_path: Path) -> None:
     """Its header says it is not portnn's: its data is never read."""
     path = tmp_path / "foreign.safetensors"
     safetensors.numpy.save_file({"w": np.zeros((1024, 1024, 8), np.float32)}, str(path))  # 32 MiB of data
-    tracemalloc.start()
-    try:
-        with pytest.raises(CheckpointError, match="a safetensors file that portnn did not write"):
-            read_file(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = _peak_memory_to_refuse(path, "a safetensors file that portnn did not write")
     assert peak < 2**20, f"{peak} bytes allocated to refuse a foreign safetensors file"
 
 
