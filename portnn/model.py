@@ -8,6 +8,7 @@ from typing import Any
 
 from . import backends
 from ._array import dtype_name
+from ._checks import check_seed
 from .layers.base import Buffer, Layer, Parameter, Shape, ShapeError, format_shape
 from .serialization import register_model
 from .training import History, Trainer
@@ -53,7 +54,7 @@ class Sequential(Trainer):
         self.layers: list[Layer] = []
         self.input_shape: Shape | None = None if input_shape is None else (None, *input_shape)
         self._shapes: list[Shape | None] = []
-        self.seed = seed
+        self.seed = seed = check_seed("Sequential", "seed", seed)
         init_rng, self._rng = backends.host_rng(seed).spawn(2)
         #: Set to True (by a callback) to end :meth:`fit` after the current batch.
         self.stop_training = False
