@@ -38,7 +38,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from . import layers, serialization
+from . import serialization
 from ._checks import check_flag, check_int, check_number
 
 __all__ = ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "LambdaCallback", "ModelCheckpoint", "Snapshot"]
@@ -580,21 +580,12 @@ class ModelCheckpoint(_Monitor):
                 f"ModelCheckpoint({self.filepath!r}): a {kind} has no {'save_weights' if self.save_weights_only else 'save'} "
                 "method; give the model one (a Sequential has both) or use fit(checkpoint=DIR) for training checkpoints"
             )
-        if not self.save_weights_only and serialization.registered_name(self.model) is None:
+        why = None if self.save_weights_only else serialization.unsaveable(self.model)
+        if why is not None:
             raise TypeError(
-                f"ModelCheckpoint({self.filepath!r}) saves the whole model (model.save), but {kind} is not a class pn.load "
-                "knows; register it with @portnn.serialization.register_model, or pass save_weights_only=True"
+                f"ModelCheckpoint({self.filepath!r}) saves the whole model (model.save), but {why}; "
+                "or pass save_weights_only=True and build the model in code to load the weights"
             )
-        if not self.save_weights_only:
-            foreign = []  # pn.load rebuilds only the classes portnn.layers exports
-            for i, layer in enumerate(self.model.layers):
-                if getattr(layers, type(layer).__name__, None) is not type(layer):
-                    foreign.append(f"{i} ({type(layer).__name__})")
-            if foreign:
-                raise TypeError(
-                    f"ModelCheckpoint({self.filepath!r}) saves the whole model (model.save), which cannot store layers "
-                    f"{foreign}: not portnn's own; pass save_weights_only=True and build the model in code to load them"
-                )
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = _logs(logs)

@@ -203,9 +203,6 @@ def registered_name(model: Any) -> str | None:
     return name if _MODELS.get(name) is type(model) else None
 
 
-_model_class = registered_name
-
-
 # -- layers ----------------------------------------------------------------------------
 def _registry() -> dict[str, type[Layer]]:
     found = {}
@@ -387,6 +384,26 @@ def _restore_compile(model: Any, compiled: Any, where: str) -> None:
             raise CheckpointError(f"{where}: the model does not take the loss it was saved with: {exc}") from None
 
 
+def unsaveable(model: Any) -> str | None:
+    """Why :func:`load` could not rebuild ``model`` from a file (its class or a layer's is not known); None when it can."""
+    cls = type(model)
+    if registered_name(model) is None:
+        return (
+            f"the model is a {cls.__module__}.{cls.__qualname__}, a class pn.load does not know: register it with "
+            "@portnn.serialization.register_model above its definition"
+        )
+    known = _registry()
+    foreign = [(i, x) for i, x in enumerate(model.layers) if known.get(type(x).__name__) is not type(x)]
+    if foreign:
+        i, first = foreign[0]
+        return (
+            f"layers {[f'{j} ({type(x).__name__})' for j, x in foreign]} are not portnn's own classes (layer {i} "
+            f"({first!r}, name={first.name!r}) is a {type(first).__module__}.{type(first).__qualname__}), which pn.load "
+            "cannot rebuild from a file"
+        )
+    return None
+
+
 def save_model(model: ModelLike, path: str | os.PathLike[str]) -> None:
     """Write ``model``'s architecture and state dict to one file: :meth:`portnn.Sequential.save`.
 
@@ -409,22 +426,11 @@ def save_model(model: ModelLike, path: str | os.PathLike[str]) -> None:
       (0): Linear(4, 2)
     )
     """
-    cls = type(model)
-    where = f"{cls.__name__}.save"
-    if _model_class(model) is None:
+    why = unsaveable(model)
+    if why is not None:
         raise TypeError(
-            f"{where}: the model is a {cls.__module__}.{cls.__qualname__}, a class pn.load does not know; register it "
-            "with @portnn.serialization.register_model above its definition, or save the weights with "
-            "model.save_weights(path) and build the model in code"
+            f"{type(model).__name__}.save: {why}; or save the weights with model.save_weights(path) and build the model in code"
         )
-    known = _registry()
-    for i, layer in enumerate(model.layers):
-        if known.get(type(layer).__name__) is not type(layer):
-            raise TypeError(
-                f"{where}: layer {i} ({layer!r}, name={layer.name!r}) is a {type(layer).__module__}."
-                f"{type(layer).__qualname__}, which portnn cannot rebuild from a file (only its own layers); "
-                "save the weights with model.save_weights(path) and build the model in code"
-            )
     meta = {"kind": "model", "architecture": model.get_config(), **_common_meta(model), "compile": _compile_meta(model)}
     write_file(path, _state_on_host(model), meta)
 
@@ -617,7 +623,7 @@ def model_meta(model: ModelLike) -> dict[str, Any]:
     """
     known = _registry()
     layers_known = all(known.get(type(layer).__name__) is type(layer) for layer in model.layers)
-    rebuildable = layers_known and _model_class(model) is not None
+    rebuildable = layers_known and registered_name(model) is not None
     return {"architecture": model.get_config() if rebuildable else None, **_common_meta(model), "compile": _compile_meta(model)}
 
 
