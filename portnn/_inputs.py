@@ -1,4 +1,4 @@
-"""Data handed to a model, brought to its backend and device as its first layer takes it (fit, predict, diagnostics)."""
+"""Data handed to a model: brought to its backend and device as its first layer takes it, cut into inference batches."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from . import backends
 from ._array import dtype_name
 
-__all__ = ["count_nonfinite", "detached", "model_input"]
+__all__ = ["batches", "count_nonfinite", "detached", "model_input"]
 
 
 def model_input(model: Any, x: Any, name: str) -> Any:
@@ -63,3 +63,16 @@ def count_nonfinite(xp: Any, a: Any) -> int:
     if bool(xp.isfinite(xp.sum(a))):
         return 0
     return int(xp.count_nonzero(~xp.isfinite(a)))  # also 0 when only the sum overflowed
+
+
+def batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each inference batch: a last batch of one example joins the one before it.
+
+    BatchNorm without running statistics normalises with the batch's own even in inference,
+    which one example cannot give; every other layer computes each example alone, so the
+    larger last batch changes no value.
+    """
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds

@@ -27,7 +27,7 @@ from array_api_compat import array_namespace
 from . import backends, metrics
 from ._array import dtype_name
 from ._checks import check_int
-from ._inputs import model_input
+from ._inputs import batches, model_input
 from .layers.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers.dense import Linear
 
@@ -209,18 +209,12 @@ def _check_model(where: str, model: Any) -> None:
         )
 
 
-def _model_input(where: str, model: Any, x: Any) -> Any:
-    """``x`` on the model's backend and device, as fit and predict bring it (:func:`portnn._inputs.model_input`)."""
-    return model_input(model, x, where)
-
-
 def _run(where: str, model: Any, x: Any, stop: int, batch_size: int) -> Iterator[tuple[int, Any, Any]]:
     """Run ``model.layers[:stop]`` on ``x`` in batches (inference mode); yield ``(index, layer, output)`` per layer and batch."""
     check_int(where, "batch_size", batch_size)
-    X = _model_input(where, model, x)
-    n = X.shape[0]
-    for start in range(0, n, batch_size):
-        h = X[start : min(start + batch_size, n), ...]
+    X = model_input(model, x, where)
+    for lo, hi in batches(X.shape[0], batch_size):  # as predict cuts them
+        h = X[lo:hi, ...]
         for i, layer in enumerate(model.layers[:stop]):
             h = layer(h)
             yield i, layer, h
@@ -231,7 +225,7 @@ def _outputs(where: str, model: Any, x: Any, batch_size: int) -> Any:
     _check_model(where, model)
     stop = len(model.layers)
     if stop == 0:
-        out = _model_input(where, model, x)
+        out = model_input(model, x, where)
     else:
         parts = [h for i, _, h in _run(where, model, x, stop, batch_size) if i == stop - 1]
         out = parts[0] if len(parts) == 1 else array_namespace(*parts).concat(parts, axis=0)

@@ -26,7 +26,7 @@ from array_api_compat import array_namespace
 from . import _records, _resume, backends
 from ._array import dtype_name
 from ._checks import check_flag, check_int, check_number
-from ._inputs import count_nonfinite, detached, model_input
+from ._inputs import batches, count_nonfinite, detached, model_input
 from ._progress import progress_bar, resolve_verbose
 from .callbacks import Callback, CallbackList
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy, Loss
@@ -912,7 +912,7 @@ class Trainer:
         n = X.shape[0]
         callbacks.on_test_begin({})
         loss_sum = correct_sum = 0
-        for batch, (start, stop) in enumerate(_batches(n, batch_size)):
+        for batch, (start, stop) in enumerate(batches(n, batch_size)):
             callbacks.on_test_batch_begin(batch, {})
             xb, yb = X[start:stop, ...], Y[start:stop, ...]
             y_pred = self.forward(xb)[0]
@@ -946,7 +946,7 @@ class Trainer:
         callback_list.set_context(self, self._optimizer)
         callback_list.on_predict_begin({})
         outs = []
-        for batch, (start, stop) in enumerate(_batches(X.shape[0], batch_size)):
+        for batch, (start, stop) in enumerate(batches(X.shape[0], batch_size)):
             callback_list.on_predict_batch_begin(batch, {})
             outs.append(self.forward(X[start:stop, ...])[0])
             callback_list.on_predict_batch_end(batch, {"outputs": outs[-1]})
@@ -1066,19 +1066,6 @@ def _check_batches(model: Any, n: int, batch_size: int, ranks: int, drop_last: b
             f"{where}: {n} examples in batches of {batch_size}{over} leave a last batch of {last}{share}, "
             f"on which {needy!r} cannot train (it needs batches of {needy.min_batch_size} or more); {fix}"
         )
-
-
-def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` of each inference batch: a last batch of one example joins the one before it.
-
-    BatchNorm without running statistics normalises with the batch's own even in inference,
-    which one example cannot give; every other layer computes each example alone, so the
-    larger last batch changes no value.
-    """
-    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-        bounds[-2:] = [(bounds[-2][0], n)]
-    return bounds
 
 
 def _pair(where: str, data: Any) -> tuple[Any, Any]:
