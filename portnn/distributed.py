@@ -475,8 +475,8 @@ class DataParallel:
     def shard(self, start: int, stop: int) -> tuple[int, int]:
         return self.comm.shard(start, stop)
 
-    def reduce_gradients(self, params: list[Any], local_batch: int, *, mean: bool) -> None:
-        self.comm.allreduce_gradients(params, local_batch, mean=mean)
+    def reduce_gradients(self, model: Any, local_batch: int, *, mean: bool) -> None:
+        self.comm.allreduce_gradients([p for p in model.parameters() if p.trainable], local_batch, mean=mean)
 
     def reduce_step(self, value: float, correct: Any, stop: bool) -> tuple[float, Any, bool]:
         """The global batch's loss sum and correct count, and whether any rank asked to stop: one small allreduce."""

@@ -155,8 +155,8 @@ class LocalStrategy:
         """This process's part of the global batch ``[start, stop)``: all of it."""
         return start, stop
 
-    def reduce_gradients(self, params: list[Any], local_batch: int, *, mean: bool) -> None:
-        """Make every parameter's ``grad`` the gradient of the global batch (here: it is already)."""
+    def reduce_gradients(self, model: Any, local_batch: int, *, mean: bool) -> None:
+        """Make every trainable parameter's ``grad`` the gradient of the global batch (here: it is already)."""
 
     def reduce_step(self, value: float, correct: Any, stop: bool) -> tuple[float, Any, bool]:
         """The global batch's summed loss, correct count and stop flag (here: this process's, unchanged, on the device)."""
@@ -521,11 +521,10 @@ class Trainer:
         Returns ``value`` (the batch loss) with the L2 penalty added; a rank with an empty share
         of the batch calls it with ``batch=0`` and no value.
         """
-        trainable = [p for p in self.parameters() if p.trainable]
-        self._strategy.reduce_gradients(trainable, batch, mean=loss.reduction == "mean")  # before the L2 term
+        self._strategy.reduce_gradients(self, batch, mean=loss.reduction == "mean")  # before the L2 term
         if l2:
-            for p in trainable:
-                if p.regularize:
+            for p in self.parameters():
+                if p.regularize and p.trainable:
                     if value is not None:
                         value = value + (0.5 * l2) * array_namespace(p.data).sum(p.data * p.data)
                     p.accumulate(l2 * p.data)
