@@ -17,6 +17,7 @@ import numpy as np
 
 import portnn as pn
 from portnn.datasets import toy
+from portnn.fileformat import write_bytes
 
 DATASETS = {"mnist": "load_mnist", "fashion-mnist": "load_fashion_mnist"}
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -329,7 +330,7 @@ def _checkpoint_args(
     if update and write:  # rank 0 only in a distributed run
         Path(directory).mkdir(parents=True, exist_ok=True)
         kept = {k: v for k, v in vars(args).items() if k not in RESUME_MAY_CHANGE}
-        pn.serialization.write_bytes(saved, json.dumps(kept, indent=1).encode())
+        write_bytes(saved, json.dumps(kept, indent=1).encode())
     return directory
 
 
