@@ -1,6 +1,7 @@
 """Layers: objects that own parameters and call :mod:`portnn.functional`."""
 
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .attention import MultiHeadAttention
 from .augment import RandomTranslation
 from .base import Buffer, InputSpec, Layer, Parameter, ShapeError, format_shape
 from .conv import Conv2d
@@ -24,6 +25,7 @@ __all__ = [
     "LeakyReLU",
     "Linear",
     "MaxPool2d",
+    "MultiHeadAttention",
     "Parameter",
     "RandomTranslation",
     "ReLU",
