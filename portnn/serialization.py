@@ -258,8 +258,9 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
     Conv2d) says its weight's shape through ``weight_spec``, read here from an instance that
     holds the config's values as the attributes its ``get_config`` reads them from; a
     normalisation layer holds ``num_features`` values four times (weight, bias, running mean,
-    running variance) and a batch count; every other layer of portnn holds none. A config not in
-    the form ``get_config`` writes raises a TypeError or ValueError.
+    running variance) and a batch count; a MultiHeadAttention ``4 E²`` (+ ``4 E`` with bias);
+    every other layer of portnn holds none. A config not in the form ``get_config`` writes
+    raises a TypeError or ValueError.
     """
     if issubclass(cls, WeightedLayer):
         probe = cls.__new__(cls)
@@ -269,6 +270,11 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
         if not isinstance(bias, bool):
             raise TypeError(f"bias is {bias!r}, not true or false")
         return math.prod(shape) + (shape[0] if bias else 0)
+    if "embed_dim" in config:  # MultiHeadAttention: in_proj (3E, E) and out_proj (E, E), with biases 3E and E
+        e, bias = _size(config["embed_dim"]), config.get("bias", True)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias is {bias!r}, not true or false")
+        return 4 * e * e + (4 * e if bias else 0)
     if "num_features" in config:  # BatchNorm1d, BatchNorm2d
         n = _size(config["num_features"])
         affine, tracked = config.get("affine", True), config.get("track_running_stats", True)
