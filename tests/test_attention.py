@@ -241,7 +241,15 @@ def test_embed_dim_must_be_divisible_by_num_heads() -> None:
 @pytest.mark.parametrize(
     ("shape", "words"),
     [
-        ((2, 5, 6), r"got input of shape \(2, 5, 6\): expected \(batch, time, 8\) \(the last axis holds"),
+        (
+            (2, 5, 6),
+            r"got input of shape \(2, 5, 6\): expected \(batch, time, 8\) \(each position has 6 features, the last "
+            r"axis: build the layer with embed_dim=6\)",
+        ),
+        (
+            (2, 8, 5),
+            r"got input of shape \(2, 8, 5\): expected \(batch, time, 8\) \(features before time\? .* x.transpose\(0, 2, 1\)\)",
+        ),
         ((5, 8), r"got input of shape \(5, 8\): expected \(batch, time, 8\) \(one sequence\? use x.reshape\(1, time"),
         ((2, 3, 5, 8), r"got input of shape \(2, 3, 5, 8\): expected \(batch, time, 8\)"),
     ],

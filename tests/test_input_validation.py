@@ -638,3 +638,19 @@ def test_a_refused_fit_leaves_the_weights_unchanged(kwargs: dict[str, Any]) -> N
         for name, value in before.items():
             np.testing.assert_array_equal(pn.to_numpy(after[name]), value, err_msg=name)
         assert optimizer.state == {} and optimizer.step_count == 0
+
+
+# fmt: off
+ROWS += [  # MultiHeadAttention (issue 12)
+    row("attention-embed-size", lambda: pn.layers.MultiHeadAttention(8, 2)(ones((2, 5, 6))), ShapeError,
+        r"MultiHeadAttention\(8, 2\)", r"\(2, 5, 6\)", r"expected \(batch, time, 8\)", r"embed_dim=6"),
+    row("attention-features-first", lambda: pn.layers.MultiHeadAttention(8, 2)(ones((2, 8, 5))), ShapeError,
+        r"MultiHeadAttention\(8, 2\)", r"\(2, 8, 5\)", r"expected \(batch, time, 8\)", r"x.transpose\(0, 2, 1\)"),
+    row("attention-one-sequence", lambda: pn.layers.MultiHeadAttention(8, 2)(ones((5, 8))), ShapeError,
+        r"MultiHeadAttention\(8, 2\)", r"\(5, 8\)", r"expected \(batch, time, 8\)", r"x.reshape\(1, time, embed_dim\)"),
+    row("attention-heads-divide", lambda: pn.layers.MultiHeadAttention(10, 3), ValueError,
+        r"MultiHeadAttention\(embed_dim=10, num_heads=3\)", r"divisible by num_heads", r"choose num_heads among 1, 2, 5, 10"),
+    row("attention-dropout-range", lambda: pn.layers.MultiHeadAttention(8, 2, dropout=1.5), ValueError,
+        r"MultiHeadAttention", r"0 <= dropout <= 1", r"got dropout=1.5"),
+]
+# fmt: on

@@ -143,8 +143,10 @@ class MultiHeadAttention(RandomLayer):
     def input_hint(self, shape: Shape) -> str:
         if len(shape) == 2 and shape[-1] == self.embed_dim:
             return " (one sequence? use x.reshape(1, time, embed_dim))"
-        if len(shape) == 3:
-            return f" (the last axis holds each position's {self.embed_dim} features; the input is batch first)"
+        if len(shape) == 3 and shape[1] == self.embed_dim:
+            return " (features before time? the input is (batch, time, embed_dim): use x.transpose(0, 2, 1))"
+        if len(shape) == 3 and shape[-1] is not None:
+            return f" (each position has {shape[-1]} features, the last axis: build the layer with embed_dim={shape[-1]})"
         return ""
 
     def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
