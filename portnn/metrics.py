@@ -213,6 +213,27 @@ def _check_range(where: str, xp: Any, c: int, **named: Any) -> None:
             )
 
 
+def _positions(where: str, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+    """Sequences as examples: labels (N, T) with scores (N, T, C) or labels (N, T) become (N * T,) and (N * T, C) or (N * T,).
+
+    Other inputs come back unchanged (and meet the usual checks).
+    """
+    if getattr(y_true, "ndim", 0) < 2 or getattr(y_pred, "ndim", 0) < 2:
+        return y_true, y_pred
+    xp = namespace(y_true, y_pred, where=f"{where}: ")
+    if not xp.isdtype(y_true.dtype, "integral"):
+        return y_true, y_pred
+    shape = tuple(y_true.shape)
+    if tuple(y_pred.shape[:-1]) == shape and y_pred.shape[-1] >= 2:  # scores, classes last
+        return xp.reshape(y_true, (-1,)), xp.reshape(y_pred, (-1, int(y_pred.shape[-1])))
+    if tuple(y_pred.shape) == shape and (xp.isdtype(y_pred.dtype, "integral") or y_pred.dtype == xp.bool):
+        return xp.reshape(y_true, (-1,)), xp.reshape(y_pred, (-1,))
+    raise ValueError(
+        f"{where}: y_true holds integer labels of shape {shape} (one per position of a sequence), so y_pred must be "
+        f"scores of shape ({', '.join(map(str, shape))}, C) (classes last) or labels of shape {shape}; got {_describe(y_pred)}"
+    )
+
+
 def _safe_divide(xp: Any, num: Any, den: Any) -> Any:
     """``num / den`` with 0/0 -> 0 (wherever ``den`` is 0 so is ``num``: counts of a subset)."""
     return num / (den + xp.astype(den == 0, den.dtype))
@@ -227,11 +248,12 @@ def accuracy(y_true: Any, y_pred: Any, *, threshold: float | None = None, valida
     Parameters
     ----------
     y_true
-        Integer class labels, shape (N,).
+        Integer class labels, shape (N,); or (N, T), one per position of a sequence.
     y_pred
         Integer labels, shape (N,); scores/logits, shape (N, C) (then their argmax); or one
         score per example of a binary model, float (N,) or (N, 1) (then class 1 where the
-        score is above ``threshold``).
+        score is above ``threshold``). With labels (N, T): scores (N, T, C), classes last as
+        in Keras, or labels (N, T); every position counts once.
     threshold
         For one score per example only: None (the default) means 0.5, for probabilities, and
         refuses scores outside [0, 1]; pass ``threshold=0.0`` for logits.
@@ -263,9 +285,12 @@ def accuracy(y_true: Any, y_pred: Any, *, threshold: float | None = None, valida
     0.75
     >>> float(metrics.accuracy(np.array([1, 0, 0, 1]), np.array([[2.2], [-1.4], [0.4], [0.8]]), threshold=0.0))  # logits
     0.75
+    >>> float(metrics.accuracy(np.array([[0, 1], [1, 1]]), np.array([[[0.9, 0.1], [0.2, 0.8]], [[0.6, 0.4], [0.3, 0.7]]])))
+    0.75
     """
     where = "accuracy"
     threshold, validate, _ = _options(where, threshold, validate)
+    y_true, y_pred = _positions(where, y_true, y_pred)
     xp, labels, score_classes, fdt = _predictions(where, y_true, y_pred, threshold, validate)
     n = int(y_true.shape[0])
     if n == 0:
