@@ -304,3 +304,39 @@ def test_a_vision_transformer_stem_walks_and_checks(case: Any) -> None:
     x = np.random.default_rng(0).normal(size=(4, 1, 14, 14))
     report = pn.testing.check_model(model, x, np.array([0, 1, 2, 0]), backends=[(case.name, case.device)])
     assert report.checked
+
+
+def test_a_token_model_builds_without_input_shape() -> None:
+    """After an Embedding the shape is unknown: a later Linear does not pretend its input is (batch, in_features)."""
+    layers = [Embedding(10, 4), PositionalEmbedding(6, 4), Linear(4, 4), Permute((2, 1)), GlobalAvgPool1d(), Linear(4, 3)]
+    model = pn.Sequential(layers, seed=0)
+    assert model.predict(np.zeros((2, 6), np.int64)).shape == (2, 3)
+    assert pn.Sequential(layers, seed=0, input_shape=(6,)).output_shape == (None, 3)
+
+
+def test_sequence_layers_export_to_onnx_as_one_batched_graph() -> None:
+    pytest.importorskip("ndonnx", reason="ONNX export runs the model on ndonnx arrays: pip install portnn[onnx]")
+    ort = pytest.importorskip("onnxruntime", reason="the exported graphs are checked with onnxruntime")
+    from portnn.onnx import to_onnx
+
+    model = pn.Sequential(
+        [
+            pn.layers.Conv2d(1, 4, 7, stride=7),
+            pn.layers.Flatten(start_dim=2),
+            Permute((2, 1)),
+            PositionalEmbedding(4, 4),
+            Linear(4, 4),
+            Permute((2, 1)),
+            GlobalAvgPool1d(),
+            Linear(4, 3),
+        ],
+        input_shape=(1, 14, 14),
+        seed=0,
+    )
+    graph = to_onnx(model, (1, 14, 14))
+    assert {p.key: p.value for p in graph.metadata_props}["portnn_graph"] == "batched"
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    for n in (1, 5):
+        x = np.random.default_rng(n).normal(size=(n, 1, 14, 14)).astype(np.float32)
+        (got,) = session.run(None, {"input": x})
+        np.testing.assert_allclose(got, model.predict(x, to_numpy=True), rtol=1e-5, atol=1e-5)

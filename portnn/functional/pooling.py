@@ -397,7 +397,7 @@ def global_avg_pool1d(x: Any, *, input_grad: bool = True) -> tuple[Any, Backward
     xp = array_namespace(x)
     if x.ndim != 3 or x.shape[2] < 1:
         raise ValueError(f"global_avg_pool1d: got input of shape {tuple(x.shape)}: expected (batch, C, L) with L >= 1")
-    shape = tuple(int(d) for d in x.shape)
+    shape = tuple(x.shape)  # the batch may be unknown (None) in an ONNX export, which runs no backward
     y = xp.mean(x, axis=2)
 
     def backward(dy: Any) -> Any:
