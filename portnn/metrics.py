@@ -15,6 +15,10 @@ Inputs are ``y_true``, integer class labels of shape (N,), and ``y_pred``, one o
   ``threshold=0.0`` for logits. Under the default, scores outside [0, 1] raise a ValueError
   (they are logits, and 0.5 would silently be the wrong threshold) when ``validate=True``.
 
+Sequences count position by position: labels (N, T) with scores (N, T, C) (classes last, as
+Keras and :class:`portnn.losses.CrossEntropy` have them) or with labels (N, T) are taken as
+N * T examples by every metric.
+
 Rates (accuracy, precision, ...) are float32, or float64 when the scores are float64: integer
 labels alone never bring float64 in. Counts (confusion matrix, support) are int64.
 
@@ -346,6 +350,7 @@ def top_k_accuracy(y_true: Any, scores: Any, *, k: int = 5, threshold: float | N
     where = "top_k_accuracy"
     threshold, validate, _ = _options(where, threshold, validate)
     k = check_int(where, "k", k, minimum=None, expected="an int in 1..C (C classes of scores)")  # the range once C is known
+    y_true, scores = _positions(where, y_true, scores)
     xp = _common(where, y_true, scores, "scores")
     if _is_binary(xp, scores):
         s, t = _binary_scores(where, xp, scores, "scores", threshold, validate)
@@ -420,6 +425,7 @@ def confusion_matrix(
     """
     where = "confusion_matrix"
     threshold, validate, num_classes = _options(where, threshold, validate, num_classes)
+    y_true, y_pred = _positions(where, y_true, y_pred)
     xp, labels, score_classes, _ = _predictions(where, y_true, y_pred, threshold, validate)
     c = _num_classes(where, xp, y_true, labels, num_classes, score_classes)
     if validate:
@@ -510,6 +516,7 @@ def _precision_recall_f1(
     if not (average is None or isinstance(average, str)) or average not in AVERAGES:
         raise ValueError(f"{where}: average must be one of {', '.join(map(repr, AVERAGES))}; got {average!r}")
     threshold, validate, num_classes = _options(where, threshold, validate, num_classes)
+    y_true, y_pred = _positions(where, y_true, y_pred)
     xp, labels, score_classes, fdt = _predictions(where, y_true, y_pred, threshold, validate)
     c = _num_classes(where, xp, y_true, labels, num_classes, score_classes)
     if validate:

@@ -340,3 +340,16 @@ def test_sequence_layers_export_to_onnx_as_one_batched_graph() -> None:
         x = np.random.default_rng(n).normal(size=(n, 1, 14, 14)).astype(np.float32)
         (got,) = session.run(None, {"input": x})
         np.testing.assert_allclose(got, model.predict(x, to_numpy=True), rtol=1e-5, atol=1e-5)
+
+
+def test_every_metric_counts_sequence_positions() -> None:
+    r = np.random.default_rng(6)
+    t, z = r.integers(0, 4, size=(3, 5)), r.normal(size=(3, 5, 4))
+    flat_t, flat_z = t.reshape(-1), z.reshape(-1, 4)
+    m = pn.metrics
+    np.testing.assert_array_equal(m.confusion_matrix(t, z), m.confusion_matrix(flat_t, flat_z))
+    np.testing.assert_array_equal(m.confusion_matrix(t, z.argmax(-1)), m.confusion_matrix(flat_t, flat_z))
+    assert float(m.top_k_accuracy(t, z, k=2)) == float(m.top_k_accuracy(flat_t, flat_z, k=2))
+    for got, want in zip(m.precision_recall_f1(t, z, average="macro"), m.precision_recall_f1(flat_t, flat_z, average="macro")):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(m.per_class_accuracy(t, z), m.per_class_accuracy(flat_t, flat_z))
