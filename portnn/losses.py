@@ -107,7 +107,9 @@ class CrossEntropy(Loss):
         ``"mean"`` over the batch (default) or ``"sum"``.
 
     Targets are integer class indices of shape (N,) in ``0..C-1``, or probabilities of shape
-    (N, C). The model must output logits (no Softmax at the end): the log-softmax inside is
+    (N, C). For sequences, logits (N, T, C) take labels (N, T) or probabilities (N, T, C):
+    classes last, as in Keras (PyTorch puts them second); ``"mean"`` averages over all N * T
+    positions, and accuracy counts each position. The model must output logits (no Softmax at the end): the log-softmax inside is
     max-shifted, so any finite logits give PyTorch's loss (float32 logits of ±3e38 included).
 
     Examples
@@ -128,8 +130,13 @@ class CrossEntropy(Loss):
         return FL.cross_entropy(y_pred, target, label_smoothing=self.label_smoothing, reduction=self.reduction)
 
     def check_target(self, pred_shape: tuple[int, ...], target: Any, *, values: bool = True) -> None:
-        if len(pred_shape) != 2:
-            raise ValueError(f"{self!r} expects logits of shape (batch, classes); got {pred_shape}")
+        if len(pred_shape) < 2:
+            raise ValueError(
+                f"{self!r} expects logits of shape (batch, classes), or (batch, time, classes) for sequences; got {pred_shape}"
+            )
+        if len(pred_shape) > 2:
+            self._check_sequence_target(pred_shape, target, values=values)
+            return
         xp = array_namespace(target)
         c = pred_shape[1]
         if xp.isdtype(target.dtype, "integral"):
@@ -140,12 +147,7 @@ class CrossEntropy(Loss):
                 )
             _same_rows(self, pred_shape, target)
             if values and target.shape[0]:
-                lo, hi = int(xp.min(target)), int(xp.max(target))
-                if lo < 0 or hi >= c:
-                    raise ValueError(
-                        f"{self!r}: labels must be class indices in 0..{c - 1} for a model with {c} outputs; "
-                        f"got values from {lo} to {hi}"
-                    )
+                self._check_labels(xp, target, c)
         elif xp.isdtype(target.dtype, "real floating"):
             if target.ndim != 2 or target.shape[1] != c:
                 hint = " (class indices? pass them as integers: y.astype(int))" if target.ndim == 1 else ""
@@ -170,6 +172,46 @@ class CrossEntropy(Loss):
                 f"{self!r}: targets must be integer labels or float probabilities; got dtype {dtype_name(target.dtype)}"
             )
 
+    def _check_labels(self, xp: Any, target: Any, c: int) -> None:
+        lo, hi = int(xp.min(target)), int(xp.max(target))
+        if lo < 0 or hi >= c:
+            raise ValueError(
+                f"{self!r}: labels must be class indices in 0..{c - 1} for a model with {c} outputs; got values from {lo} to {hi}"
+            )
+
+    def _check_sequence_target(self, pred_shape: tuple[int, ...], target: Any, *, values: bool) -> None:
+        """Targets of sequence logits (batch, time, classes): labels (batch, time) or probabilities of the logits' shape."""
+        xp = array_namespace(target)
+        c, got = pred_shape[-1], tuple(target.shape)
+        if xp.isdtype(target.dtype, "integral"):
+            want = pred_shape[:-1]
+            if got != want:
+                hint = ""
+                if len(got) == len(want) and got == (pred_shape[0], *pred_shape[2:]):
+                    hint = (
+                        " (logits in PyTorch's (batch, classes, time) layout? here classes come last: "
+                        "add pn.layers.Permute((2, 1)) at the end of the model)"
+                    )
+                elif got == pred_shape:
+                    hint = " (one-hot labels? pass them as float probabilities, or y.argmax(axis=-1))"
+                raise ValueError(
+                    f"{self!r}: logits of shape {pred_shape} (batch, time, classes: classes last) take integer labels "
+                    f"of shape {want}, one per position; got {got}{hint}"
+                )
+            if values and size(target):
+                self._check_labels(xp, target, c)
+        elif xp.isdtype(target.dtype, "real floating"):
+            if got != pred_shape:
+                hint = " (class indices? pass them as integers: y.astype(int))" if got == pred_shape[:-1] else ""
+                raise ValueError(
+                    f"{self!r}: float targets of logits of shape {pred_shape} are probabilities of the same shape; "
+                    f"got {got}{hint}"
+                )
+        else:
+            raise TypeError(
+                f"{self!r}: targets must be integer labels or float probabilities; got dtype {dtype_name(target.dtype)}"
+            )
+
     def check_output_layer(self, layer: Any) -> None:
         if isinstance(layer, Softmax):
             raise ValueError(
@@ -178,10 +220,16 @@ class CrossEntropy(Loss):
             )
 
     def correct(self, y_pred: Any, target: Any) -> Any:
+        """Positions whose largest logit is the label's (every step of a sequence counts)."""
         xp = array_namespace(y_pred, target)
         if not xp.isdtype(target.dtype, "integral"):
-            target = xp.argmax(target, axis=1)
-        return xp.sum(xp.astype(xp.argmax(y_pred, axis=1) == target, xp.int64))
+            target = xp.argmax(target, axis=-1)
+        return xp.sum(xp.astype(xp.argmax(y_pred, axis=-1) == target, xp.int64))
+
+    def count(self, target: Any) -> int:
+        """Labelled positions: the batch, times the steps of a sequence."""
+        n = int(size(target))
+        return n if array_namespace(target).isdtype(target.dtype, "integral") else n // max(int(target.shape[-1]), 1)
 
     def __repr__(self) -> str:
         return f"CrossEntropy(label_smoothing={self.label_smoothing})" if self.label_smoothing else "CrossEntropy()"

@@ -15,6 +15,10 @@ Inputs are ``y_true``, integer class labels of shape (N,), and ``y_pred``, one o
   ``threshold=0.0`` for logits. Under the default, scores outside [0, 1] raise a ValueError
   (they are logits, and 0.5 would silently be the wrong threshold) when ``validate=True``.
 
+Sequences count position by position: labels (N, T) with scores (N, T, C) (classes last, as
+Keras and :class:`portnn.losses.CrossEntropy` have them) or with labels (N, T) are taken as
+N * T examples by every metric.
+
 Rates (accuracy, precision, ...) are float32, or float64 when the scores are float64: integer
 labels alone never bring float64 in. Counts (confusion matrix, support) are int64.
 
@@ -213,6 +217,27 @@ def _check_range(where: str, xp: Any, c: int, **named: Any) -> None:
             )
 
 
+def _positions(where: str, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+    """Sequences as examples: labels (N, T) with scores (N, T, C) or labels (N, T) become (N * T,) and (N * T, C) or (N * T,).
+
+    Other inputs come back unchanged (and meet the usual checks).
+    """
+    if getattr(y_true, "ndim", 0) < 2 or getattr(y_pred, "ndim", 0) < 2:
+        return y_true, y_pred
+    xp = namespace(y_true, y_pred, where=f"{where}: ")
+    if not xp.isdtype(y_true.dtype, "integral"):
+        return y_true, y_pred
+    shape = tuple(y_true.shape)
+    if tuple(y_pred.shape[:-1]) == shape and y_pred.shape[-1] >= 2:  # scores, classes last
+        return xp.reshape(y_true, (-1,)), xp.reshape(y_pred, (-1, int(y_pred.shape[-1])))
+    if tuple(y_pred.shape) == shape and (xp.isdtype(y_pred.dtype, "integral") or y_pred.dtype == xp.bool):
+        return xp.reshape(y_true, (-1,)), xp.reshape(y_pred, (-1,))
+    raise ValueError(
+        f"{where}: y_true holds integer labels of shape {shape} (one per position of a sequence), so y_pred must be "
+        f"scores of shape ({', '.join(map(str, shape))}, C) (classes last) or labels of shape {shape}; got {_describe(y_pred)}"
+    )
+
+
 def _safe_divide(xp: Any, num: Any, den: Any) -> Any:
     """``num / den`` with 0/0 -> 0 (wherever ``den`` is 0 so is ``num``: counts of a subset)."""
     return num / (den + xp.astype(den == 0, den.dtype))
@@ -227,11 +252,12 @@ def accuracy(y_true: Any, y_pred: Any, *, threshold: float | None = None, valida
     Parameters
     ----------
     y_true
-        Integer class labels, shape (N,).
+        Integer class labels, shape (N,); or (N, T), one per position of a sequence.
     y_pred
         Integer labels, shape (N,); scores/logits, shape (N, C) (then their argmax); or one
         score per example of a binary model, float (N,) or (N, 1) (then class 1 where the
-        score is above ``threshold``).
+        score is above ``threshold``). With labels (N, T): scores (N, T, C), classes last as
+        in Keras, or labels (N, T); every position counts once.
     threshold
         For one score per example only: None (the default) means 0.5, for probabilities, and
         refuses scores outside [0, 1]; pass ``threshold=0.0`` for logits.
@@ -263,9 +289,12 @@ def accuracy(y_true: Any, y_pred: Any, *, threshold: float | None = None, valida
     0.75
     >>> float(metrics.accuracy(np.array([1, 0, 0, 1]), np.array([[2.2], [-1.4], [0.4], [0.8]]), threshold=0.0))  # logits
     0.75
+    >>> float(metrics.accuracy(np.array([[0, 1], [1, 1]]), np.array([[[0.9, 0.1], [0.2, 0.8]], [[0.6, 0.4], [0.3, 0.7]]])))
+    0.75
     """
     where = "accuracy"
     threshold, validate, _ = _options(where, threshold, validate)
+    y_true, y_pred = _positions(where, y_true, y_pred)
     xp, labels, score_classes, fdt = _predictions(where, y_true, y_pred, threshold, validate)
     n = int(y_true.shape[0])
     if n == 0:
@@ -321,6 +350,7 @@ def top_k_accuracy(y_true: Any, scores: Any, *, k: int = 5, threshold: float | N
     where = "top_k_accuracy"
     threshold, validate, _ = _options(where, threshold, validate)
     k = check_int(where, "k", k, minimum=None, expected="an int in 1..C (C classes of scores)")  # the range once C is known
+    y_true, scores = _positions(where, y_true, scores)
     xp = _common(where, y_true, scores, "scores")
     if _is_binary(xp, scores):
         s, t = _binary_scores(where, xp, scores, "scores", threshold, validate)
@@ -395,6 +425,7 @@ def confusion_matrix(
     """
     where = "confusion_matrix"
     threshold, validate, num_classes = _options(where, threshold, validate, num_classes)
+    y_true, y_pred = _positions(where, y_true, y_pred)
     xp, labels, score_classes, _ = _predictions(where, y_true, y_pred, threshold, validate)
     c = _num_classes(where, xp, y_true, labels, num_classes, score_classes)
     if validate:
@@ -485,6 +516,7 @@ def _precision_recall_f1(
     if not (average is None or isinstance(average, str)) or average not in AVERAGES:
         raise ValueError(f"{where}: average must be one of {', '.join(map(repr, AVERAGES))}; got {average!r}")
     threshold, validate, num_classes = _options(where, threshold, validate, num_classes)
+    y_true, y_pred = _positions(where, y_true, y_pred)
     xp, labels, score_classes, fdt = _predictions(where, y_true, y_pred, threshold, validate)
     c = _num_classes(where, xp, y_true, labels, num_classes, score_classes)
     if validate:

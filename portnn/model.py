@@ -85,7 +85,7 @@ class Sequential(Trainer):
                 + (" (a layer class? call it: ReLU())" if isinstance(layer, type) and issubclass(layer, Layer) else "")
             )
         shape = self._shapes[-1] if self._shapes else self.input_shape
-        if shape is None:  # the first layer: its input spec may fix the example shape (Linear's in_features)
+        if shape is None and not self.layers:  # the first layer: its input spec may fix the example shape (Linear's in_features)
             spec = layer.input_spec.shapes
             if len(spec) == 1 and all(isinstance(d, int) for d in spec[0][1:]):
                 shape = (None, *spec[0][1:])

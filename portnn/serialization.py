@@ -266,7 +266,7 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
         probe = cls.__new__(cls)
         probe.__dict__.update({k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
         shape = tuple(_size(d) for d in probe.weight_spec()[0])
-        bias = config.get("bias", True)
+        bias = config.get("bias", "bias" in inspect.signature(cls.__init__).parameters)  # no bias argument: no bias (Embedding)
         if not isinstance(bias, bool):
             raise TypeError(f"bias is {bias!r}, not true or false")
         return math.prod(shape) + (shape[0] if bias else 0)

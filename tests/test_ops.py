@@ -20,6 +20,7 @@ import pytest
 from opspec import Spec, away_from_zero, layer_op, loss_op
 from specs_conv import SPECS as CONV_SPECS
 from specs_pool import SPECS as POOL_SPECS
+from specs_seq import SPECS as SEQ_SPECS
 
 import portnn as pn
 from portnn import functional as F
@@ -142,6 +143,7 @@ SPECS: dict[str, Spec] = {
 }
 SPECS.update(CONV_SPECS)
 SPECS.update(POOL_SPECS)
+SPECS.update(SEQ_SPECS)
 
 
 def _inputs(name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -58,6 +58,21 @@ def pool_model(dtype: str = "float32") -> pn.Sequential:
     return pn.Sequential([L.Conv2d(1, 2, 3, dtype=dtype), L.GlobalAvgPool2d(), L.Linear(2, 2, dtype=dtype)], seed=1)
 
 
+def sequence_model(dtype: str = "float32", seed: int = 0) -> pn.Sequential:
+    """Tokens (batch, time) to logits (batch, time, 3), and a pooled head: one layer of every sequence kind."""
+    return pn.Sequential(
+        [
+            L.Embedding(10, 4, padding_idx=0, dtype=dtype),
+            L.PositionalEmbedding(6, 4, init=pn.init.normal(0.2), dtype=dtype),
+            L.Linear(4, 4, dtype=dtype),
+            L.Permute((2, 1)),
+            L.GlobalAvgPool1d(),
+            L.Linear(4, 3, dtype=dtype),
+        ],
+        seed=seed,
+    )
+
+
 def images(n: int = 6, dtype: str = "float32") -> np.ndarray:
     return np.random.default_rng(0).normal(size=(n, 1, 8, 8)).astype(dtype)
 
@@ -107,6 +122,16 @@ def test_round_trip_every_layer(case: Any, tmp_path: Path) -> None:
     fresh = every_layer_model(seed=9)
     fresh.load_weights(path)
     assert_same_bytes(host_state(fresh), host_state(model))
+
+
+def test_round_trip_sequence_layers(case: Any, tmp_path: Path) -> None:
+    model = sequence_model()
+    model.save(tmp_path / "seq.safetensors")
+    loaded = pn.load(tmp_path / "seq.safetensors")
+    assert loaded.get_config() == model.get_config() and repr(loaded) == repr(model)
+    assert_same_bytes(host_state(loaded), host_state(model))
+    tokens = case.asarray(np.random.default_rng(0).integers(0, 10, size=(3, 5)), "int64")
+    np.testing.assert_array_equal(backends.to_numpy(loaded(tokens)), backends.to_numpy(model(tokens)))
 
 
 def test_round_trip_global_pool_and_weights_file(case: Any, tmp_path: Path) -> None:
@@ -705,7 +730,7 @@ def test_every_layer_declares_its_size_in_its_config() -> None:
     with pn.use_backend("numpy"):
         built = [*every_layer_model().layers, *pool_model().layers, L.BatchNorm1d(3, affine=False),
                  L.BatchNorm2d(5, track_running_stats=False), L.Linear(3, 2, bias=False),
-                 L.MultiHeadAttention(8, 2), L.MultiHeadAttention(6, 3, bias=False)]  # fmt: skip
+                 L.MultiHeadAttention(8, 2), L.MultiHeadAttention(6, 3, bias=False), *sequence_model().layers]  # fmt: skip
     for layer in built:
         held = sum(int(np.prod(b.shape)) for _, b in (*layer.named_parameters(), *layer.named_buffers()))
         assert serialization._declared_values(type(layer), layer.get_config()) == held, repr(layer)

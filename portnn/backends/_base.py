@@ -19,7 +19,7 @@ class Adapter:
     turning device names into device objects, moving host (NumPy) data in and
     out, a seeded random generator, synchronisation for timing, and what the
     library can do (``supports_float64``, ``inplace``), and optional fast kernels for hot
-    loops (``conv2d``) that return None where the library has none.
+    loops (``conv2d``, ``index_add_rows``) that return None where the library has none.
 
     Subclasses set the class attributes and override the methods that differ.
 
@@ -164,6 +164,17 @@ class Adapter:
         Called with checked arguments (shapes that fit, one dtype, pairs of ints, an output
         of at least 1 x 1); ``backward(dy)`` returns ``(dx, dweight, dbias)`` as the generic
         path does (``dweight``/``dbias`` None with ``param_grad=False``).
+        """
+        return None
+
+    def index_add_rows(self, n_rows: int, indices: Any, values: Any) -> Any:
+        """A fast ``out[indices[m]] += values[m]`` into ``n_rows`` zero rows, or None (the core's generic path).
+
+        ``indices`` is a 1-D int32/int64 array of M row numbers in ``0..n_rows-1`` (checked by the
+        caller), repeated indices included; ``values`` is (M, D) on the same device. Returns
+        ``out`` of shape (n_rows, D) and ``values``' dtype, where every repeated index
+        accumulates (the gradient of an embedding's row lookup). A plain ``out[idx] += v``
+        keeps one of the duplicates on NumPy and is undefined in the array API standard.
         """
         return None
 

@@ -102,3 +102,14 @@ class CupyAdapter(Adapter):
 
     def synchronize(self, device: Any = None) -> None:
         self.device(device).synchronize()
+
+    # -- fast kernels (see Adapter.index_add_rows) ------------------------------------------
+    def index_add_rows(self, n_rows: int, indices: Any, values: Any) -> Any:
+        import cupy
+        import cupyx
+
+        with values.device:
+            out = cupy.zeros((n_rows, values.shape[1]), dtype=values.dtype)
+            # atomic adds on the GPU: duplicates accumulate (float sums may differ in the last bits run to run)
+            cupyx.scatter_add(out, indices, values)
+        return out

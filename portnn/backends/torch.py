@@ -102,3 +102,11 @@ class TorchAdapter(Adapter):
         dev = self.device(device)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
+
+    # -- fast kernels (see Adapter.index_add_rows) ------------------------------------------
+    def index_add_rows(self, n_rows: int, indices: Any, values: Any) -> Any:
+        import torch
+
+        out = torch.zeros((n_rows, values.shape[1]), dtype=values.dtype, device=values.device)
+        # deterministic on the CPU; on CUDA the adds are atomic, so float sums may differ in the last bits run to run
+        return out.index_add_(0, indices, values)

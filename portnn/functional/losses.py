@@ -56,7 +56,10 @@ def _reduce(xp: Any, per_item: Any, count: int, reduction: str) -> tuple[Any, fl
 def cross_entropy(logits: Any, target: Any, *, label_smoothing: float = 0.0, reduction: str = "mean") -> tuple[Any, Backward]:
     r"""Softmax cross-entropy fused with log-softmax, from logits.
 
-    ``target`` holds integer class indices (N,) or probabilities (N, C). With label smoothing
+    ``target`` holds integer class indices (N,) or probabilities (N, C). Logits of a sequence,
+    (N, T, C) (any (N, ..., C), classes last as in Keras), take targets (N, T) or (N, T, C):
+    every position is one example, so ``"mean"`` averages over all N * T of them, as PyTorch's
+    ``cross_entropy`` on the flattened (N * T, C). With label smoothing
     :math:`\varepsilon`, the target becomes :math:`(1-\varepsilon)\,t + \varepsilon / C`. A term of
     target weight 0 counts as 0 (:math:`0 \log 0 = 0`), so finite logits as far apart as ±3e38 in
     float32 give PyTorch's loss, 0 when the label's logit is the largest (no NaN).
@@ -71,8 +74,19 @@ def cross_entropy(logits: Any, target: Any, *, label_smoothing: float = 0.0, red
     >>> loss, backward = cross_entropy(np.array([[0.0, 0.0]]), np.array([1]))
     >>> round(float(loss), 4)
     0.6931
+    >>> loss, backward = cross_entropy(np.zeros((2, 5, 3)), np.zeros((2, 5), dtype=int))  # 2 sequences of 5 steps
+    >>> round(float(loss), 4), backward().shape
+    (1.0986, (2, 5, 3))
     """
     xp = array_namespace(logits, target)
+    if logits.ndim > 2:  # (N, ..., C), classes last: every position is an example
+        shape = tuple(logits.shape)
+        c = shape[-1]
+        flat_target = xp.reshape(target, (-1,) if xp.isdtype(target.dtype, "integral") else (-1, c))
+        loss, backward_2d = cross_entropy(
+            xp.reshape(logits, (-1, c)), flat_target, label_smoothing=label_smoothing, reduction=reduction
+        )
+        return loss, lambda: xp.reshape(backward_2d(), shape)
     n, c = logits.shape
     if xp.isdtype(target.dtype, "integral"):
         t = one_hot(target, c, logits.dtype)

@@ -16,7 +16,15 @@ from array_api_compat import array_namespace, device
 
 from .conv import Pair, _dims, _filled, pair
 
-__all__ = ["avg_pool2d", "check_pool2d_args", "global_avg_pool2d", "max_pool2d", "pool2d_output_size", "window_problem"]
+__all__ = [
+    "avg_pool2d",
+    "check_pool2d_args",
+    "global_avg_pool1d",
+    "global_avg_pool2d",
+    "max_pool2d",
+    "pool2d_output_size",
+    "window_problem",
+]
 
 Backward = Callable[[Any], Any]
 
@@ -348,6 +356,54 @@ def global_avg_pool2d(x: Any, *, input_grad: bool = True) -> tuple[Any, Backward
         if not input_grad:
             return None
         share = xp.reshape(dy * (1.0 / (shape[2] * shape[3])), (*shape[:2], 1, 1))
+        return xp.zeros(shape, dtype=dy.dtype, device=device(dy)) + share
+
+    return y, backward
+
+
+def global_avg_pool1d(x: Any, *, input_grad: bool = True) -> tuple[Any, Backward]:
+    r"""Mean of each channel of ``x`` (N, C, L) over its length L: an (N, C) output.
+
+    PyTorch's layout and ``adaptive_avg_pool1d(x, 1)`` followed by ``flatten(1)`` (or
+    ``x.mean(2)``); Keras' ``GlobalAveragePooling1D(data_format="channels_first")``. Pool a
+    sequence (N, T, D) over its steps with a ``Permute((2, 1))`` first.
+
+    .. math:: y_{n,c} = \frac{1}{L} \sum_{l} x_{n,c,l}, \qquad dx_{n,c,l} = \frac{dy_{n,c}}{L}
+
+    Parameters
+    ----------
+    x
+        Input (N, C, L) with L >= 1.
+    input_grad
+        With False, ``backward`` returns None.
+
+    Returns
+    -------
+    y, backward
+        ``y`` of shape (N, C); ``backward(dy)`` returns ``dx`` of ``x``'s shape (a new array)
+        and keeps no array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from portnn.functional.pooling import global_avg_pool1d
+    >>> y, backward = global_avg_pool1d(np.arange(6.0).reshape(1, 2, 3))
+    >>> y
+    array([[1., 4.]])
+    >>> backward(np.ones_like(y))
+    array([[[0.33333333, 0.33333333, 0.33333333],
+            [0.33333333, 0.33333333, 0.33333333]]])
+    """
+    xp = array_namespace(x)
+    if x.ndim != 3 or x.shape[2] < 1:
+        raise ValueError(f"global_avg_pool1d: got input of shape {tuple(x.shape)}: expected (batch, C, L) with L >= 1")
+    shape = tuple(x.shape)  # the batch may be unknown (None) in an ONNX export, which runs no backward
+    y = xp.mean(x, axis=2)
+
+    def backward(dy: Any) -> Any:
+        if not input_grad:
+            return None
+        share = xp.reshape(dy * (1.0 / shape[2]), (*shape[:2], 1))
         return xp.zeros(shape, dtype=dy.dtype, device=device(dy)) + share
 
     return y, backward

@@ -7,9 +7,10 @@ from .base import Buffer, InputSpec, Layer, Parameter, ShapeError, format_shape
 from .conv import Conv2d
 from .dense import Linear
 from .dropout import Dropout
+from .embedding import Embedding, PositionalEmbedding
 from .normalization import BatchNorm1d, BatchNorm2d
-from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
-from .reshape import Flatten
+from .pooling import AvgPool2d, GlobalAvgPool1d, GlobalAvgPool2d, MaxPool2d
+from .reshape import Flatten, Permute
 
 __all__ = [
     "AvgPool2d",
@@ -18,7 +19,9 @@ __all__ = [
     "Buffer",
     "Conv2d",
     "Dropout",
+    "Embedding",
     "Flatten",
+    "GlobalAvgPool1d",
     "GlobalAvgPool2d",
     "InputSpec",
     "Layer",
@@ -27,6 +30,8 @@ __all__ = [
     "MaxPool2d",
     "MultiHeadAttention",
     "Parameter",
+    "Permute",
+    "PositionalEmbedding",
     "RandomTranslation",
     "ReLU",
     "ShapeError",

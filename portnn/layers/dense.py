@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,9 @@ __all__ = ["Linear"]
 
 class Linear(WeightedLayer):
     """``y = x @ weight.T + bias``, PyTorch's layout: ``weight`` is (out_features, in_features).
+
+    Takes (batch, in_features), or (batch, ..., in_features) as PyTorch's ``nn.Linear`` does:
+    a sequence (batch, time, features) is mapped step by step, to (batch, time, out_features).
 
     Parameters
     ----------
@@ -42,6 +46,8 @@ class Linear(WeightedLayer):
     >>> layer = pn.layers.Linear(3, 2, seed=0)
     >>> layer(np.ones((4, 3), dtype=np.float32)).shape
     (4, 2)
+    >>> layer(np.ones((4, 7, 3), dtype=np.float32)).shape  # a sequence: each of the 7 steps
+    (4, 7, 2)
     """
 
     def __init__(
@@ -68,11 +74,24 @@ class Linear(WeightedLayer):
         return (self.out_features, self.in_features), self.in_features, self.out_features
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return (input_shape[0], self.out_features)
+        return (*input_shape[:-1], self.out_features)
+
+    def _shape_refusal(self, shape: Shape, *, walk: bool) -> str | None:
+        # the spec states the 2-D input (a model's first Linear fixes its example shape from it);
+        # (batch, ..., in_features) fits too, mapped along the last axis as in PyTorch
+        if len(shape) > 2 and shape[-1] in (None, self.in_features):
+            return None
+        return super()._shape_refusal(shape, walk=walk)
 
     def input_hint(self, shape: Shape) -> str:
         if len(shape) > 2:
-            return " (add pn.layers.Flatten() before it)"
+            flat = math.prod(d for d in shape[1:] if d is not None)
+            if None not in shape[1:] and flat == self.in_features:
+                return " (add pn.layers.Flatten() before it)"
+            return (
+                f" (or (batch, ..., {self.in_features}): Linear maps the last axis, which has {shape[-1]} features; "
+                f"give it in_features={shape[-1]}, or add pn.layers.Flatten() before it)"
+            )
         return " (a single example? use x.reshape(1, -1))" if len(shape) == 1 else ""
 
     def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:

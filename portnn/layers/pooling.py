@@ -6,10 +6,18 @@ from collections.abc import Callable
 from typing import Any
 
 from .._checks import check_int_pair
-from ..functional.pooling import avg_pool2d, check_pool2d_args, global_avg_pool2d, max_pool2d, pool2d_output_size, window_problem
+from ..functional.pooling import (
+    avg_pool2d,
+    check_pool2d_args,
+    global_avg_pool1d,
+    global_avg_pool2d,
+    max_pool2d,
+    pool2d_output_size,
+    window_problem,
+)
 from .base import InputSpec, Layer, Shape
 
-__all__ = ["AvgPool2d", "GlobalAvgPool2d", "MaxPool2d"]
+__all__ = ["AvgPool2d", "GlobalAvgPool1d", "GlobalAvgPool2d", "MaxPool2d"]
 
 
 class _Pooling(Layer):
@@ -147,3 +155,38 @@ class GlobalAvgPool2d(_Pooling):
 
 def _compact(v: tuple[int, int]) -> int | tuple[int, int]:
     return v[0] if v[0] == v[1] else v
+
+
+class GlobalAvgPool1d(Layer):
+    """The mean of each channel over the length: (N, C, L) -> (N, C), PyTorch's layout.
+
+    Keras' ``GlobalAveragePooling1D`` (with ``data_format="channels_first"``); in PyTorch,
+    ``nn.AdaptiveAvgPool1d(1)`` followed by ``nn.Flatten()``. To average a sequence of tokens
+    (N, T, D) over its steps, as a transformer's classifier head does, put
+    ``Permute((2, 1))`` first. See :func:`portnn.functional.pooling.global_avg_pool1d`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from portnn.layers.pooling import GlobalAvgPool1d
+    >>> GlobalAvgPool1d()(np.arange(6.0).reshape(1, 2, 3))
+    array([[1., 4.]])
+    >>> GlobalAvgPool1d().output_shape((None, 64, 49))
+    (None, 64)
+    """
+
+    input_spec = InputSpec(("batch", "C", "L"))
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape[:2])
+
+    def shape_problem(self, shape: Shape) -> str | None:
+        if shape[2] is not None and shape[2] < 1:
+            return "L must be at least 1 (an empty sequence has no mean)"
+        return None
+
+    def input_hint(self, shape: Shape) -> str:
+        return " (a single sequence? use x.reshape(1, *x.shape))" if len(shape) == 2 and shape[0] is not None else ""
+
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        return global_avg_pool1d(x, input_grad=input_grad)
