@@ -102,3 +102,8 @@ class CupyAdapter(Adapter):
 
     def synchronize(self, device: Any = None) -> None:
         self.device(device).synchronize()
+
+    def erf(self, x: Any) -> Any:
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(x)
