@@ -200,7 +200,8 @@ def gelu(x: Any, approximate: str = "none") -> tuple[Any, Backward]:
     y = x * cdf
 
     def backward(dy: Any) -> Any:
-        return dy * (cdf + x * (_RSQRT_2PI * xp.exp(-0.5 * (x * x))))
+        near = xp.clip(x, -40.0, 40.0)  # x phi(x) is 0 beyond (below 1e-300); unclamped, x * x overflows for huge x
+        return dy * (cdf + near * (_RSQRT_2PI * xp.exp(-0.5 * (near * near))))
 
     return y, backward
 
