@@ -9,7 +9,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from .._array import dtype_name
-from .._checks import as_int
+from .conv import _as_int
 
 __all__ = ["batch_moments", "batch_norm", "layer_norm"]
 
@@ -152,7 +152,7 @@ def normalized_shape_tuple(value: Any, where: str = "layer_norm") -> tuple[int, 
     ((64,), (4, 5))
     """
     items = list(value) if isinstance(value, (tuple, list)) else [value]
-    sizes = [as_int(v) for v in items]
+    sizes = [_as_int(v) for v in items]
     if any(n is None for n in sizes):
         raise TypeError(
             f"{where}: normalized_shape must be a positive int or a tuple of them (the trailing axes to normalise); "
