@@ -255,6 +255,10 @@ def test_dtype_and_argument_errors() -> None:
             Conv1d(1, 8, (3, 3))
         with pytest.raises(ValueError, match=r"conv1d: input of shape \(1, 2, 3\) with padding 0 is shorter than the kernel 5"):
             F.conv1d(np.ones((1, 2, 3)), np.ones((1, 2, 5)))
+        with pytest.raises(TypeError, match=r"conv1d: input is float32 but weight/bias are float64; cast one of them"):
+            F.conv1d(np.ones((1, 2, 6), dtype=np.float32), np.ones((1, 2, 3)))
+        with pytest.raises(ValueError, match=r"conv1d: bias of shape \(2,\) does not fit weight of shape \(1, 2, 3\)"):
+            F.conv1d(np.ones((1, 2, 6)), np.ones((1, 2, 3)), np.ones(2))
         with pytest.raises(ValueError, match=r"layer_norm: input of shape \(2, 3\) does not end in normalized_shape \(4,\)"):
             F.layer_norm(np.ones((2, 3)), 4)
 
@@ -296,3 +300,20 @@ def test_a_model_of_the_new_layers_saves_and_loads(case: Any, tmp_path: Path) ->
     loaded = pn.load(tmp_path / "m.safetensors")
     assert [repr(a) for a in loaded.layers] == [repr(b) for b in model.layers]
     case.assert_close(loaded.predict(x), pn.to_numpy(model.predict(x)), dtype="float32")
+
+
+def test_gelu_exports_as_one_erf_node_in_float32_and_the_portable_erf_in_float64() -> None:
+    pytest.importorskip("ndonnx", reason="ONNX export runs the model on ndonnx arrays: pip install portnn[onnx]")
+    ort = pytest.importorskip("onnxruntime", reason="the graphs are checked with onnxruntime: pip install portnn[onnx]")
+    from portnn.onnx import to_onnx
+
+    x = np.linspace(-6.0, 6.0, 48).reshape(2, 4, 6)
+    for dtype in ("float32", "float64"):
+        with pn.use_backend("numpy"):
+            model = pn.Sequential([Conv1d(4, 4, 3, padding=1, dtype=dtype), GELU(), LayerNorm(6, dtype=dtype)], seed=0)
+            graph = to_onnx(model, (4, 6))
+        kinds = {node.op_type for node in graph.graph.node}
+        assert ("Erf" in kinds) == (dtype == "float32"), kinds  # onnxruntime has no float64 Erf kernel
+        session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {"input": x.astype(dtype)})
+        np.testing.assert_allclose(got, model.predict(x.astype(dtype), to_numpy=True), rtol=1e-5, atol=1e-5)

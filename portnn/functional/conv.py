@@ -394,6 +394,11 @@ def conv1d(
             f"conv1d: input of shape {tuple(x.shape)} does not fit weight of shape {tuple(weight.shape)}: "
             "expected input (N, C, L) and weight (out_channels, C, k)"
         )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"conv1d: bias of shape {tuple(bias.shape)} does not fit weight of shape {tuple(weight.shape)}")
+    for a in (weight, bias):
+        if a is not None and a.dtype != x.dtype:
+            raise TypeError(f"conv1d: input is {dtype_name(x.dtype)} but weight/bias are {dtype_name(a.dtype)}; cast one of them")
     s, p, d = _single(stride, "stride"), _single(padding, "padding", minimum=0), _single(dilation, "dilation")
     (_, c, length), (o, _, k) = _dims(x), tuple(int(v) for v in weight.shape)
     if (length + 2 * p - d * (k - 1) - 1) // s + 1 < 1:
