@@ -259,8 +259,9 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
     holds the config's values as the attributes its ``get_config`` reads them from; a
     normalisation layer holds ``num_features`` values four times (weight, bias, running mean,
     running variance) and a batch count; a MultiHeadAttention ``4 E²`` (+ ``4 E`` with bias);
-    every other layer of portnn holds none. A config not in the form ``get_config`` writes
-    raises a TypeError or ValueError.
+    LayerNorm the product of ``normalized_shape`` twice (weight, bias) or once (no bias) or not at
+    all (no affine); every other layer of portnn holds none. A config not in the form
+    ``get_config`` writes raises a TypeError or ValueError.
     """
     if issubclass(cls, WeightedLayer):
         probe = cls.__new__(cls)
@@ -279,6 +280,10 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
         n = _size(config["num_features"])
         affine, tracked = config.get("affine", True), config.get("track_running_stats", True)
         return (2 * n if affine else 0) + (2 * n + 1 if tracked else 0)
+    if "normalized_shape" in config:  # LayerNorm: weight and bias of normalized_shape
+        shape = config["normalized_shape"]
+        n = math.prod(_size(d) for d in (shape if isinstance(shape, list) else [shape]))
+        return (n + (n if config.get("bias", True) else 0)) if config.get("elementwise_affine", True) else 0
     return 0
 
 

@@ -594,6 +594,27 @@ ROWS += [
 ]
 # fmt: on
 
+# -- issue 12: LayerNorm, GELU, SiLU, Conv1d ---------------------------------------------------------
+# fmt: off
+ROWS += [
+    row("layernorm-trailing-axes", lambda: pn.layers.LayerNorm(64)(ones((8, 10, 32))), ShapeError,
+        r"LayerNorm\(\(64,\)\) got input of shape \(8, 10, 32\)", r"last 1 axes \(32,\) must equal normalized_shape \(64,\)",
+        r"\(LayerNorm\(32\)\) or reshape the input"),
+    row("layernorm-one-example", lambda: pn.layers.LayerNorm(5)(ones(5)), ShapeError,
+        r"LayerNorm\(\(5,\)\) got input of shape \(5,\)", r"a single example\? use x.reshape\(1, \*x.shape\)"),
+    row("conv1d-rank", lambda: pn.layers.Conv1d(1, 2, 3)(ones((2, 20))), ShapeError,
+        r"Conv1d\(1, 2, kernel_size=3\)", r"\(2, 20\)", r"expected \(batch, 1, length\)", r"x.reshape\(-1, 1, L\)"),
+    row("conv1d-channels-last", lambda: pn.layers.Conv1d(3, 4, 3)(ones((2, 20, 3))), ShapeError,
+        r"Conv1d\(3, 4", r"\(2, 20, 3\)", r"channels last\? .*transpose\(0, 2, 1\)"),
+    row("conv1d-too-short", lambda: pn.layers.Conv1d(1, 2, 5)(ones((1, 1, 3))), ShapeError,
+        r"Conv1d\(1, 2", r"\(1, 1, 3\)", r"padded length 3 is shorter than the kernel 5", r"more padding"),
+    row("arg-gelu-approximate", lambda: pn.layers.GELU("erf"), ValueError,
+        r"GELU: approximate must be 'none' \(the exact form\) or 'tanh'; got approximate='erf'"),
+    row("arg-layernorm-shape-float", lambda: pn.layers.LayerNorm(4.0), TypeError,
+        r"LayerNorm: normalized_shape must be a positive int or a tuple of them", r"got normalized_shape=4.0"),
+]
+# fmt: on
+
 
 @pytest.mark.parametrize(("call", "error", "patterns"), ROWS)
 def test_row(call: Callable[[], Any], error: type[Exception], patterns: tuple[str, ...]) -> None:

@@ -118,6 +118,13 @@ LAYERS = {
     "dropout": (lambda dt: [Dropout(0.5)], (6,)),
     "random-translation": (lambda dt: [RandomTranslation(2)], (1, 6, 6)),
     "flatten": (lambda dt: [Flatten()], (2, 3, 4)),
+    "conv1d": (lambda dt: [pn.layers.Conv1d(2, 3, 3, padding=1, dtype=dt)], (2, 7)),
+    "conv1d-stride-dilation-no-bias": (lambda dt: [pn.layers.Conv1d(2, 3, 3, 2, 1, 2, bias=False, dtype=dt)], (2, 11)),
+    "layer-norm": (lambda dt: [pn.layers.LayerNorm(6, dtype=dt)], (6,)),
+    "layer-norm-two-axes-no-bias": (lambda dt: [pn.layers.LayerNorm((3, 4), bias=False, dtype=dt)], (5, 3, 4)),
+    "gelu": (lambda dt: [pn.layers.GELU()], (6,)),
+    "gelu-tanh": (lambda dt: [pn.layers.GELU(approximate="tanh")], (6,)),
+    "silu": (lambda dt: [pn.layers.SiLU()], (6,)),
 }
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from opspec import Spec, away_from_zero, layer_op, loss_op
 from specs_conv import SPECS as CONV_SPECS
+from specs_norm_act import SPECS as NORM_ACT_SPECS
 from specs_pool import SPECS as POOL_SPECS
 from specs_seq import SPECS as SEQ_SPECS
 
@@ -144,6 +145,7 @@ SPECS: dict[str, Spec] = {
 SPECS.update(CONV_SPECS)
 SPECS.update(POOL_SPECS)
 SPECS.update(SEQ_SPECS)
+SPECS.update(NORM_ACT_SPECS)
 
 
 def _inputs(name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:

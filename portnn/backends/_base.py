@@ -178,6 +178,14 @@ class Adapter:
         """
         return None
 
+    def erf(self, x: Any) -> Any:
+        """The error function of ``x`` elementwise by this library's own kernel (same dtype and device), or None.
+
+        None (the default) where the library has none: :func:`portnn.functional.erf` then
+        evaluates W. J. Cody's rational approximations with array-API operations.
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"<portnn backend {self.name!r}>"
 

@@ -113,3 +113,8 @@ class CupyAdapter(Adapter):
             # atomic adds on the GPU: duplicates accumulate (float sums may differ in the last bits run to run)
             cupyx.scatter_add(out, indices, values)
         return out
+
+    def erf(self, x: Any) -> Any:
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(x)

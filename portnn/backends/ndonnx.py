@@ -115,3 +115,13 @@ class NdonnxAdapter(Adapter):
         inputs = [x.unwrap_spox(), weight.unwrap_spox()] + ([] if bias is None else [bias.unwrap_spox()])
         y = op.conv(*inputs, kernel_shape=[kh, kw], strides=list(stride), pads=[ph, pw, ph, pw], dilations=list(dilation))
         return ndonnx.asarray(y), _no_backward
+
+    def erf(self, x: Any) -> Any:
+        """One ONNX ``Erf`` node in float32; None in float64, which onnxruntime has no ``Erf`` kernel for."""
+        import ndonnx
+
+        if x.dtype != ndonnx.float32:
+            return None
+        import spox.opset.ai.onnx.v21 as op
+
+        return ndonnx.asarray(op.erf(x.unwrap_spox()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import array_api_compat.numpy as xp_numpy
@@ -50,6 +51,11 @@ class NumpyAdapter(Adapter):
 
     def random_uniform(self, generator: Any, shape: tuple[int, ...], dtype: Any, device: Any = None) -> Any:
         return generator.random(tuple(shape), dtype=dtype)  # float32 draws stay float32
+
+    def erf(self, x: Any) -> Any:
+        """SciPy's ``erf`` where SciPy is installed (it is no dependency of portnn); None otherwise."""
+        special = _scipy_special()
+        return None if special is None else special.erf(x, out=np.empty_like(x))  # out=: a 0-d input stays an array
 
     # -- fast kernels (see Adapter.conv2d) ------------------------------------------------
     def conv2d(
@@ -177,3 +183,12 @@ def _batch_first(src: Any, out: Any, rows: int = 64) -> None:
     for a in range(src.shape[0]):
         for b in range(0, src.shape[1], step):
             out[:, a, b : b + step] = src[a, b : b + step].transpose(2, 0, 1)
+
+
+@functools.cache
+def _scipy_special() -> Any:
+    try:
+        import scipy.special
+    except Exception:  # not installed, or a broken install: the portable erf serves
+        return None
+    return scipy.special

@@ -96,6 +96,11 @@ class TorchAdapter(Adapter):
 
         generator.set_state(torch.from_numpy(state.copy()))
 
+    def erf(self, x: Any) -> Any:
+        import torch
+
+        return torch.special.erf(x)
+
     def synchronize(self, device: Any = None) -> None:
         import torch
 

@@ -6,13 +6,13 @@ output and returns the gradients of the inputs. Layers in :mod:`portnn.layers` o
 parameters and call these.
 """
 
-from .activations import leaky_relu, relu, sigmoid, softmax, tanh
+from .activations import erf, gelu, leaky_relu, relu, sigmoid, silu, softmax, tanh
 from .augment import translate
-from .conv import conv2d
+from .conv import conv1d, conv2d
 from .dense import linear
 from .dropout import dropout
 from .losses import binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse
-from .normalization import batch_moments, batch_norm
+from .normalization import batch_moments, batch_norm, layer_norm
 from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d
 
 __all__ = [
@@ -21,10 +21,14 @@ __all__ = [
     "batch_norm",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "conv1d",
     "conv2d",
     "cross_entropy",
     "dropout",
+    "erf",
+    "gelu",
     "global_avg_pool2d",
+    "layer_norm",
     "leaky_relu",
     "linear",
     "log_softmax",
@@ -32,6 +36,7 @@ __all__ = [
     "mse",
     "relu",
     "sigmoid",
+    "silu",
     "softmax",
     "tanh",
     "translate",

@@ -20,7 +20,7 @@ from array_api_compat import array_namespace, device
 from .. import backends
 from .._array import dtype_name
 
-__all__ = ["col2im", "conv2d", "conv2d_output_size", "im2col", "pair"]
+__all__ = ["col2im", "conv1d", "conv2d", "conv2d_output_size", "im2col", "pair"]
 
 Backward = Callable[[Any], tuple[Any, Any, Any]]
 Pair = tuple[int, int]
@@ -330,5 +330,95 @@ def _conv2d(
         dxp = _col2im(xp.matmul(xp.matrix_transpose(w2), dy2), padded, k, s, d, out)
         dx = dxp[:, :, p[0] : p[0] + h, p[1] : p[1] + w] if p != (0, 0) else dxp
         return dx, dw, db
+
+    return y, backward
+
+
+def _single(value: Any, name: str, *, minimum: int = 1) -> int:
+    """``value`` (an int, or PyTorch's one-int tuple) as an int; a ValueError naming conv1d otherwise."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    v = _as_int(items[0]) if len(items) == 1 else None
+    if v is None or v < minimum:
+        kind = "a positive int" if minimum >= 1 else "an int >= 0"
+        raise ValueError(f"conv1d: {name} must be {kind}; got {name}={value!r}")
+    return v
+
+
+def conv1d(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    input_grad: bool = True,
+    param_grad: bool = True,
+) -> tuple[Any, Backward]:
+    r"""1-D cross-correlation of ``x`` (N, C, L) with ``weight`` (O, C, k), plus ``bias`` (O,): PyTorch's ``conv1d``.
+
+    .. math:: y_{n,o,p} = b_o + \sum_{c,i} W_{o,c,i}\; xp_{n,c,\,p s + i d}, \qquad
+              L_o = (L + 2 \cdot padding - d (k - 1) - 1) // s + 1
+
+    with ``xp`` the input zero-padded by ``padding`` on both ends. It is :func:`conv2d` on the
+    height-1 views (N, C, 1, L) and (O, C, 1, k) (reshapes, no copies), so its backward
+    (:math:`dW = \sum_n dy_n \mathrm{cols}_n^\top`, :math:`db_o = \sum_{n,p} dy_{n,o,p}`,
+    :math:`dx` = the windows of :math:`W^\top dy` added back) and an adapter's fast kernel are conv2d's.
+
+    Parameters
+    ----------
+    x, weight, bias
+        Arrays of one library, device and float dtype. ``bias`` may be None.
+    stride, padding, dilation
+        Ints (or PyTorch's one-int tuples); padding is with zeros, on both ends.
+    input_grad, param_grad
+        As for :func:`conv2d`: False skips ``dx``, or ``dweight`` and ``dbias`` (None in their place).
+
+    Returns
+    -------
+    y, backward
+        ``y`` of shape (N, O, Lo); ``backward(dy)`` returns ``(dx, dweight, dbias)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from portnn.functional import conv1d
+    >>> y, backward = conv1d(np.arange(5.0).reshape(1, 1, 5), np.ones((1, 1, 3)), padding=1)
+    >>> y
+    array([[[1., 3., 6., 9., 7.]]])
+    >>> [g.shape for g in backward(np.ones_like(y))[:2]]
+    [(1, 1, 5), (1, 1, 3)]
+    """
+    if x.ndim != 3 or weight.ndim != 3 or x.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"conv1d: input of shape {tuple(x.shape)} does not fit weight of shape {tuple(weight.shape)}: "
+            "expected input (N, C, L) and weight (out_channels, C, k)"
+        )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"conv1d: bias of shape {tuple(bias.shape)} does not fit weight of shape {tuple(weight.shape)}")
+    for a in (weight, bias):
+        if a is not None and a.dtype != x.dtype:
+            raise TypeError(f"conv1d: input is {dtype_name(x.dtype)} but weight/bias are {dtype_name(a.dtype)}; cast one of them")
+    s, p, d = _single(stride, "stride"), _single(padding, "padding", minimum=0), _single(dilation, "dilation")
+    (_, c, length), (o, _, k) = _dims(x), tuple(int(v) for v in weight.shape)
+    if (length + 2 * p - d * (k - 1) - 1) // s + 1 < 1:
+        raise ValueError(
+            f"conv1d: input of shape {tuple(x.shape)} with padding {p} is shorter than the kernel {k} "
+            f"(dilation {d} makes it span {d * (k - 1) + 1})"
+        )
+    xp = array_namespace(x, weight)
+    y4, backward4 = conv2d(
+        xp.reshape(x, (-1, c, 1, length)), xp.reshape(weight, (o, c, 1, k)), bias,
+        stride=(1, s), padding=(0, p), dilation=(1, d), input_grad=input_grad, param_grad=param_grad,
+    )  # fmt: skip
+    y = xp.reshape(y4, (-1, o, y4.shape[3]))
+
+    def backward(dy: Any) -> tuple[Any, Any, Any]:
+        dx, dw, db = backward4(xp.reshape(dy, (-1, o, 1, dy.shape[2])))
+        return (
+            None if dx is None else xp.reshape(dx, (-1, c, length)),
+            None if dw is None else xp.reshape(dw, (o, c, k)),
+            db,
+        )
 
     return y, backward

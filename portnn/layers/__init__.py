@@ -1,14 +1,14 @@
 """Layers: objects that own parameters and call :mod:`portnn.functional`."""
 
-from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Tanh
 from .attention import MultiHeadAttention
 from .augment import RandomTranslation
 from .base import Buffer, InputSpec, Layer, Parameter, ShapeError, format_shape
-from .conv import Conv2d
+from .conv import Conv1d, Conv2d
 from .dense import Linear
 from .dropout import Dropout
 from .embedding import Embedding, PositionalEmbedding
-from .normalization import BatchNorm1d, BatchNorm2d
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool2d, GlobalAvgPool1d, GlobalAvgPool2d, MaxPool2d
 from .reshape import Flatten, Permute
 
@@ -17,13 +17,16 @@ __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "Buffer",
+    "Conv1d",
     "Conv2d",
     "Dropout",
     "Embedding",
     "Flatten",
+    "GELU",
     "GlobalAvgPool1d",
     "GlobalAvgPool2d",
     "InputSpec",
+    "LayerNorm",
     "Layer",
     "LeakyReLU",
     "Linear",
@@ -35,6 +38,7 @@ __all__ = [
     "RandomTranslation",
     "ReLU",
     "ShapeError",
+    "SiLU",
     "Sigmoid",
     "Softmax",
     "Tanh",

@@ -12,9 +12,10 @@ from array_api_compat import device as device_of
 from .. import functional as F
 from .._array import dtype_name, resolve_dtype
 from .._checks import check_flag, check_int, check_number
+from ..functional.normalization import normalized_shape_tuple
 from .base import InputSpec, Layer, Shape, format_shape
 
-__all__ = ["BatchNorm1d", "BatchNorm2d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
 
 class _BatchNorm(Layer):
@@ -280,3 +281,124 @@ class BatchNorm2d(_BatchNorm):
 
     def input_hint(self, shape: Shape) -> str:
         return " (a single image? use x.reshape(1, *x.shape))" if len(shape) == 3 and shape[0] == self.num_features else ""
+
+
+class LayerNorm(Layer):
+    """Layer normalisation over the trailing ``normalized_shape`` axes of each example, PyTorch's ``nn.LayerNorm``.
+
+    An input (batch, ..., \\*normalized_shape) is normalised over its last ``len(normalized_shape)``
+    axes with their own mean and biased variance, then scaled by ``weight`` (ones) and shifted
+    by ``bias`` (zeros), both of shape ``normalized_shape``; the same in training and
+    evaluation (no running statistics). The math and its backward are
+    :func:`portnn.functional.layer_norm`'s. Parameter names and shapes are PyTorch's, so a
+    ``torch.nn.LayerNorm``'s ``state_dict`` loads as it is.
+
+    Parameters
+    ----------
+    normalized_shape
+        The sizes of the trailing axes to normalise over: an int (the feature count) or a tuple.
+    eps
+        Added to the variance before the square root.
+    elementwise_affine
+        Learn ``weight`` and ``bias``; without them the layer has no parameters.
+    bias
+        With ``elementwise_affine``, whether to learn ``bias`` too.
+    dtype
+        ``"float32"`` (default) or ``"float64"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> layer = pn.layers.LayerNorm(4)
+    >>> layer
+    LayerNorm((4,))
+    >>> layer(np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)).round(4)
+    array([[-1.3416, -0.4472,  0.4472,  1.3416]], dtype=float32)
+    >>> [(name, p.shape) for name, p in layer.named_parameters()]
+    [('weight', (4,)), ('bias', (4,))]
+    >>> pn.layers.LayerNorm((3, 4)).output_shape((None, 10, 3, 4))
+    (None, 10, 3, 4)
+    """
+
+    def __init__(
+        self,
+        normalized_shape: int | tuple[int, ...],
+        *,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        dtype: Any = "float32",
+    ) -> None:
+        super().__init__()
+        self.normalized_shape = normalized_shape_tuple(normalized_shape, "LayerNorm")
+        where = f"LayerNorm({self.normalized_shape})"
+        self.eps = check_number(where, "eps", eps, lambda v: v >= 0, "a number >= 0")
+        self.elementwise_affine = check_flag(where, "elementwise_affine", elementwise_affine)
+        self.use_bias = check_flag(where, "bias", bias)
+        self.input_spec = InputSpec(min_ndim=len(self.normalized_shape) + 1)
+        backend = self.new_parameter_home(dtype)
+        self._dtype = dtype_name(resolve_dtype(backend.xp, dtype))
+        # the scale is not an L2 target (as BatchNorm's)
+        self.weight = self.add_parameter("weight", None, regularize=False) if self.elementwise_affine else None
+        self.bias = self.add_parameter("bias", None) if self.elementwise_affine and self.use_bias else None
+        self._materialize(backend.xp, backend.device, resolve_dtype(backend.xp, dtype))
+
+    def _materialize(self, xp: Any, device: Any, dtype: Any) -> None:
+        if self.weight is not None:
+            self.weight.data, self.weight.grad = xp.ones(self.normalized_shape, dtype=dtype, device=device), None
+        if self.bias is not None:
+            self.bias.data, self.bias.grad = xp.zeros(self.normalized_shape, dtype=dtype, device=device), None
+
+    def reset_parameters(self, rng: Any = None) -> None:
+        """Weight back to ones and bias to zeros (nothing random is drawn)."""
+        ref = self._input_reference()
+        if ref is not None:
+            self._materialize(array_namespace(ref), device_of(ref), ref.dtype)
+
+    def shape_problem(self, shape: Shape) -> str | None:
+        k = len(self.normalized_shape)
+        trailing = tuple(shape[len(shape) - k :])
+        if all(d is None or d == n for d, n in zip(trailing, self.normalized_shape)):
+            return None
+        fix = f"LayerNorm({trailing[0]})" if k == 1 else f"LayerNorm({trailing})"
+        return (
+            f"its last {k} axes {format_shape(trailing)} must equal normalized_shape {self.normalized_shape}; "
+            f"normalise over the input's own trailing sizes ({fix}) or reshape the input"
+        )
+
+    def input_hint(self, shape: Shape) -> str:
+        return " (a single example? use x.reshape(1, *x.shape))" if tuple(shape) == self.normalized_shape else ""
+
+    def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
+        w = self.weight.data if self.weight is not None else None
+        b = self.bias.data if self.bias is not None else None
+        y, backward_fn = F.layer_norm(
+            x, self.normalized_shape, w, b, eps=self.eps, input_grad=input_grad, param_grad=self.trainable
+        )
+        weight, bias = self.weight, self.bias
+
+        def backward(dy: Any) -> Any:
+            dx, dw, db = backward_fn(dy)
+            if dw is not None:
+                weight.accumulate(dw)
+            if db is not None:
+                bias.accumulate(db)
+            return dx
+
+        return y, backward
+
+    def get_config(self) -> dict[str, Any]:
+        """:meth:`Layer.get_config` with ``bias`` as given to the constructor and ``dtype`` (the parameters')."""
+        ref = self._input_reference()
+        return self.config_from_signature(bias=self.use_bias, dtype=self._dtype if ref is None else dtype_name(ref.dtype))
+
+    def extra_repr(self) -> str:
+        extra = [str(self.normalized_shape)]
+        if self.eps != 1e-5:
+            extra.append(f"eps={self.eps}")
+        if not self.elementwise_affine:
+            extra.append("elementwise_affine=False")
+        elif not self.use_bias:
+            extra.append("bias=False")
+        return ", ".join(extra)
