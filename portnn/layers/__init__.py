@@ -8,6 +8,7 @@ from .dense import Linear
 from .dropout import Dropout
 from .normalization import BatchNorm1d, BatchNorm2d
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .recurrent import GRU, LSTM
 from .reshape import Flatten
 
 __all__ = [
@@ -18,8 +19,10 @@ __all__ = [
     "Conv2d",
     "Dropout",
     "Flatten",
+    "GRU",
     "GlobalAvgPool2d",
     "InputSpec",
+    "LSTM",
     "Layer",
     "LeakyReLU",
     "Linear",
