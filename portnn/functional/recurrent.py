@@ -60,12 +60,12 @@ def _batch_first(xp: Any, a: Any, steps: int) -> Any:
 
 def _ifog(xp: Any, a: Any, h: int, sig: float) -> Any:
     """PyTorch's (i, f, g, o) blocks along axis 0 as (i, f, o, g), the sigmoid blocks (i, f, o) times ``sig``."""
-    return xp.concat([sig * a[: 2 * h], sig * a[3 * h :], a[2 * h : 3 * h]], axis=0)
+    return xp.concat([sig * a[: 2 * h, ...], sig * a[3 * h :, ...], a[2 * h : 3 * h, ...]], axis=0)
 
 
 def _ifgo(xp: Any, a: Any, h: int, sig: float) -> Any:
     """The inverse of :func:`_ifog`: (i, f, o, g) blocks along axis 0 back to (i, f, g, o), sigmoid blocks times ``sig``."""
-    return xp.concat([sig * a[: 2 * h], a[3 * h :], sig * a[2 * h : 3 * h]], axis=0)
+    return xp.concat([sig * a[: 2 * h, ...], a[3 * h :, ...], sig * a[2 * h : 3 * h, ...]], axis=0)
 
 
 def lstm(
@@ -147,10 +147,10 @@ def lstm(
     for t in range(steps):
         # fresh arrays are updated in place (+=, *=): fewer temporaries in the hot loop
         if hid is None:
-            z = xw[t]
+            z = xw[t, ...]
         else:
             z = hid @ w_hh_t
-            z += xw[t]
+            z += xw[t, ...]
         a = xp.tanh(z)
         sig = a[:, : 3 * h] * 0.5
         sig += 0.5  # i, f, o
@@ -178,7 +178,7 @@ def lstm(
         dh = dc = None
         for t in range(steps - 1, -1, -1):
             if return_sequences:
-                dh = dys[t] if dh is None else dys[t] + dh
+                dh = dys[t, ...] if dh is None else dys[t, ...] + dh
             elif dh is None:
                 dh = dy
             sig, a, tc = sigs[t], acts[t], tanh_cells[t]
@@ -202,7 +202,7 @@ def lstm(
         dw_ih = _ifgo(xp, u_flat.T @ x_tm, h, sig=0.25)
         if steps > 1:
             h_prev = xp.reshape(xp.stack(hiddens[:-1]), (-1, h))
-            dw_hh = _ifgo(xp, xp.reshape(u_all[1:], (-1, 4 * h)).T @ h_prev, h, sig=0.25)
+            dw_hh = _ifgo(xp, xp.reshape(u_all[1:, ...], (-1, 4 * h)).T @ h_prev, h, sig=0.25)
         else:
             dw_hh = xp.zeros_like(weight_hh)
         db = _ifgo(xp, xp.sum(u_flat, axis=0), h, sig=0.25) if bias_ih is not None else None
@@ -263,7 +263,7 @@ def gru(
     x_tm = _time_major(xp, x)
 
     def halve_rz(a: Any) -> Any:
-        return xp.concat([0.5 * a[: 2 * h], a[2 * h :]], axis=0)
+        return xp.concat([0.5 * a[: 2 * h, ...], a[2 * h :, ...]], axis=0)
 
     xw = x_tm @ halve_rz(weight_ih).T  # (T*N, 3H), r and z halved
     w_hh_t = halve_rz(weight_hh).T  # (H, 3H)
@@ -276,7 +276,7 @@ def gru(
     gates, news, hns, hiddens = [], [], [], []
     hid = None
     for t in range(steps):
-        a = xw[t]
+        a = xw[t, ...]
         if hid is None:  # h_0 = 0: W_hh h_0 = 0
             s, hn = a[:, : 2 * h], b_hn
         else:
@@ -301,7 +301,7 @@ def gru(
         dh = None
         for t in range(steps - 1, -1, -1):
             if return_sequences:
-                dh = dys[t] if dh is None else dys[t] + dh
+                dh = dys[t, ...] if dh is None else dys[t, ...] + dh
             elif dh is None:
                 dh = dy
             rz, n, hn = gates[t], news[t], hns[t]
@@ -321,7 +321,7 @@ def gru(
         dm_all = xp.stack(dms)
         if steps > 1:
             h_prev = xp.reshape(xp.stack(hiddens[:-1]), (-1, h))
-            dw_hh = xp.reshape(dm_all[1:], (-1, 3 * h)).T @ h_prev
+            dw_hh = xp.reshape(dm_all[1:, ...], (-1, 3 * h)).T @ h_prev
         else:
             dw_hh = xp.zeros_like(weight_hh)
         if bias_ih is None:
