@@ -12,6 +12,7 @@ loads their state dict by name: one layer and two, both output modes.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +252,7 @@ def test_shapes_that_do_not_fit_are_refused_naming_the_layer(shape: tuple[int, .
     with pytest.raises(ShapeError) as info:
         layer(np.ones(shape, dtype=np.float32))
     for pattern in words:
-        assert __import__("re").search(pattern, str(info.value)), (pattern, str(info.value))
+        assert re.search(pattern, str(info.value)), (pattern, str(info.value))
     with pytest.raises(ShapeError, match=r"GRU\(3, 4\) expects input of shape \(batch, time, 3\); got \(batch, 5\)"):
         pn.Sequential([GRU(IN, HIDDEN)], input_shape=(5,))
 
