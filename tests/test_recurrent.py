@@ -316,3 +316,19 @@ def test_a_recurrent_model_learns_to_remember_the_first_step(kind: str) -> None:
     model.fit(x, y, loss=loss, optimizer=pn.optim.Adam(lr=0.02), epochs=30, batch_size=32, verbose=0)
     after = model.evaluate(x, y, loss=loss)
     assert after["loss"] < 0.1 * before and after["accuracy"] > 0.95, (before, after)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_onnx_export_unrolls_the_steps_for_batches_of_any_size(kind: str) -> None:
+    pytest.importorskip("ndonnx", reason="ONNX export runs the model on ndonnx arrays: pip install portnn[onnx]")
+    ort = pytest.importorskip("onnxruntime", reason="the exported graph is checked with onnxruntime: pip install portnn[onnx]")
+    from portnn.onnx import to_onnx
+
+    layer = getattr(pn.layers, kind)
+    model = pn.Sequential([layer(IN, 6, num_layers=2, return_sequences=True), layer(6, 5), pn.layers.Linear(5, 2)], seed=0)
+    graph = to_onnx(model, (4, IN))
+    session = ort.InferenceSession(graph.SerializeToString())
+    assert {p.key: p.value for p in graph.metadata_props}["portnn_graph"] == "batched"
+    for batch in (1, 7):
+        x = np.random.default_rng(batch).normal(size=(batch, 4, IN)).astype(np.float32)
+        np.testing.assert_allclose(session.run(None, {"input": x})[0], pn.to_numpy(model(x)), rtol=1e-5, atol=1e-6)
