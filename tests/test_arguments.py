@@ -176,6 +176,17 @@ TABLE: list[Arg] = [
             *flag_rows(f"layers.{bn}", lambda b=bn, **kw: getattr(L, b)(3, **kw), "affine", "track_running_stats"),
         )
     ),
+    *(
+        row
+        for rnn in ("LSTM", "GRU")
+        for row in (
+            Arg(f"layers.{rnn}", "input_size", "int", lambda v, r=rnn: getattr(L, r)(v, 3, seed=0), 4, (0, -1)),
+            Arg(f"layers.{rnn}", "hidden_size", "int", lambda v, r=rnn: getattr(L, r)(4, v, seed=0), 3, (0,)),
+            Arg(f"layers.{rnn}", "num_layers", "int", lambda v, r=rnn: getattr(L, r)(4, 3, num_layers=v, seed=0), 2, (0,)),
+            *flag_rows(f"layers.{rnn}", lambda r=rnn, **kw: getattr(L, r)(4, 3, seed=0, **kw), "bias", "return_sequences"),
+            Arg(f"layers.{rnn}", "seed", "seed", lambda v, r=rnn: getattr(L, r)(4, 3, seed=v), 7, none=True),
+        )
+    ),
     Arg("layers.Dropout", "p", "real", lambda v: L.Dropout(v, seed=0), 0.25, (-0.1, 1.5)),
     Arg("layers.Dropout", "seed", "seed", lambda v: L.Dropout(0.5, seed=v), 7, none=True),
     Arg("layers.MultiHeadAttention", "embed_dim", "int", lambda v: L.MultiHeadAttention(v, 2, seed=0), 4, (0, -2, 5)),
@@ -319,6 +330,8 @@ NOT_NUMERIC: dict[str, str] = {
     "layers.MultiHeadAttention.init": "an initialiser name or callable",
     "layers.MultiHeadAttention.dtype": "a dtype name",
     **{f"layers.{c}.dtype": "a dtype name" for c in ("BatchNorm1d", "BatchNorm2d")},
+    **{f"layers.{c}.init": "an initialiser name or callable" for c in ("LSTM", "GRU")},
+    **{f"layers.{c}.dtype": "a dtype name" for c in ("LSTM", "GRU")},
     "layers.InputSpec.dtype": "a dtype kind name",
     **{f"layers.{c}.init": "an initialiser name or callable" for c in ("Embedding", "PositionalEmbedding")},
     **{f"layers.{c}.dtype": "a dtype name" for c in ("Embedding", "PositionalEmbedding")},

@@ -133,3 +133,16 @@ def test_vanishing_gradients_in_a_deep_sigmoid_net_not_in_relu(tmp_path: Path) -
     ratios = load("vanishing_gradients").main(depth=6, epochs=3, out=str(out))
     assert ratios["Sigmoid"] < 1e-2 < 0.1 < ratios["ReLU"]
     assert out.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_sequential_mnist_learns_from_the_rows(mnist_dir: Path, cell: str) -> None:
+    """A short run (2048 images, a small state): the loss falls well below chance's ln(10), above-chance test accuracy."""
+    result = load("sequential_mnist").main(
+        epochs=2, train_images=2048, test_images=500, hidden=32, batch_size=64, lr=1e-2, cell=cell,
+        data_dir=str(mnist_dir), verbose=False,
+    )  # fmt: skip
+    first, last = result["batch_losses"][:4], result["batch_losses"][-4:]
+    assert abs(sum(first) / 4 - 2.3026) < 0.1  # starts at chance
+    assert sum(last) / 4 < 0.6 * sum(first) / 4 and result["epoch_losses"][1] < result["epoch_losses"][0]
+    assert result["test_accuracy"] > 0.4  # chance is 0.1

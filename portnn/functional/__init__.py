@@ -14,6 +14,7 @@ from .dropout import dropout
 from .losses import binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse
 from .normalization import batch_moments, batch_norm, layer_norm
 from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d
+from .recurrent import gru, lstm
 
 __all__ = [
     "avg_pool2d",
@@ -29,9 +30,11 @@ __all__ = [
     "gelu",
     "global_avg_pool2d",
     "layer_norm",
+    "gru",
     "leaky_relu",
     "linear",
     "log_softmax",
+    "lstm",
     "max_pool2d",
     "mse",
     "relu",

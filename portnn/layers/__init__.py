@@ -10,6 +10,7 @@ from .dropout import Dropout
 from .embedding import Embedding, PositionalEmbedding
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool2d, GlobalAvgPool1d, GlobalAvgPool2d, MaxPool2d
+from .recurrent import GRU, LSTM
 from .reshape import Flatten, Permute
 
 __all__ = [
@@ -23,9 +24,11 @@ __all__ = [
     "Embedding",
     "Flatten",
     "GELU",
+    "GRU",
     "GlobalAvgPool1d",
     "GlobalAvgPool2d",
     "InputSpec",
+    "LSTM",
     "LayerNorm",
     "Layer",
     "LeakyReLU",
