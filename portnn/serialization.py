@@ -259,6 +259,7 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
     holds the config's values as the attributes its ``get_config`` reads them from; a
     normalisation layer holds ``num_features`` values four times (weight, bias, running mean,
     running variance) and a batch count; a MultiHeadAttention ``4 E²`` (+ ``4 E`` with bias);
+    an LSTM or GRU its gates' weights per layer;
     LayerNorm the product of ``normalized_shape`` twice (weight, bias) or once (no bias) or not at
     all (no affine); every other layer of portnn holds none. A config not in the form
     ``get_config`` writes raises a TypeError or ValueError.
@@ -271,6 +272,13 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
         if not isinstance(bias, bool):
             raise TypeError(f"bias is {bias!r}, not true or false")
         return math.prod(shape) + (shape[0] if bias else 0)
+    if "hidden_size" in config:  # LSTM, GRU: per layer, weight_ih (G H, in), weight_hh (G H, H) and with bias 2 G H
+        g = getattr(cls, "_gates")
+        n_in, h, layers = _size(config["input_size"]), _size(config["hidden_size"]), _size(config.get("num_layers", 1))
+        bias = config.get("bias", True)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias is {bias!r}, not true or false")
+        return sum(g * h * ((n_in if k == 0 else h) + h + (2 if bias else 0)) for k in range(layers))
     if "embed_dim" in config:  # MultiHeadAttention: in_proj (3E, E) and out_proj (E, E), with biases 3E and E
         e, bias = _size(config["embed_dim"]), config.get("bias", True)
         if not isinstance(bias, bool):
