@@ -704,7 +704,8 @@ def test_every_layer_declares_its_size_in_its_config() -> None:
     """The count read from a config alone equals the values the built layer holds, for every class pn.load can build."""
     with pn.use_backend("numpy"):
         built = [*every_layer_model().layers, *pool_model().layers, L.BatchNorm1d(3, affine=False),
-                 L.BatchNorm2d(5, track_running_stats=False), L.Linear(3, 2, bias=False)]  # fmt: skip
+                 L.BatchNorm2d(5, track_running_stats=False), L.Linear(3, 2, bias=False),
+                 L.Residual([L.Linear(3, 3), L.BatchNorm1d(3)]), L.Parallel(L.Linear(3, 2), [L.Linear(3, 1)])]  # fmt: skip
     for layer in built:
         held = sum(int(np.prod(b.shape)) for _, b in (*layer.named_parameters(), *layer.named_buffers()))
         assert serialization._declared_values(type(layer), layer.get_config()) == held, repr(layer)

@@ -3,6 +3,7 @@
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .augment import RandomTranslation
 from .base import Buffer, InputSpec, Layer, Parameter, ShapeError, format_shape
+from .combinators import Parallel, Residual
 from .conv import Conv2d
 from .dense import Linear
 from .dropout import Dropout
@@ -24,9 +25,11 @@ __all__ = [
     "LeakyReLU",
     "Linear",
     "MaxPool2d",
+    "Parallel",
     "Parameter",
     "RandomTranslation",
     "ReLU",
+    "Residual",
     "ShapeError",
     "Sigmoid",
     "Softmax",
