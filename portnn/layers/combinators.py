@@ -143,7 +143,7 @@ class Parallel(Layer):
         if merge not in _MERGES:
             raise ValueError(f"Parallel: merge is {merge!r}; expected one of {list(_MERGES)}")
         self.merge = merge
-        self.axis = check_int("Parallel", "axis", axis)
+        self.axis = check_int("Parallel", "axis", axis, minimum=None)
         if self.axis == 0:
             raise ValueError("Parallel: axis=0 is the batch axis, which branches cannot join along; use axis=1 (channels)")
         self.branches = [as_layer(b, f"Parallel(branch {i})") for i, b in enumerate(branches)]
@@ -175,7 +175,7 @@ class Parallel(Layer):
 
             def parts(dy: Any) -> list[Any]:
                 lead = (slice(None),) * axis
-                return [dy[(*lead, slice(a, b))] for a, b in zip(bounds[:-1], bounds[1:])]
+                return [dy[(*lead, slice(a, b), ...)] for a, b in zip(bounds[:-1], bounds[1:])]
 
         def backward(dy: Any) -> Any:
             dx = None
