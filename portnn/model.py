@@ -9,7 +9,7 @@ from typing import Any
 from . import backends
 from ._checks import check_seed
 from .layers import base as _layers_base
-from .layers.base import Layer, Shape, ShapeError, format_shape
+from .layers.base import InputSpec, Layer, Shape, ShapeError, format_shape
 from .serialization import register_model
 from .training import History, Trainer
 
@@ -54,9 +54,10 @@ class OutputShape(tuple):
 
 
 def _short(layer: Layer) -> str:
-    """A one-line name for ``layer`` in tables and errors: its repr, or ``ClassName(name)`` for a composite."""
-    if any(True for _ in layer.children()):
-        return f"Sequential({len(layer.layers)} layers)" if isinstance(layer, Sequential) else repr(layer)
+    """A one-line name for ``layer`` in tables and errors: its repr, or ``Sequential(3 layers)`` for a nested Sequential."""
+    if isinstance(layer, Sequential):
+        n = len(layer.layers)
+        return f"Sequential({n} layer{'' if n == 1 else 's'})"
     return repr(layer)
 
 
@@ -195,6 +196,11 @@ class Sequential(Trainer, Layer):
             except ShapeError as exc:
                 raise ShapeError(f"Sequential layer {i} ({_short(layer)}) does not take {format_shape(current)}: {exc}") from None
         return current
+
+    @property
+    def input_spec(self) -> InputSpec:  # type: ignore[override]
+        """What the first layer takes (a Sequential nested in another takes what its first layer takes)."""
+        return self.layers[0].input_spec if self.layers else InputSpec()
 
     def named_children(self) -> Iterator[tuple[str, Layer]]:
         """The layers, named by position: ``("0", layer)``, ``("1", layer)``… (PyTorch's ``nn.Sequential``)."""

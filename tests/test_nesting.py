@@ -350,3 +350,84 @@ def test_the_documented_composite_layer_runs_as_written():
     namespace: dict = {}
     exec(compile(code, "docs/composite-layers.md", "exec"), namespace)  # it ends with its own check_layer call
     assert "report" in namespace and namespace["report"] is not None
+
+
+def test_a_nested_model_exports_to_onnx(tmp_path: Path):
+    pytest.importorskip("ndonnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = nested()
+    fit(model)
+    proto = model.export_onnx(tmp_path / "m.onnx", (2, 6, 6))
+    assert {e.key: e.value for e in proto.metadata_props}["portnn_graph"] == "batched"
+    (y,) = onnxruntime.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"input": X[:5]})
+    np.testing.assert_allclose(y, model.predict(X[:5], to_numpy=True), rtol=1e-4, atol=1e-5)
+
+
+# -- MPI data parallelism: nested parameters reduced, nested buffers averaged, nested dropout reseeded -------------
+WORKER = """
+import sys
+import numpy as np
+import portnn as pn
+from portnn.layers import BatchNorm1d, Dropout, Linear, Parallel, ReLU, Residual
+
+def plain():
+    return pn.Sequential([Linear(6, 8), Residual([Linear(8, 8), ReLU()]), Parallel(Linear(8, 2), [Linear(8, 3), ReLU()]),
+                          Linear(5, 3)], seed=0)
+
+def noisy():
+    return pn.Sequential([Linear(6, 8), Residual([Linear(8, 8), BatchNorm1d(8), Dropout(0.3)]), Linear(8, 3)], seed=0)
+
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(64, 6)), rng.integers(0, 3, size=64)
+kw = dict(loss="sparse_categorical_crossentropy", epochs=2, verbose=0)
+batch, out = int(sys.argv[1]), sys.argv[2]
+distributed = batch == 8
+rank = pn.distributed.init().rank if distributed else 0
+for make in (plain, noisy):
+    if make is noisy and not distributed:
+        break
+    model = make()
+    model.fit(x, y, optimizer=pn.optim.SGD(lr=0.1), batch_size=batch, distributed=distributed or None, **kw)
+    np.savez(f"{out}/{make.__name__}{rank}.npz", **{k: pn.to_numpy(v) for k, v in model.state_dict().items()})
+"""
+
+
+def test_two_ranks_reduce_and_sync_the_state_of_nested_layers(tmp_path: Path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("mpi4py")
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip('no mpiexec found beside Python or on PATH; pip install "portnn[mpi]"')
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    run = subprocess.run([mpiexec, "-n", "2", sys.executable, str(script), "8", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (tmp_path / "single").mkdir()
+    single = subprocess.run([sys.executable, str(script), "16", str(tmp_path / "single")],
+                            capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    for name in ("plain", "noisy"):
+        rank0, rank1 = np.load(tmp_path / f"{name}0.npz"), np.load(tmp_path / f"{name}1.npz")
+        assert any(".block." in k for k in rank0)
+        for k in rank0:
+            np.testing.assert_array_equal(rank0[k], rank1[k], err_msg=f"{name}: {k} differs between the ranks")
+    one, two = np.load(tmp_path / "single" / "plain0.npz"), np.load(tmp_path / "plain0.npz")
+    assert sorted(one) == sorted(two)
+    for k in one:  # two ranks of 8 = one process with batches of 16 (float32: summed in another order)
+        np.testing.assert_allclose(two[k], one[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_each_rank_reseeds_the_dropout_nested_in_a_composite():
+    model = pn.Sequential([Residual([Linear(4, 4), Dropout(0.5, seed=3)])])
+    dropout = model.layers[0].block.layers[1]
+    seeds = pn.distributed.reseed_random_layers(model, rank=1)
+    assert seeds == {dropout: 3} and dropout.seed != 3
+    pn.distributed.restore_seeds(seeds)
+    assert dropout.seed == 3
