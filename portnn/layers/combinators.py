@@ -150,7 +150,10 @@ class Parallel(Layer):
 
     def shape_problem(self, shape: Shape) -> str | None:
         if self.merge == "concat" and not (-len(shape) <= self.axis < len(shape) and self.axis % len(shape) != 0):
-            return f"it joins outputs along axis {self.axis}, which is not a non-batch axis of a {len(shape)}-d input"
+            return (
+                f"it joins outputs along axis {self.axis}, which is not a non-batch axis of a {len(shape)}-d input; "
+                "pass axis=1 (channels of (N, C, H, W), features of (N, F)) or another axis from 1 to ndim - 1"
+            )
         return None
 
     def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
@@ -218,7 +221,7 @@ class Parallel(Layer):
             return
         join = f"concatenates them along axis {self.axis}" if self.merge == "concat" else "adds them"
         raise ShapeError(
-            f"Parallel({len(self.branches)} branches, merge={self.merge!r}) {join}, but for input {format_shape(input_shape)} "
+            f"{self!r} {join}, but for input {format_shape(input_shape)} "
             f"its branches give {', '.join(format_shape(s) for s in shapes)}; "
             + ("every other axis must agree" if self.merge == "concat" else "every branch must give the same shape")
         )
@@ -242,4 +245,6 @@ class Parallel(Layer):
         return layer
 
     def extra_repr(self) -> str:
-        return f"{len(self.branches)} branches, merge={self.merge!r}" + (f", axis={self.axis}" if self.merge == "concat" else "")
+        n = len(self.branches)
+        axis = f", axis={self.axis}" if self.merge == "concat" else ""
+        return f"{n} branch{'' if n == 1 else 'es'}, merge={self.merge!r}{axis}"
