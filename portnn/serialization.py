@@ -227,6 +227,27 @@ def _is_entry(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"class_name", "config"} and isinstance(value["class_name"], str)
 
 
+#: How deep composites may nest in a config (a Residual in a Sequential in a Parallel… counts each): deeper is an edit.
+MAX_NESTING = 64
+
+
+def _check_nesting(config: Any, where: str) -> None:
+    """Refuse a config whose layers nest more than :data:`MAX_NESTING` deep (read level by level, nothing built)."""
+    level, depth = [config], 0
+    while level:
+        depth += 1
+        if depth > MAX_NESTING:
+            raise ValueError(f"{where}: layers nest more than {MAX_NESTING} deep in the config; it was damaged or edited")
+        below = []
+        for c in level:
+            for v in c.values() if isinstance(c, dict) else ():
+                if _is_entry(v):
+                    below.append(v["config"])
+                elif isinstance(v, list):
+                    below += [e["config"] for e in v if _is_entry(e)]
+        level = below
+
+
 def _build_children(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` with each nested layer entry (or list of them) built by :func:`layer_from_config`, children first."""
     built = {}
@@ -257,6 +278,7 @@ def layer_from_config(class_name: str, config: dict[str, Any]) -> Layer:
         raise ValueError(f"layer_from_config: {class_name!r} is not a portnn layer; known layers: {', '.join(sorted(known))}")
     cls = known[class_name]
     if isinstance(config, dict):
+        _check_nesting(config, f"layer_from_config({class_name!r})")
         config = _build_children(config)  # a composite's children (Residual's block, Parallel's branches)
     try:
         return cls.from_config(config)
@@ -297,6 +319,7 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
         if not isinstance(bias, bool):
             raise TypeError(f"bias is {bias!r}, not true or false")
         return math.prod(shape) + (shape[0] if bias else 0)
+    _check_nesting(config, cls.__name__)
     nested = [v for v in config.values() if _is_entry(v)]
     nested += [e for v in config.values() if isinstance(v, list) for e in v if _is_entry(e)]
     if nested:  # a composite (Residual, Parallel, a nested Sequential): its children's values

@@ -431,3 +431,18 @@ def test_each_rank_reseeds_the_dropout_nested_in_a_composite():
     assert seeds == {dropout: 3} and dropout.seed != 3
     pn.distributed.restore_seeds(seeds)
     assert dropout.seed == 3
+
+
+def test_a_config_nested_too_deep_is_refused_before_anything_is_built():
+    from portnn import serialization
+
+    entry: dict = {"class_name": "ReLU", "config": {"name": None}}
+    for _ in range(serialization.MAX_NESTING + 5):
+        entry = {"class_name": "Residual", "config": {"block": entry, "name": None}}
+    with pytest.raises(ValueError, match=r"layers nest more than 64 deep"):
+        serialization.layer_from_config(entry["class_name"], entry["config"])
+    with pytest.raises(ValueError, match=r"nest more than 64 deep"):
+        serialization._declared_values(Residual, entry["config"])
+    shallow = {"class_name": "Residual", "config": {"block": {"class_name": "ReLU", "config": {"name": "r"}}, "name": "res"}}
+    built = serialization.layer_from_config(shallow["class_name"], shallow["config"])
+    assert isinstance(built, Residual) and built.block.name == "r" and built.name == "res"
