@@ -446,3 +446,12 @@ def test_a_config_nested_too_deep_is_refused_before_anything_is_built():
     shallow = {"class_name": "Residual", "config": {"block": {"class_name": "ReLU", "config": {"name": "r"}}, "name": "res"}}
     built = serialization.layer_from_config(shallow["class_name"], shallow["config"])
     assert isinstance(built, Residual) and built.block.name == "r" and built.name == "res"
+
+
+def test_check_model_proves_a_nested_model_with_dropout_on_every_backend():
+    model = pn.Sequential(
+        [Linear(4, 6), Residual([Linear(6, 6), BatchNorm1d(6), Dropout(0.2)]), Parallel(Linear(6, 2), [Linear(6, 1), ReLU()]),
+         Linear(3, 3)], seed=0,
+    )  # fmt: skip
+    x, y = np.random.default_rng(0).normal(size=(12, 4)), np.arange(12) % 3
+    pn.testing.check_model(model, x, y, steps=2)  # the nested Dropout draws the same masks on every backend
