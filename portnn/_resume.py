@@ -45,6 +45,18 @@ def checkpoint_file(directory: str | os.PathLike[str]) -> Path:
     return path if path.suffix == ".safetensors" else path / FILENAME
 
 
+def random_layers(model: Any) -> dict[str, RandomLayer]:
+    """The model's random layers by the key their generator state is saved under: a top-level layer's name, or for a
+    layer nested in a composite its dotted path under that name (``"residual.block.2"``)."""
+    found: dict[str, RandomLayer] = {}
+    for top in model.layers:
+        walk = top.named_modules(top.name) if hasattr(top, "named_modules") else [(top.name, top)]
+        for path, layer in walk:
+            if isinstance(layer, RandomLayer):
+                found[path] = layer
+    return found
+
+
 def check_path(where: str, name: str, value: Any) -> None:
     """Refuse a ``checkpoint=``/``resume=`` that is not a path (a TypeError naming ``where`` and ``name``)."""
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
@@ -129,12 +141,11 @@ def save(
     for i, cb in enumerate(cb for cb in callbacks if hasattr(cb, "state_tensors")):
         tensors.update({f"callbacks.{i}.{k}": backends.to_numpy(v) for k, v in cb.state_tensors().items()})
     rngs = {}
-    for layer in model.layers:
-        if isinstance(layer, RandomLayer):
-            state = layer.get_rng_state()
-            rngs[layer.name] = state is not None
-            if state is not None:
-                tensors[f"rng.{layer.name}"] = state
+    for name, layer in random_layers(model).items():
+        state = layer.get_rng_state()
+        rngs[name] = state is not None
+        if state is not None:
+            tensors[f"rng.{name}"] = state
     meta: dict[str, Any] = {
         "kind": "training",
         "progress": _to_json(progress),
@@ -308,9 +319,9 @@ def apply(restore: Restore, model: Any, optimizer: Any, history: Any, recorder: 
         model.load_state_dict(restore.model_state)
         optimizer.load_state_dict(restore.optimizer_state)
         backend = model.backend
-        for layer in model.layers:
-            if isinstance(layer, RandomLayer) and layer.name in restore.rngs:
-                layer.set_rng_state(restore.rngs[layer.name], backend, reseed=restore.progress["global_step"])
+        for name, layer in random_layers(model).items():
+            if name in restore.rngs:
+                layer.set_rng_state(restore.rngs[name], backend, reseed=restore.progress["global_step"])
         history.epoch = list(restore.history["epoch"])
         history.history = {k: list(v) for k, v in restore.history["history"].items()}
         if recorder is not None and restore.records is not None:
@@ -410,8 +421,8 @@ def _state_keys(probe: Any, model: Any) -> set[str]:
 def _check_rngs(path: Path, meta: dict[str, Any], tensors: dict[str, Any], model: Any, need: Any) -> tuple[dict, list]:
     """Each RandomLayer's saved generator state, tried on a scratch generator of this backend; None: re-seed."""
     saved = meta["rng_layers"]
-    random_layers = {layer.name: layer for layer in model.layers if isinstance(layer, RandomLayer)}
-    stray = sorted(set(saved) - set(random_layers))
+    random = random_layers(model)
+    stray = sorted(set(saved) - set(random))
     need(not stray, f"it holds generator states for {stray}, which are not random layers of this model")
     backend = model.backend
     saved_on = str(meta.get("backend", "")).partition(":")[0]
@@ -423,7 +434,7 @@ def _check_rngs(path: Path, meta: dict[str, Any], tensors: dict[str, Any], model
         need(has_state == (state is not None), f"its generator state of {name!r} is {'missing' if has_state else 'unexpected'}")
         if state is not None:
             try:
-                scratch = backend.adapter.make_generator(random_layers[name].seed, backend.device)
+                scratch = backend.adapter.make_generator(random[name].seed, backend.device)
                 backend.adapter.set_generator_state(scratch, state)
             except Exception as exc:  # each library raises its own kind
                 if saved_on and saved_on != backend.name:

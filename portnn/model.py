@@ -7,18 +7,68 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import backends
-from ._array import dtype_name
 from ._checks import check_seed
-from .layers.base import Buffer, Layer, Parameter, Shape, ShapeError, format_shape
+from .layers import base as _layers_base
+from .layers.base import InputSpec, Layer, Shape, ShapeError, format_shape
 from .serialization import register_model
 from .training import History, Trainer
 
 __all__ = ["History", "Sequential"]
 
 
+class OutputShape(tuple):
+    """A :class:`Sequential`'s ``output_shape``: the built shape (a tuple; equal to None while unknown), callable as a layer's.
+
+    Examples
+    --------
+    >>> import portnn as pn
+    >>> model = pn.Sequential([pn.layers.Linear(4, 3)])
+    >>> model.output_shape == (None, 3), model.output_shape((None, 4))
+    (True, (None, 3))
+    """
+
+    known: bool
+
+    def __new__(cls, shape: Shape | None, walk: Callable[[Shape], Shape]) -> OutputShape:
+        self = super().__new__(cls, () if shape is None else tuple(shape))
+        self.known, self._walk = shape is not None, walk
+        return self
+
+    def __call__(self, input_shape: Shape) -> Shape:
+        """The output shape for ``input_shape``, as :meth:`portnn.layers.Layer.output_shape`."""
+        return self._walk(input_shape)
+
+    def __eq__(self, other: object) -> bool:
+        if not self.known:
+            return other is None or (isinstance(other, OutputShape) and not other.known)
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(tuple(self)) if self.known else hash(None)
+
+    def __repr__(self) -> str:
+        return tuple.__repr__(self) if self.known else "None"
+
+
+def _short(layer: Layer) -> str:
+    """A one-line name for ``layer`` in tables and errors: its repr, or ``Sequential(3 layers)`` for a nested Sequential."""
+    if isinstance(layer, Sequential):
+        n = len(layer.layers)
+        return f"Sequential({n} layer{'' if n == 1 else 's'})"
+    return repr(layer)
+
+
 @register_model
-class Sequential(Trainer):
-    """Layers applied one after the other.
+class Sequential(Trainer, Layer):
+    """Layers applied one after the other: a model (it trains) and a layer (it nests, Keras's ``Model(Trainer, Layer)``).
+
+    Inside another layer (a :class:`~portnn.layers.Residual`'s block, a composite of your own)
+    it runs as any layer: ``forward(x, training=, input_grad=)`` and the ``backward`` it
+    returns compose, its parameters are named ``"0.weight"``… under the parent's prefix, and
+    ``output_shape(input_shape)`` walks its layers.
 
     Parameters
     ----------
@@ -51,6 +101,7 @@ class Sequential(Trainer):
     def __init__(
         self, layers: Iterable[Layer] | None = None, *, seed: int | None = None, input_shape: tuple[int, ...] | None = None
     ) -> None:
+        Layer.__init__(self)
         self.layers: list[Layer] = []
         self.input_shape: Shape | None = None if input_shape is None else (None, *input_shape)
         self._shapes: list[Shape | None] = []
@@ -125,8 +176,36 @@ class Sequential(Trainer):
         raise KeyError(f"Sequential.get_layer: no layer named {key!r}; the model has {names}")
 
     @property
-    def output_shape(self) -> Shape | None:
-        return self._shapes[-1] if self._shapes else self.input_shape
+    def output_shape(self) -> OutputShape:  # type: ignore[override]
+        """The built output shape (``(None, 10)``; equal to None while the input is unknown), callable as a layer's.
+
+        ``model.output_shape == (None, 10)`` reads the shape of the built model; as every layer's,
+        ``model.output_shape((None, 3, 8, 8))`` walks the layers from that input shape.
+        """
+        return OutputShape(self._shapes[-1] if self._shapes else self.input_shape, self._walk_shapes)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """The shape after every layer, for ``input_shape``; a ShapeError naming the layer that does not take it."""
+        return self._walk_shapes(input_shape)
+
+    def _walk_shapes(self, input_shape: Shape) -> Shape:
+        current = tuple(input_shape)
+        for i, layer in enumerate(self.layers):
+            try:
+                current = layer.output_shape(current)
+            except ShapeError as exc:
+                raise ShapeError(f"Sequential layer {i} ({_short(layer)}) does not take {format_shape(current)}: {exc}") from None
+        return current
+
+    @property
+    def input_spec(self) -> InputSpec:  # type: ignore[override]
+        """What the first layer takes (a Sequential nested in another takes what its first layer takes)."""
+        return self.layers[0].input_spec if self.layers else InputSpec()
+
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        """The layers, named by position: ``("0", layer)``, ``("1", layer)``… (PyTorch's ``nn.Sequential``)."""
+        for i, layer in enumerate(self.layers):
+            yield str(i), layer
 
     def pop(self) -> Layer:
         """Remove and return the last layer (Keras's ``pop``): replace a head with ``pop()`` then ``add(new_head)``."""
@@ -202,52 +281,6 @@ class Sequential(Trainer):
         return self.forward(x)[0]
 
     # -- parameters and state ---------------------------------------------------------
-    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        for i, layer in enumerate(self.layers):
-            yield from layer.named_parameters(f"{i}.")
-
-    def parameters(self) -> list[Parameter]:
-        return [p for _, p in self.named_parameters()]
-
-    def named_buffers(self) -> Iterator[tuple[str, Buffer]]:
-        for i, layer in enumerate(self.layers):
-            yield from layer.named_buffers(f"{i}.")
-
-    def state_dict(self) -> dict[str, Any]:
-        """Parameter and buffer arrays by name (``"0.weight"``, ``"2.running_mean"``…), on their device: PyTorch's naming."""
-        return {name: b.data for name, b in (*self.named_parameters(), *self.named_buffers())}
-
-    def load_state_dict(self, state: dict[str, Any], *, strict: bool = True) -> None:
-        """Copy arrays (of any backend) into the parameters and buffers, on their backend, device and dtype.
-
-        Everything is checked before anything is written: missing or unexpected names (with
-        ``strict``) or a wrong shape raise and leave the model as it was.
-        """
-        if not isinstance(state, dict):
-            raise TypeError(f"load_state_dict takes a dict of name -> array (model.state_dict()); got {type(state).__name__}")
-        targets: dict[str, Buffer] = dict((*self.named_parameters(), *self.named_buffers()))
-        missing = [k for k in targets if k not in state]
-        unexpected = [k for k in state if k not in targets]
-        if strict and (missing or unexpected):
-            raise KeyError(
-                f"load_state_dict: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}; "
-                "is the state from another architecture? strict=False loads the names that match"
-            )
-        staged = {}
-        for name, value in state.items():
-            if name not in targets:
-                continue
-            host = backends.to_numpy(value)
-            b = targets[name]
-            if tuple(host.shape) != b.shape:
-                raise ValueError(f"load_state_dict: {name} has shape {tuple(host.shape)} in the state but {b.shape} in the model")
-            adapter = backends.adapter_for(b.data)
-            staged[name] = adapter.from_numpy(host.astype(dtype_name(b.dtype), copy=True), b.device)
-        for name, data in staged.items():
-            targets[name].data = data
-            if isinstance(targets[name], Parameter):
-                targets[name].grad = None
-
     def save_weights(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`state_dict` to ``path``: a portnn ``.safetensors`` file, atomically, from the host.
 
@@ -331,11 +364,14 @@ class Sequential(Trainer):
         >>> [(layer["class_name"], layer["config"]["name"]) for layer in config["layers"]]
         [('Linear', 'linear'), ('ReLU', 'relu')]
         """
-        return {
+        config = {
             "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in self.layers],
             "seed": self.seed,
             "input_shape": None if self.input_shape is None else list(self.input_shape[1:]),
         }
+        if self.name is not None:  # a Sequential inside another layer keeps its name
+            config["name"] = self.name
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
@@ -351,6 +387,9 @@ class Sequential(Trainer):
             raise ValueError(f"Sequential.from_config: expected a dict with a 'layers' list; got {config!r:.200}")
         layers = []
         for i, entry in enumerate(config["layers"]):
+            if isinstance(entry, Layer):  # built already (a Sequential nested in a composite: layer_from_config)
+                layers.append(entry)
+                continue
             if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
                 raise ValueError(
                     f"Sequential.from_config: layer {i} must be a dict with 'class_name' and 'config'; got {entry!r:.200}"
@@ -358,6 +397,7 @@ class Sequential(Trainer):
             layers.append(layer_from_config(entry["class_name"], entry.get("config", {})))
         input_shape = config.get("input_shape")
         model = cls(layers, input_shape=None if input_shape is None else tuple(input_shape))
+        model.name = config.get("name")
         seed = config.get("seed")
         if seed is not None:
             model.seed = seed
@@ -379,7 +419,13 @@ class Sequential(Trainer):
         """Layers, output shapes and parameter counts, Keras style. Printed; returned instead when ``print_fn`` is None."""
         rows = [("#", "Layer", "Output shape", "Params")]
         for i, (layer, shape) in enumerate(zip(self.layers, self._shapes)):
-            rows.append((str(i), repr(layer), format_shape(shape), f"{sum(p.size for p in layer.parameters()):,}"))
+            rows.append((str(i), _short(layer), format_shape(shape), f"{sum(p.size for p in layer.parameters()):,}"))
+            # a composite's children, indented under it by depth, named by their path (PyTorch's names)
+            for path, child in layer.named_modules(str(i)):
+                if child is not layer:
+                    depth = path.count(".")
+                    label = "  " * depth + f"{path.rpartition('.')[2]}: {_short(child)}"
+                    rows.append(("", label, "", f"{sum(p.size for p in child.parameters()):,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = [f"Sequential on {self.backend}, {self.dtype}"]
         lines += [
@@ -395,7 +441,7 @@ class Sequential(Trainer):
         return None
 
     def __repr__(self) -> str:
-        inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        inner = "".join(f"\n  ({i}): " + repr(layer).replace("\n", "\n  ") for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)"
 
     def check_input_shape(self, shape: tuple[int, ...], where: str) -> None:
@@ -412,3 +458,6 @@ class Sequential(Trainer):
                 raise ShapeError(
                     f"Sequential.{where}: x has shape {shape}, which does not fit layer {i} ({layer!r}): {exc}"
                 ) from None
+
+
+_layers_base._chain_class = Sequential  # a list of layers in a composite (Residual([...])) becomes a Sequential

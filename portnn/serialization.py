@@ -213,6 +213,53 @@ def _registry() -> dict[str, type[Layer]]:
     return found
 
 
+def _nestable() -> dict[str, type[Layer]]:
+    """The classes a config may nest: portnn's layers and the registered models that are layers too (Sequential)."""
+    found = _registry()
+    for name, cls in _MODELS.items():
+        if isinstance(cls, type) and issubclass(cls, Layer):
+            found.setdefault(name, cls)
+    return found
+
+
+def _is_entry(value: Any) -> bool:
+    """Whether ``value`` is a nested layer as a composite's config holds it: ``{"class_name": str, "config": dict}``."""
+    return isinstance(value, dict) and set(value) == {"class_name", "config"} and isinstance(value["class_name"], str)
+
+
+#: How deep composites may nest in a config (a Residual in a Sequential in a Parallel… counts each): deeper is an edit.
+MAX_NESTING = 64
+
+
+def _check_nesting(config: Any, where: str) -> None:
+    """Refuse a config whose layers nest more than :data:`MAX_NESTING` deep (read level by level, nothing built)."""
+    level, depth = [config], 0
+    while level:
+        depth += 1
+        if depth > MAX_NESTING:
+            raise ValueError(f"{where}: layers nest more than {MAX_NESTING} deep in the config; it was damaged or edited")
+        below = []
+        for c in level:
+            for v in c.values() if isinstance(c, dict) else ():
+                if _is_entry(v):
+                    below.append(v["config"])
+                elif isinstance(v, list):
+                    below += [e["config"] for e in v if _is_entry(e)]
+        level = below
+
+
+def _build_children(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with each nested layer entry (or list of them) built by :func:`layer_from_config`, children first."""
+    built = {}
+    for key, value in config.items():
+        if _is_entry(value):
+            value = layer_from_config(value["class_name"], value["config"])
+        elif isinstance(value, list) and value and all(_is_entry(v) for v in value):
+            value = [layer_from_config(v["class_name"], v["config"]) for v in value]
+        built[key] = value
+    return built
+
+
 def layer_from_config(class_name: str, config: dict[str, Any]) -> Layer:
     """Rebuild one of portnn's layers from its class name and :meth:`~portnn.layers.Layer.get_config`.
 
@@ -226,10 +273,13 @@ def layer_from_config(class_name: str, config: dict[str, Any]) -> Layer:
     >>> layer_from_config("Conv2d", pn.layers.Conv2d(1, 4, 3).get_config())
     Conv2d(1, 4, kernel_size=(3, 3))
     """
-    known = _registry()
+    known = _nestable()
     if class_name not in known:
         raise ValueError(f"layer_from_config: {class_name!r} is not a portnn layer; known layers: {', '.join(sorted(known))}")
     cls = known[class_name]
+    if isinstance(config, dict):
+        _check_nesting(config, f"layer_from_config({class_name!r})")
+        config = _build_children(config)  # a composite's children (Residual's block, Parallel's branches)
     try:
         return cls.from_config(config)
     except (TypeError, ValueError) as exc:
@@ -272,6 +322,17 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
         if not isinstance(bias, bool):
             raise TypeError(f"bias is {bias!r}, not true or false")
         return math.prod(shape) + (shape[0] if bias else 0)
+    _check_nesting(config, cls.__name__)
+    nested = [v for v in config.values() if _is_entry(v)]
+    nested += [e for v in config.values() if isinstance(v, list) for e in v if _is_entry(e)]
+    if nested:  # a composite (Residual, Parallel, a nested Sequential): its children's values
+        known = _nestable()
+        total = 0
+        for entry in nested:
+            child = known.get(entry["class_name"])
+            if child is not None and isinstance(entry["config"], dict):
+                total += _declared_values(child, entry["config"])
+        return total
     if "hidden_size" in config:  # LSTM, GRU: per layer, weight_ih (G H, in), weight_hh (G H, H) and with bias 2 G H
         g = getattr(cls, "_gates")
         n_in, h, layers = _size(config["input_size"]), _size(config["hidden_size"]), _size(config.get("num_layers", 1))
@@ -313,7 +374,7 @@ def _check_declared_size(architecture: Any, tensors: dict[str, np.ndarray], wher
     entries = architecture.get("layers") if isinstance(architecture, dict) else None
     if not isinstance(entries, list):
         return
-    known = _registry()
+    known = _nestable()
     held = sum(int(a.size) for a in tensors.values())
     declared = 0
     for i, entry in enumerate(entries):
@@ -411,8 +472,13 @@ def unsaveable(model: Any) -> str | None:
             f"the model is a {cls.__module__}.{cls.__qualname__}, a class pn.load does not know: register it with "
             "@portnn.serialization.register_model above its definition"
         )
-    known = _registry()
-    foreign = [(i, x) for i, x in enumerate(model.layers) if known.get(type(x).__name__) is not type(x)]
+    known = _nestable()
+    foreign = [
+        (i, x)
+        for i, top in enumerate(model.layers)
+        for x in (top.modules() if isinstance(top, Layer) else [top])
+        if known.get(type(x).__name__) is not type(x)
+    ]
     if foreign:
         i, first = foreign[0]
         return (

@@ -320,6 +320,7 @@ TABLE: list[Arg] = [
     Arg("toy.shifted_sinusoids", "n_classes", "int", lambda v: toy.shifted_sinusoids(5, n_classes=v), 3, (1, 4)),
     Arg("toy.spirals", "n_classes", "int", lambda v: toy.spirals(5, n_classes=v), 3, (1, 0)),
     Arg("toy.parity_bits", "n_bits", "int", lambda v: toy.parity_bits(v), 3, (0, toy.MAX_BITS + 1)),
+    Arg("layers.Parallel", "axis", "int", lambda v: L.Parallel(L.ReLU(), axis=v), -1, (0,)),
 ]
 # fmt: on
 
@@ -396,6 +397,8 @@ NOT_NUMERIC: dict[str, str] = {
     "metrics.precision_recall_f1.average": "None, 'micro', 'macro' or 'weighted'",
     "toy.parity_bits.rule": "'odd' or 'xor'",
     "toy.load.name": "a data set's name",
+    "layers.Residual.block": "a layer or a list of layers (test_nesting checks it)",
+    "layers.Parallel.merge": "'concat' or 'sum'",
 }
 
 #: Where the public names live, and how the table names them.

@@ -623,6 +623,23 @@ ROWS += [
 ]
 # fmt: on
 
+# fmt: off
+ROWS += [  # composite layers (portnn/layers/combinators.py)
+    row("residual-changes-shape", lambda: pn.layers.Residual([Linear(4, 3)])(ones((5, 4))), ShapeError,
+        r"Residual\(Sequential\) computes x \+ block\(x\)", r"\(5, 4\) to \(5, 3\)", r"must keep the shape"),
+    row("residual-not-a-layer", lambda: pn.layers.Residual(ReLU), TypeError,
+        r"Residual\(block\) takes a layer or a non-empty list of layers", r"call it: ReLU\(\)"),
+    row("parallel-no-branches", lambda: pn.layers.Parallel(), ValueError, r"Parallel takes one or more branches"),
+    row("parallel-merge-unknown", lambda: pn.layers.Parallel(ReLU(), merge="mean"), ValueError,
+        r"Parallel: merge is 'mean'", r"\['concat', 'sum'\]"),
+    row("parallel-batch-axis", lambda: pn.layers.Parallel(ReLU(), axis=0), ValueError, r"axis=0 is the batch axis", r"axis=1"),
+    row("parallel-axis-out-of-range", lambda: pn.layers.Parallel(ReLU(), axis=2)(ones((5, 4))), ShapeError,
+        r"Parallel\(1 branch, merge='concat', axis=2\) got input of shape \(5, 4\)", r"pass axis=1"),
+    row("parallel-sum-shapes-differ", lambda: pn.layers.Parallel(Linear(4, 2), Linear(4, 3), merge="sum")(ones((5, 4))),
+        ShapeError, r"Parallel\(2 branches, merge='sum'\) adds them", r"\(5, 2\), \(5, 3\)", r"same shape"),
+]
+# fmt: on
+
 
 @pytest.mark.parametrize(("call", "error", "patterns"), ROWS)
 def test_row(call: Callable[[], Any], error: type[Exception], patterns: tuple[str, ...]) -> None:

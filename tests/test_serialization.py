@@ -732,7 +732,8 @@ def test_every_layer_declares_its_size_in_its_config() -> None:
                  L.BatchNorm2d(5, track_running_stats=False), L.Linear(3, 2, bias=False),
                  L.MultiHeadAttention(8, 2), L.MultiHeadAttention(6, 3, bias=False), *sequence_model().layers,
                  L.LayerNorm((2, 3)), L.LayerNorm(4, bias=False), L.LayerNorm(3, elementwise_affine=False), L.Conv1d(2, 3, 3),
-                 L.GELU(), L.SiLU(), L.LSTM(3, 4, num_layers=2), L.GRU(2, 3, bias=False)]  # fmt: skip
+                 L.GELU(), L.SiLU(), L.LSTM(3, 4, num_layers=2), L.GRU(2, 3, bias=False),
+                 L.Residual([L.Linear(3, 3), L.BatchNorm1d(3)]), L.Parallel(L.Linear(3, 2), [L.Linear(3, 1)])]  # fmt: skip
     for layer in built:
         held = sum(int(np.prod(b.shape)) for _, b in (*layer.named_parameters(), *layer.named_buffers()))
         assert serialization._declared_values(type(layer), layer.get_config()) == held, repr(layer)

@@ -4,6 +4,7 @@ from .activations import GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Tanh
 from .attention import MultiHeadAttention
 from .augment import RandomTranslation
 from .base import Buffer, InputSpec, Layer, Parameter, ShapeError, format_shape
+from .combinators import Parallel, Residual
 from .conv import Conv1d, Conv2d
 from .dense import Linear
 from .dropout import Dropout
@@ -35,11 +36,13 @@ __all__ = [
     "Linear",
     "MaxPool2d",
     "MultiHeadAttention",
+    "Parallel",
     "Parameter",
     "Permute",
     "PositionalEmbedding",
     "RandomTranslation",
     "ReLU",
+    "Residual",
     "ShapeError",
     "SiLU",
     "Sigmoid",

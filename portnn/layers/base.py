@@ -233,7 +233,67 @@ class Layer:
     def __init__(self) -> None:
         self._params: dict[str, Parameter] = {}
         self._buffers: dict[str, Buffer] = {}
+        self._children: dict[str, Layer | list[Layer] | tuple[Layer, ...]] = {}
         self.name: str | None = None
+
+    # -- children ---------------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A layer (or a non-empty list/tuple of layers) assigned as an attribute is a child,
+        # PyTorch's nn.Module style; assigning something else under its name unregisters it.
+        children = self.__dict__.get("_children")
+        if _is_child(value):
+            if children is None:
+                raise AttributeError(
+                    f"{type(self).__name__}: cannot assign the layer {name!r} before Layer.__init__ ran; "
+                    "call super().__init__() first in __init__"
+                )
+            children[name] = value
+        elif children is not None and name in children:
+            del children[name]
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self.__dict__.get("_children", {}).pop(name, None)
+        object.__delattr__(self, name)
+
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        """The direct child layers, in assignment order, with their names: ``"conv1"``, ``"blocks.0"``…"""
+        for name, value in self.__dict__.get("_children", {}).items():
+            if isinstance(value, Layer):
+                yield name, value
+            else:
+                for i, child in enumerate(value):
+                    yield f"{name}.{i}", child
+
+    def children(self) -> Iterator[Layer]:
+        """The direct child layers, in assignment order."""
+        for _, child in self.named_children():
+            yield child
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+        """This layer (named ``prefix``) and every layer under it, depth first, with dotted paths (PyTorch's names).
+
+        Examples
+        --------
+        >>> import portnn as pn
+        >>> block = pn.layers.Residual([pn.layers.Linear(4, 4), pn.layers.ReLU()])
+        >>> [name for name, _ in block.named_modules()]
+        ['', 'block', 'block.0', 'block.1']
+        """
+        seen: set[int] = set()
+        stack = [(prefix, self)]
+        while stack:
+            path, layer = stack.pop()
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            yield path, layer
+            stack.extend(reversed([(f"{path}.{n}" if path else n, c) for n, c in layer.named_children()]))
+
+    def modules(self) -> Iterator[Layer]:
+        """This layer and every layer under it, depth first."""
+        for _, layer in self.named_modules():
+            yield layer
 
     # -- the pass ---------------------------------------------------------------------
     def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
@@ -344,12 +404,23 @@ class Layer:
         self._params[name] = p
         return p
 
+    def _named_members(self, kind: str, prefix: str, seen: set[int] | None = None) -> Iterator[tuple[str, Any]]:
+        # own members first, then each child's under its dotted name; a member shared twice is listed once
+        seen = set() if seen is None else seen
+        for name, member in getattr(self, kind).items():
+            if id(member) not in seen:
+                seen.add(id(member))
+                yield prefix + name, member
+        for child_name, child in self.named_children():
+            yield from child._named_members(kind, f"{prefix}{child_name}.", seen)
+
     def parameters(self) -> list[Parameter]:
-        return list(self._params.values())
+        """This layer's parameters, then its children's (in order)."""
+        return [p for _, p in self.named_parameters()]
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        for name, p in self._params.items():
-            yield prefix + name, p
+        """``(name, parameter)`` pairs: own first, then each child's under its path (``"blocks.0.conv1.weight"``)."""
+        yield from self._named_members("_params", prefix)
 
     def add_buffer(self, name: str, data: Any) -> Buffer:
         b = Buffer(data, name)
@@ -357,14 +428,54 @@ class Layer:
         return b
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Buffer]]:
-        for name, b in self._buffers.items():
-            yield prefix + name, b
+        """``(name, buffer)`` pairs: own first, then each child's under its path (``"0.bn1.running_mean"``)."""
+        yield from self._named_members("_buffers", prefix)
 
     def buffers(self) -> list[Buffer]:
-        return list(self._buffers.values())
+        return [b for _, b in self.named_buffers()]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameter and buffer arrays by name (``"0.weight"``, ``"2.running_mean"``…), on their device: PyTorch's naming."""
+        return {name: b.data for name, b in (*self.named_parameters(), *self.named_buffers())}
+
+    def load_state_dict(self, state: dict[str, Any], *, strict: bool = True) -> None:
+        """Copy arrays (of any backend) into the parameters and buffers, on their backend, device and dtype.
+
+        Everything is checked before anything is written: missing or unexpected names (with
+        ``strict``) or a wrong shape raise and leave the model as it was.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"load_state_dict takes a dict of name -> array (model.state_dict()); got {type(state).__name__}")
+        targets: dict[str, Buffer] = dict((*self.named_parameters(), *self.named_buffers()))
+        missing = [k for k in targets if k not in state]
+        unexpected = [k for k in state if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"load_state_dict: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}; "
+                "is the state from another architecture? strict=False loads the names that match"
+            )
+        staged = {}
+        for name, value in state.items():
+            if name not in targets:
+                continue
+            host = backends.to_numpy(value)
+            b = targets[name]
+            if tuple(host.shape) != b.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {tuple(host.shape)} in the state but {b.shape} in the model")
+            adapter = backends.adapter_for(b.data)
+            staged[name] = adapter.from_numpy(host.astype(dtype_name(b.dtype), copy=True), b.device)
+        for name, data in staged.items():
+            targets[name].data = data
+            if isinstance(targets[name], Parameter):
+                targets[name].grad = None
 
     def reset_parameters(self, rng: Any = None) -> None:
-        """Draw fresh parameters from the host generator ``rng`` (None: fresh entropy)."""
+        """Draw fresh parameters from the host generator ``rng`` (None: fresh entropy): here, each child's, in order.
+
+        A layer with parameters of its own overrides it (and calls this for its children).
+        """
+        for child in self.children():
+            child.reset_parameters(rng)
 
     def new_parameter_home(self, dtype: Any) -> backends.Backend:
         """Where a new layer's parameters are born: the global backend (its float64 support checked for ``dtype``)."""
@@ -375,25 +486,30 @@ class Layer:
 
     @property
     def min_batch_size(self) -> int:
-        """The fewest examples a training batch may hold (BatchNorm needs 2); :meth:`portnn.Sequential.fit` checks it."""
-        return 1
+        """The fewest examples a training batch may hold (BatchNorm: 2; a composite: its children's most); fit checks it."""
+        return max((child.min_batch_size for child in self.children()), default=1)
 
     @property
     def trainable(self) -> bool:
-        return any(p.trainable for p in self._params.values())
+        """Whether any parameter of the layer (or of a child) is trained; setting it freezes or unfreezes them all."""
+        return any(p.trainable for p in self._params.values()) or any(child.trainable for child in self.children())
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
         for p in self._params.values():
             p.trainable = bool(value)
+        for child in self.children():
+            child.trainable = value
 
     def to(self, backend: str, device: Any = None) -> Layer:
-        """Move the parameters and buffers to another backend/device (through the host). Returns self."""
+        """Move the parameters and buffers (the children's too) to another backend/device (through the host). Returns self."""
         target = backends._resolve(backend, device)
         for b in (*self._params.values(), *self._buffers.values()):
             b.data = target.adapter.from_numpy(backends.to_numpy(b.data).copy(), target.device)
         for p in self._params.values():
             p.grad = None
+        for child in self.children():
+            child.to(backend, device)
         return self
 
     # -- configuration ----------------------------------------------------------------
@@ -563,6 +679,32 @@ class WeightedLayer(Layer):
         if self.bias is not None:
             b = rng.uniform(0.0, 0.0, (shape[0],))  # zeros, without naming numpy here
             self.bias.data, self.bias.grad = adapter.from_numpy(b.astype(dtype), device), None
+
+
+#: Builds the chain a list of layers becomes inside a composite (:class:`portnn.Sequential`). The
+#: layers room never imports the model room: :mod:`portnn.model` puts its class here when it loads.
+_chain_class: type[Layer] | None = None
+
+
+def as_layer(block: Any, where: str) -> Layer:
+    """``block`` if it is a layer; a list or tuple of layers as a :class:`portnn.Sequential`; else a TypeError naming where."""
+    if isinstance(block, Layer):
+        return block
+    if isinstance(block, (list, tuple)) and block and all(isinstance(b, Layer) for b in block):
+        if _chain_class is None:
+            raise RuntimeError(f"{where}: import portnn (which defines Sequential) before passing a list of layers")
+        return _chain_class(list(block))
+    raise TypeError(
+        f"{where} takes a layer or a non-empty list of layers; got {type(block).__name__} ({block!r:.80})"
+        + (" (a layer class? call it: ReLU())" if isinstance(block, type) and issubclass(block, Layer) else "")
+    )
+
+
+def _is_child(value: Any) -> bool:
+    """Whether ``value`` assigned as an attribute makes a child: a layer, or a non-empty list/tuple of layers only."""
+    if isinstance(value, Layer):
+        return True
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(v, Layer) for v in value)
 
 
 def _jsonable(value: Any, where: str) -> Any:
