@@ -334,7 +334,7 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
                 total += _declared_values(child, entry["config"])
         return total
     if "hidden_size" in config:  # LSTM, GRU: per layer, weight_ih (G H, in), weight_hh (G H, H) and with bias 2 G H
-        g = getattr(cls, "_gates")
+        g = cls._gates  # type: ignore[attr-defined]
         n_in, h, layers = _size(config["input_size"]), _size(config["hidden_size"]), _size(config.get("num_layers", 1))
         bias = config.get("bias", True)
         if not isinstance(bias, bool):

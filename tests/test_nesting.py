@@ -176,6 +176,7 @@ def nested(seed: int = 0) -> pn.Sequential:
             Linear(180, 3),
         ],
         seed=seed,
+        input_shape=(2, 6, 6),
     )
 
 
