@@ -22,7 +22,8 @@ from portnn.fileformat import write_bytes
 DATASETS = {"mnist": "load_mnist", "fashion-mnist": "load_fashion_mnist"}
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
-SCHEDULES = ("none", "cosine", "step", "plateau", "backtracking")
+SCHEDULES = ("none", "cosine", "onecycle", "step", "plateau", "backtracking")
+MODELS = ("mlp", "cnn", "resnet", "vit", "lstm")
 PRESETS: dict[str, dict[str, object]] = {
     "mlp": {
         "model": "mlp",
@@ -58,6 +59,37 @@ PRESETS: dict[str, dict[str, object]] = {
         "momentum": 0.9,
         "dropout": 0.2,
         "schedule": "cosine",
+    },
+    "resnet": {
+        "model": "resnet",
+        "channels": [16, 32, 64],
+        "augment": 2,
+        "epochs": 10,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "lr": 3e-3,
+        "schedule": "onecycle",
+    },
+    "vit": {
+        "model": "vit",
+        "width": 64,
+        "depth": 4,
+        "heads": 4,
+        "augment": 1,
+        "epochs": 12,
+        "batch_size": 128,
+        "optimizer": "adamw",
+        "lr": 2e-3,
+        "schedule": "onecycle",
+    },
+    "lstm": {
+        "model": "lstm",
+        "hidden": [128],
+        "epochs": 8,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "lr": 3e-3,
+        "schedule": "onecycle",
     },
 }
 
@@ -144,14 +176,27 @@ def _parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS),
         help="mlp (default): 784-1024-10, SGD with momentum, 10 epochs (>= 98.0%%); "
         "mlp-best: 784-800-800-10 with dropout, Adam and a cosine schedule (>= 98.5%%); "
-        "cnn: 2 px random shifts, two conv-BN-ReLU-pool blocks (16, 32 channels), dense 128, dropout, Adam, cosine (>= 99.3%%). "
+        "cnn: 2 px random shifts, two conv-BN-ReLU-pool blocks (16, 32 channels), dense 128, dropout, Adam, cosine (>= 99.3%%); "
+        "resnet: 2 px shifts, residual blocks with BatchNorm at 16, 32, 64 channels, Adam, one-cycle (>= 99.5%%); "
+        "vit: a vision transformer on 16 patches of 7x7, 4 blocks of width 64, AdamW, one-cycle (>= 98.0%%); "
+        "lstm: an LSTM(128) reading the 28 rows as time steps, Adam, one-cycle (>= 98.5%%). "
         "Options below override the preset",
     )
-    train.add_argument("--model", choices=("mlp", "cnn"), help="multilayer perceptron, or a CNN (conv-BN-ReLU-pool blocks)")
-    train.add_argument("--channels", nargs="+", metavar="C", help="CNN: output channels of each conv block", **_count(1))
     train.add_argument(
-        "--augment", metavar="PIXELS", help="CNN: random shifts of up to PIXELS in training (0: none)", **_count(0)
+        "--model",
+        choices=MODELS,
+        help="multilayer perceptron, a CNN (conv-BN-ReLU-pool blocks), a ResNet (residual blocks), "
+        "a vision transformer (vit) or an LSTM over the image rows",
     )
+    train.add_argument(
+        "--channels", nargs="+", metavar="C", help="CNN, ResNet: output channels of each conv block or stage", **_count(1)
+    )
+    train.add_argument(
+        "--augment", metavar="PIXELS", help="CNN, ResNet, ViT: random shifts of up to PIXELS in training (0: none)", **_count(0)
+    )
+    train.add_argument("--width", metavar="D", help="ViT: token width (a multiple of --heads)", **_count(1))
+    train.add_argument("--depth", metavar="N", help="ViT: transformer blocks", **_count(1))
+    train.add_argument("--heads", metavar="H", help="ViT: attention heads", **_count(1))
     train.add_argument("--epochs", metavar="N", help="epochs to train (on --resume: the run's new length)", **_count(1))
     train.add_argument("--batch-size", metavar="N", **_count(1))
     train.add_argument("--optimizer", choices=sorted(OPTIMIZERS))
@@ -161,7 +206,9 @@ def _parser() -> argparse.ArgumentParser:
         **_number(0.0, low_open=True),
     )
     train.add_argument("--momentum", help="SGD momentum, in [0, 1)", **_number(0.0, 1.0))
-    train.add_argument("--hidden", nargs="+", metavar="N", help="hidden layer sizes", **_count(1))
+    train.add_argument(
+        "--hidden", nargs="+", metavar="N", help="hidden layer sizes (LSTM: its state size, one number)", **_count(1)
+    )
     train.add_argument("--dropout", metavar="P", help="dropout after each hidden layer, in [0, 1) (0: none)", **_number(0.0, 1.0))
     train.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
     train.add_argument("--seed", help="seed of the weights, shuffling and dropout (default 0)", **_count(0))
@@ -255,13 +302,89 @@ def build_cnn(
     return pn.Sequential(layers, seed=seed, input_shape=image)
 
 
+def build_resnet(
+    image: tuple[int, int, int], channels: Sequence[int], n_out: int, *, augment: int = 0, seed: int | None = None
+) -> pn.Sequential:
+    """Optional random shifts; a 3x3 conv stem with BatchNorm, ReLU and 2x2 max-pool; per stage after the first a 3x3
+    conv to its width (BatchNorm, ReLU, 2x2 max-pool); in every stage a residual block (two 3x3 convs with BatchNorm,
+    ``x + f(x)``) and a ReLU; global average pooling; Linear logits."""
+    L = pn.layers
+    layers: list[pn.layers.Layer] = [L.RandomTranslation(augment)] if augment else []
+    c = image[0]
+    for width in channels:
+        layers += [L.Conv2d(c, width, 3, padding=1), L.BatchNorm2d(width), L.ReLU(), L.MaxPool2d(2)]
+        block = [L.Conv2d(width, width, 3, padding=1), L.BatchNorm2d(width), L.ReLU()]
+        block += [L.Conv2d(width, width, 3, padding=1), L.BatchNorm2d(width)]
+        layers += [L.Residual(block), L.ReLU()]
+        c = width
+    layers += [L.GlobalAvgPool2d(), L.Linear(c, n_out)]
+    return pn.Sequential(layers, seed=seed, input_shape=image)
+
+
+def build_vit(
+    image: tuple[int, int, int],
+    n_out: int,
+    *,
+    patch: int = 7,
+    width: int = 64,
+    depth: int = 4,
+    heads: int = 4,
+    augment: int = 0,
+    seed: int | None = None,
+) -> pn.Sequential:
+    """A vision transformer: optional random shifts; ``patch`` x ``patch`` patches to tokens of ``width`` (a strided conv),
+    learned positions; ``depth`` pre-norm blocks of self-attention and a GELU MLP (twice the width), each residual;
+    LayerNorm, the mean over tokens, Linear logits."""
+    L = pn.layers
+    c, h, w = image
+    tokens = (h // patch) * (w // patch)
+    layers: list[pn.layers.Layer] = [L.RandomTranslation(augment)] if augment else []
+    layers += [L.Conv2d(c, width, patch, stride=patch), L.Flatten(start_dim=2), L.Permute((2, 1))]
+    layers.append(L.PositionalEmbedding(tokens, width))
+    for _ in range(depth):
+        layers.append(L.Residual([L.LayerNorm(width), L.MultiHeadAttention(width, heads)]))
+        layers.append(L.Residual([L.LayerNorm(width), L.Linear(width, 2 * width), L.GELU(), L.Linear(2 * width, width)]))
+    layers += [L.LayerNorm(width), L.Permute((2, 1)), L.GlobalAvgPool1d(), L.Linear(width, n_out)]
+    return pn.Sequential(layers, seed=seed, input_shape=image)
+
+
+def build_lstm(steps: tuple[int, int], hidden: int, n_out: int, *, seed: int | None = None) -> pn.Sequential:
+    """An LSTM reading ``steps`` = (time, features) (an image's rows as time steps); Linear logits on its last state."""
+    return pn.Sequential([pn.layers.LSTM(steps[1], hidden), pn.layers.Linear(hidden, n_out)], seed=seed, input_shape=steps)
+
+
+def _example_shape(model: str, image: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of one example as ``model`` takes it: channels first for the image models, rows for the LSTM, flat."""
+    if model in ("cnn", "resnet", "vit"):
+        return image if len(image) == 3 else (1, *image)
+    if model == "lstm":
+        return (image[0], int(np.prod(image[1:])))
+    return (int(np.prod(image)),)
+
+
+def build_model(args: argparse.Namespace, shape: tuple[int, ...], n_out: int) -> pn.Sequential:
+    """The network ``args.model`` names, for examples of ``shape``, with the options of ``args``."""
+    if args.model == "cnn":
+        return build_cnn(shape, args.channels, args.hidden, n_out, dropout=args.dropout, augment=args.augment, seed=args.seed)
+    if args.model == "resnet":
+        return build_resnet(shape, args.channels, n_out, augment=args.augment, seed=args.seed)
+    if args.model == "vit":
+        return build_vit(shape, n_out, width=args.width, depth=args.depth, heads=args.heads, augment=args.augment, seed=args.seed)
+    if args.model == "lstm":
+        return build_lstm(shape, args.hidden[0], n_out, seed=args.seed)
+    return build_mlp(shape[0], args.hidden, n_out, dropout=args.dropout, seed=args.seed)
+
+
 def make_optimizer(args: argparse.Namespace) -> pn.optim.Optimizer:
     cls = getattr(pn.optim, OPTIMIZERS[args.optimizer])
     return cls(lr=args.lr, momentum=args.momentum) if args.optimizer == "sgd" else cls(lr=args.lr)
 
 
-def make_schedule(args: argparse.Namespace) -> list[pn.callbacks.Callback]:
+def make_schedule(args: argparse.Namespace, *, steps_per_epoch: int = 1) -> list[pn.callbacks.Callback]:
+    """The callbacks of ``args.schedule``; ``onecycle`` sets the rate every step, ``steps_per_epoch`` steps an epoch."""
     schedules = pn.optim.schedules
+    if args.schedule == "onecycle":
+        return [schedules.OneCycleLR(max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch)]
     return {
         "none": [],
         "cosine": [schedules.CosineAnnealingLR(T_max=max(args.epochs, 1))],
@@ -277,6 +400,21 @@ RESUME_MAY_CHANGE = ("resume", "checkpoint", "quiet", "data_dir", "no_download",
 DEFAULTS: dict[str, object] = {"dataset": "mnist", "preset": "mlp", "seed": 0}
 #: The CNN's own options, for ``--model cnn`` from a preset without them.
 CNN_DEFAULTS: dict[str, object] = {"channels": PRESETS["cnn"]["channels"], "augment": 0}
+#: Each model's own options, for ``--model M`` from a preset without them (the CNN's above).
+MODEL_DEFAULTS: dict[str, dict[str, object]] = {
+    "cnn": CNN_DEFAULTS,
+    "resnet": {"channels": PRESETS["resnet"]["channels"], "augment": 0},
+    "vit": {"width": 64, "depth": 4, "heads": 4, "augment": 0},
+    "lstm": {"hidden": [128]},
+}
+#: The options that only some models use, and those models.
+MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "channels": ("cnn", "resnet"),
+    "augment": ("cnn", "resnet", "vit"),
+    "width": ("vit",),
+    "depth": ("vit",),
+    "heads": ("vit",),
+}
 
 
 def _option(key: str) -> str:
@@ -342,10 +480,18 @@ def _check_combination(args: argparse.Namespace, given: set[str]) -> str | None:
     """Options given that the run would not use, or a --report that is no folder: the problem in a line, or None."""
     if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
         return f"--report {args.report} is a file; name a folder for the report"
-    if args.model != "cnn":
-        unused = [_option(k) for k in ("channels", "augment") if k in given]
-        if unused:
+    unused = [_option(k) for k, models in MODEL_OPTIONS.items() if k in given and args.model not in models]
+    if unused:
+        users = sorted({m for k, models in MODEL_OPTIONS.items() if _option(k) in unused for m in models})
+        if args.model == "mlp" and users == ["cnn", "resnet"]:  # the common case, worded as before
             return f"{' and '.join(unused)} set the CNN's layers, but this run trains an MLP: add --model cnn (or --preset cnn)"
+        return (
+            f"{' and '.join(unused)} {'sets' if len(unused) == 1 else 'set'} the layers of a {' or '.join(users)} model, "
+            f"but this run trains a {args.model} model: add --model {users[0]} (or --preset {users[0]}), or drop "
+            f"{' and '.join(unused)}"
+        )
+    if args.model == "lstm" and "hidden" in given and len(args.hidden) != 1:
+        return f"--hidden takes one number for an LSTM (its state size); got {_shown(args.hidden)}"
     if "momentum" in given and args.optimizer != "sgd":
         return f"--momentum is SGD's, but this run's optimizer is {args.optimizer}: add --optimizer sgd, or drop --momentum"
     return None
@@ -423,10 +569,9 @@ def train_command(args: argparse.Namespace) -> int:
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.model == "cnn":
-        for key, value in CNN_DEFAULTS.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
+    for key, value in MODEL_DEFAULTS.get(args.model, {}).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     problem = _check_combination(args, given)
     if problem is not None:
         print(f"portnn train: {problem}", file=sys.stderr)
@@ -462,19 +607,15 @@ def _train(args: argparse.Namespace, backend: pn.Backend, checkpoint: str | None
     if args.limit is not None:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
     n_classes = 10
-    shape = (1, *x_train.shape[1:]) if args.model == "cnn" else (int(np.prod(x_train.shape[1:])),)
+    shape = _example_shape(args.model, tuple(x_train.shape[1:]))
     x_train = x_train.reshape(len(x_train), *shape).astype(np.float32) / np.float32(255)
     x_test = x_test.reshape(len(x_test), *shape).astype(np.float32) / np.float32(255)
     finished = _finished(args.resume, args.epochs) if args.resume else None
     try:
-        if args.model == "cnn":
-            model = build_cnn(
-                shape, args.channels, args.hidden, n_classes, dropout=args.dropout, augment=args.augment, seed=args.seed
-            )
-        else:
-            model = build_mlp(shape[0], args.hidden, n_classes, dropout=args.dropout, seed=args.seed)
+        model = build_model(args, shape, n_classes)
         optimizer = make_optimizer(args)
-        callbacks = make_schedule(args)
+        global_batch = args.batch_size * (comm.size if comm is not None else 1)
+        callbacks = make_schedule(args, steps_per_epoch=-(-len(x_train) // global_batch))
         if not args.quiet:
             print(
                 f"portnn {pn.__version__}: {args.dataset}, {len(x_train)} training / {len(x_test)} test images, backend {backend}"
