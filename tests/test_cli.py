@@ -384,3 +384,27 @@ def test_resume_refuses_options_that_differ_from_the_run(mnist_dir: Path, tmp_pa
     (run / "train_args.json").write_text("{not json")
     assert main(common) == 2
     assert "is not the arguments file portnn train writes" in capsys.readouterr().err
+
+
+def test_speedrun_preset_stops_at_its_target(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["train", "--preset", "speedrun", "--data-dir", str(mnist_dir), "--no-download", "--limit", "2000", "--quiet"]
+    assert main([*common, "--target", "0.5", "--check-every", "8"]) == 0  # 2000 images: 0.5 comes within 3 epochs
+    out = capsys.readouterr().out
+    checks = out.split("test accuracy every 8 steps: ")[1].splitlines()[0].split(", ")
+    steps = [int(c.split(": ")[0]) for c in checks]
+    accuracies = [float(c.split(": ")[1]) for c in checks]
+    assert steps == [8 * (i + 1) for i in range(len(steps))] and len(steps) < 3 * 16  # stopped before the end
+    assert accuracies[-1] >= 0.5 and all(a < 0.5 for a in accuracies[:-1])
+    assert "time to 50.00% test accuracy: " in out and f"reached {accuracies[-1]:.2%} at step {steps[-1]} " in out
+    assert f"the {len(steps)} checks took " in out and "test accuracy: " in out
+
+
+def test_speedrun_preset_says_when_its_target_is_not_reached(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--preset", "speedrun", "--data-dir", str(mnist_dir), "--no-download", "--limit", "600",
+                 "--epochs", "1", "--check-every", "2", "--target", "1", "--channels", "8", "8", "--hidden", "16"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "preset speedrun (strided)" in out and "Conv2d(1, 8, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1))" in out
+    assert "BatchNorm2d(8)" in out and "(batch, 8, 7, 7)" in out
+    assert "target 100.00% not reached in 1 epochs (test accuracy checked every 2 steps; the 2 checks took " in out
+    assert len(out.split("test accuracy every 2 steps: ")[1].splitlines()[0].split(", ")) == 2  # 5 steps: checks at 2, 4

@@ -1,0 +1,265 @@
+"""Time to 99% MNIST test accuracy: portnn (NumPy backend) against PyTorch on the CPU, same recipe, one run.
+
+What it measures
+----------------
+Both frameworks train the same network with the same recipe: the same initial weights (portnn's,
+copied into ``torch.nn`` through the state dict), the same batches in the same order (one NumPy
+generator draws each epoch's permutation; both get the same index arrays), Adam with a one-cycle
+schedule set every step (``pn.optim.schedules.OneCycleLR`` and ``torch.optim.lr_scheduler.OneCycleLR``,
+the same arguments, momentum cycled through Adam's first beta), cross-entropy with the same label
+smoothing. Every ``--check-every`` steps the model is evaluated on the 10,000 test images; the
+clock stops while it is (evaluation time is excluded from the time to accuracy and printed
+apart). A contender stops at the first check at or above ``--target``; its time is the training
+wall time up to that step (data slicing, forward, backward, update and schedule included).
+
+Both use the same number of threads (``--threads``; BLAS through threadpoolctl for NumPy,
+``torch.set_num_threads`` for PyTorch). They take turns in one process, one check interval
+each (portnn first; ``--order torch-first`` swaps them), so that neither runs beside the other
+and both see the same background load on a shared machine.
+
+The network (``--arch``, default the ``portnn train --preset speedrun`` network) is written as
+comma-separated layers: ``C<out>k<kernel>s<stride>p<padding>`` a convolution, ``B`` BatchNorm2d,
+``R`` ReLU, ``M<k>`` max-pool, ``F`` flatten, ``L<out>`` a dense layer.
+
+How to run, from the repository root (data: ``--data-dir`` or ``$PORTNN_DATA_DIR``)::
+
+    python benchmarks/bench_time_to_accuracy.py
+    python benchmarks/bench_time_to_accuracy.py --threads 1 --only portnn --epochs 1 --check-every 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+import portnn as pn
+
+#: The speedrun recipe: the same as ``portnn train --preset speedrun``.
+ARCH = "C24k5s2p2,R,C48k3s2p1,B,R,F,L10"
+RECIPE: dict[str, Any] = {"arch": ARCH, "batch_size": 128, "epochs": 2, "lr": 4e-3, "label_smoothing": 0.1}
+
+
+def parse_arch(spec: str, image: tuple[int, int, int] = (1, 28, 28)) -> list[tuple[str, tuple[int, ...]]]:
+    """``"C16k5s2p2,R,F,L10"`` -> ``[("conv", (1, 16, 5, 2, 2)), ("relu", ()), ("flatten", ()), ("linear", (3136, 10))]``."""
+    c, h, w = image
+    flat: int | None = None
+    layers: list[tuple[str, tuple[int, ...]]] = []
+    for token in spec.split(","):
+        if m := re.fullmatch(r"C(\d+)k(\d+)s(\d+)p(\d+)", token):
+            out, k, s, p = map(int, m.groups())
+            layers.append(("conv", (c, out, k, s, p)))
+            c, h, w = out, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        elif token == "B":
+            layers.append(("bn", (c,)))
+        elif token == "R":
+            layers.append(("relu", ()))
+        elif m := re.fullmatch(r"M(\d+)", token):
+            k = int(m.group(1))
+            layers.append(("maxpool", (k,)))
+            h, w = h // k, w // k
+        elif token == "F":
+            layers.append(("flatten", ()))
+            flat = c * h * w
+        elif m := re.fullmatch(r"L(\d+)", token):
+            if flat is None:
+                raise ValueError(f"--arch {spec}: a dense layer {token} needs an F (flatten) before it")
+            layers.append(("linear", (flat, int(m.group(1)))))
+            flat = int(m.group(1))
+        else:
+            raise ValueError(f"--arch {spec}: unknown layer {token!r} (C<out>k<k>s<s>p<p>, B, R, M<k>, F, L<out>)")
+    return layers
+
+
+def portnn_net(spec: str, seed: int = 0) -> pn.Sequential:
+    L = pn.layers
+    make: dict[str, Callable[..., pn.layers.Layer]] = {
+        "conv": lambda ci, co, k, s, p: L.Conv2d(ci, co, k, stride=s, padding=p),
+        "bn": L.BatchNorm2d,
+        "relu": L.ReLU,
+        "maxpool": L.MaxPool2d,
+        "flatten": L.Flatten,
+        "linear": L.Linear,
+    }
+    return pn.Sequential([make[kind](*a) for kind, a in parse_arch(spec)], seed=seed, input_shape=(1, 28, 28))
+
+
+def torch_net(spec: str, model: pn.Sequential):  # noqa: ANN201 - torch is optional
+    import torch
+
+    nn = torch.nn
+    make = {
+        "conv": lambda ci, co, k, s, p: nn.Conv2d(ci, co, k, stride=s, padding=p),
+        "bn": nn.BatchNorm2d,
+        "relu": nn.ReLU,
+        "maxpool": nn.MaxPool2d,
+        "flatten": nn.Flatten,
+        "linear": nn.Linear,
+    }
+    net = nn.Sequential(*[make[kind](*a) for kind, a in parse_arch(spec)])
+    state = {k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+        raise RuntimeError(f"portnn's state dict does not match torch's: missing {missing}, unexpected {unexpected}")
+    return net
+
+
+def batches(n: int, batch_size: int, epochs: int, seed: int) -> list[np.ndarray]:
+    """Every step's example indices: one permutation per epoch from one NumPy generator; the last batch may be short."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        out += [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    return out
+
+
+Check = tuple[int, float, float, float]
+
+
+def run_portnn(
+    model: pn.Sequential, data: tuple[np.ndarray, ...], steps: list[np.ndarray], args: argparse.Namespace
+) -> Iterator[Check]:
+    """Train; every ``check_every`` steps yield (step, training seconds so far, test accuracy, seconds that check took)."""
+    x, y, x_test, y_test = data
+    opt = pn.optim.Adam(model.parameters(), lr=args.lr)
+    sched = pn.optim.schedules.OneCycleLR(opt, max_lr=args.lr, total_steps=len(steps))
+    loss = pn.losses.CrossEntropy(label_smoothing=args.label_smoothing)
+    trained = 0.0
+    start = time.perf_counter()
+    for i, idx in enumerate(steps, 1):
+        model.train_step(x[idx], y[idx], loss, opt, validate=False)
+        if i < len(steps):
+            sched.step()
+        if i % args.check_every == 0 or i == len(steps):
+            trained += time.perf_counter() - start
+            t0 = time.perf_counter()
+            acc = float(np.mean(np.argmax(model.predict(x_test, batch_size=1000, to_numpy=True), axis=1) == y_test))
+            yield i, trained, acc, time.perf_counter() - t0
+            if acc >= args.target:
+                return
+            start = time.perf_counter()
+
+
+def run_torch(net: Any, data: tuple[np.ndarray, ...], steps: list[np.ndarray], args: argparse.Namespace) -> Iterator[Check]:
+    """As :func:`run_portnn`, in PyTorch on the CPU."""
+    import torch
+
+    x, y, x_test, y_test = (torch.from_numpy(a) for a in data)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=len(steps))
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    trained = 0.0
+    net.train()
+    start = time.perf_counter()
+    for i, idx_np in enumerate(steps, 1):
+        idx = torch.from_numpy(idx_np)
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(x[idx]), y[idx]).backward()
+        opt.step()
+        if i < len(steps):
+            sched.step()
+        if i % args.check_every == 0 or i == len(steps):
+            trained += time.perf_counter() - start
+            t0 = time.perf_counter()
+            net.eval()
+            with torch.no_grad():
+                pred = torch.cat([net(x_test[j : j + 1000]).argmax(1) for j in range(0, len(x_test), 1000)])
+            net.train()
+            acc = float((pred == y_test).double().mean())
+            yield i, trained, acc, time.perf_counter() - t0
+            if acc >= args.target:
+                return
+            start = time.perf_counter()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arch", default=RECIPE["arch"])
+    parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
+    parser.add_argument("--epochs", type=float, default=RECIPE["epochs"], help="length of the one-cycle schedule")
+    parser.add_argument("--lr", type=float, default=RECIPE["lr"], help="the one-cycle peak rate (Adam)")
+    parser.add_argument("--label-smoothing", type=float, default=RECIPE["label_smoothing"])
+    parser.add_argument("--target", type=float, default=0.99)
+    parser.add_argument("--check-every", type=int, default=50, help="steps between test-set evaluations")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both (default: the cores)")
+    parser.add_argument("--only", choices=("portnn", "torch"), default=None)
+    parser.add_argument("--order", choices=("portnn-first", "torch-first"), default="portnn-first")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--progress", action="store_true", help="print each check as it comes")
+    args = parser.parse_args(argv)
+
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(args.threads)
+    (x, y), (x_test, y_test) = pn.datasets.load_mnist(args.data_dir, download=False)
+    x = x.reshape(-1, 1, 28, 28).astype(np.float32) / np.float32(255)
+    x_test = x_test.reshape(-1, 1, 28, 28).astype(np.float32) / np.float32(255)
+    y, y_test = y.astype(np.int64), y_test.astype(np.int64)
+    n_epochs = max(1, int(np.ceil(args.epochs)))
+    steps = batches(len(x), args.batch_size, n_epochs, args.seed)[: int(round(args.epochs * -(-len(x) // args.batch_size)))]
+    data = (x, y, x_test, y_test)
+
+    contenders = ["portnn", "torch"] if args.order == "portnn-first" else ["torch", "portnn"]
+    if args.only:
+        contenders = [args.only]
+    print(
+        f"MNIST, {len(x)} train / {len(x_test)} test; net {args.arch}; Adam, one-cycle over {len(steps)} steps "
+        f"({args.epochs:g} epochs of batch {args.batch_size}), peak lr {args.lr:g}, label smoothing "
+        f"{args.label_smoothing:g}; target {args.target:.1%}, test accuracy every {args.check_every} steps; "
+        f"{args.threads} thread(s) each; load average before: {os.getloadavg()[0]:.2f}"
+    )
+    runners: dict[str, Iterator[Check]] = {}
+    for name in contenders:
+        model = portnn_net(args.arch, seed=args.seed)
+        if name == "portnn":
+            runners[name] = run_portnn(model, data, steps, args)
+        else:
+            import torch
+
+            torch.set_num_threads(args.threads)
+            runners[name] = run_torch(torch_net(args.arch, model), data, steps, args)
+    results: dict[str, list[Check]] = {name: [] for name in contenders}
+    while runners:  # one check interval of each in turn, so that both see the same load on a shared machine
+        for name in list(runners):
+            gc.collect()
+            check = next(runners[name], None)
+            if check is None:
+                del runners[name]
+            else:
+                results[name].append(check)
+                if args.progress:
+                    print(f"  {name} step {check[0]}: {check[2]:.4f} ({check[1]:.1f} s)", flush=True)
+    print("\ntest accuracy at each check (step: accuracy, training seconds so far)")
+    for name, curve in results.items():
+        print(f"{name:7s}" + "  ".join(f"{s}: {a:.4f} ({t:.1f}s)" for s, t, a, _ in curve))
+    print(f"\n| contender | time to {args.target:.1%} (s) | steps | sample-epochs | evaluation s (excluded) | ms/step |")
+    print("|---|---:|---:|---:|---:|---:|")
+    reached: dict[str, float] = {}
+    for name, curve in results.items():
+        step, t, acc, _ = curve[-1]
+        evals = sum(c[3] for c in curve)
+        label = "portnn (numpy)" if name == "portnn" else "torch (CPU)"
+        hit = acc >= args.target
+        if hit:
+            reached[name] = t
+        shown = f"{t:.1f}" if hit else f"not reached ({acc:.2%} after {t:.1f})"
+        epochs = step * args.batch_size / len(x)
+        print(f"| {label} | {shown} | {step} | {epochs:.2f} | {evals:.1f} ({len(curve)} checks) | {1e3 * t / step:.1f} |")
+    if len(reached) == 2:
+        ratio = reached["portnn"] / reached["torch"]
+        print(f"\nportnn / torch = {ratio:.2f}x (target < 1: {'PASS' if ratio < 1 else 'MISS'}); "
+              f"portnn {reached['portnn']:.1f} s (target <= 30 s: {'PASS' if reached['portnn'] <= 30 else 'MISS'})")  # fmt: skip
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
