@@ -21,6 +21,36 @@ The network (``--arch``, default the ``portnn train --preset speedrun`` network)
 comma-separated layers: ``C<out>k<kernel>s<stride>p<padding>`` a convolution, ``B`` BatchNorm2d,
 ``R`` ReLU, ``M<k>`` max-pool, ``F`` flatten, ``L<out>`` a dense layer.
 
+How the recipe was chosen
+-------------------------
+Probes on this 2-core machine while shared (load average 2.6-5), one thread, portnn alone unless
+said, Adam with one-cycle, label smoothing 0.1 unless said; test accuracy every 100 steps
+(batch 128: 469 steps an epoch). Step times under that load are only a rough guide.
+
+- 2x2/2 conv 16, 2x2/2 conv 32, dense 128 (non-overlapping patches, 6.4 ms/step): 98.62% after
+  3 epochs; too little receptive field.
+- 4x4/2 conv 16, 2x2/2 conv 32, dense 128, 2 epochs, lr 3e-3, both frameworks: 98.78% at the end;
+  the two curves agree to 0.0005 at every check (same weights and batches).
+- 4x4/2 conv 32, 2x2/2 conv 32, dense 128, 3 epochs, lr 4e-3: 99.02% at step 900, 99.10% best.
+- the same with BatchNorm after the second conv: 2 epochs 98.92%; 3 epochs 99.00% at step 1000,
+  99.09% at the end; at batch 64 over 2 epochs 99.04% at the end.
+- 5x5/2 conv 32, 3x3/2 conv 64 with BatchNorm, no hidden layer (3x the FLOPs): 98.89% after 2
+  epochs; slower, no better.
+- 4x4/2 conv 32, 2x2/2 conv 32 with BatchNorm, dense 256 (this recipe), 3 epochs, lr 4e-3:
+  99.02% at step 900 (1.92 epochs), 99.15% at the end; without label smoothing 99.03% at step 1000;
+  at batch 64 over 2.5 epochs, lr 3e-3: 99.17% at step 1800 (1.92 epochs).
+
+Max-pooling and BatchNorm on the large maps cost most in portnn on NumPy; overlapping convs
+after the first need col2im in the backward pass (the first needs no input gradient). Dense
+layers are where portnn matches or beats PyTorch CPU. Hence strided convs, one BatchNorm on the
+7x7 maps, and a dense 256.
+
+Measured (this recipe, 1 thread each, the machine shared: load average 3.5 before and 3.7 after):
+portnn 17.4 s, PyTorch 19.1 s to 99.0%, both at step 900 (1.92 epochs); 0.91x; the 9 checks took
+7.6 s in each, not counted. Test accuracy at each check, portnn / torch: 100: 0.9213 / 0.9215,
+200: 0.9578 / 0.9578, 300: 0.9709 / 0.9701, 400: 0.9777 / 0.9799, 500: 0.9856 / 0.9850,
+600: 0.9866 / 0.9874, 700: 0.9881 / 0.9876, 800: 0.9884 / 0.9890, 900: 0.9902 / 0.9906.
+
 How to run, from the repository root (data: ``--data-dir`` or ``$PORTNN_DATA_DIR``)::
 
     python benchmarks/bench_time_to_accuracy.py
@@ -42,8 +72,8 @@ import numpy as np
 import portnn as pn
 
 #: The speedrun recipe: the same as ``portnn train --preset speedrun``.
-ARCH = "C24k5s2p2,R,C48k3s2p1,B,R,F,L10"
-RECIPE: dict[str, Any] = {"arch": ARCH, "batch_size": 128, "epochs": 2, "lr": 4e-3, "label_smoothing": 0.1}
+ARCH = "C32k4s2p1,R,C32k2s2p0,B,R,F,L256,R,L10"
+RECIPE: dict[str, Any] = {"arch": ARCH, "batch_size": 128, "epochs": 3, "lr": 4e-3, "label_smoothing": 0.1}
 
 
 def parse_arch(spec: str, image: tuple[int, int, int] = (1, 28, 28)) -> list[tuple[str, tuple[int, ...]]]:
@@ -187,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=RECIPE["lr"], help="the one-cycle peak rate (Adam)")
     parser.add_argument("--label-smoothing", type=float, default=RECIPE["label_smoothing"])
     parser.add_argument("--target", type=float, default=0.99)
-    parser.add_argument("--check-every", type=int, default=50, help="steps between test-set evaluations")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both (default: the cores)")
+    parser.add_argument("--check-every", type=int, default=100, help="steps between test-set evaluations")
+    parser.add_argument("--threads", type=int, default=1, help="threads for both (default 1: the step is small)")
     parser.add_argument("--only", choices=("portnn", "torch"), default=None)
     parser.add_argument("--order", choices=("portnn-first", "torch-first"), default="portnn-first")
     parser.add_argument("--seed", type=int, default=0)
