@@ -36,20 +36,33 @@ said, Adam with one-cycle, label smoothing 0.1 unless said; test accuracy every 
   99.09% at the end; at batch 64 over 2 epochs 99.04% at the end.
 - 5x5/2 conv 32, 3x3/2 conv 64 with BatchNorm, no hidden layer (3x the FLOPs): 98.89% after 2
   epochs; slower, no better.
-- 4x4/2 conv 32, 2x2/2 conv 32 with BatchNorm, dense 256 (this recipe), 3 epochs, lr 4e-3:
+- 4x4/2 conv 32, 2x2/2 conv 32 with BatchNorm, dense 256 (this net), 3 epochs, lr 4e-3:
   99.02% at step 900 (1.92 epochs), 99.15% at the end; without label smoothing 99.03% at step 1000;
   at batch 64 over 2.5 epochs, lr 3e-3: 99.17% at step 1800 (1.92 epochs).
+- that net, the step at which 99.0% is first seen and the accuracy at the end, for weights and
+  shuffling seed 0 / seed 1: 3 epochs lr 4e-3: 900, 99.15%; 3 epochs lr 8e-3 (this recipe):
+  800, 99.27% / 1000, 99.17%; 2.5 epochs lr 8e-3: 800, 99.28% / 900, 99.18%; 2 epochs lr 6e-3:
+  600 (98.94% at 700), 99.13% / 900, 99.02%; 2 epochs lr 8e-3: 700, 99.07% / 800, 99.03%;
+  1.5 epochs lr 6e-3: not reached, 98.99%. Shorter cycles reach 99% sooner on a lucky seed but
+  end barely above it; 3 epochs at 8e-3 is as quick on seed 0 and ends well above.
 
 Max-pooling and BatchNorm on the large maps cost most in portnn on NumPy; overlapping convs
 after the first need col2im in the backward pass (the first needs no input gradient). Dense
 layers are where portnn matches or beats PyTorch CPU. Hence strided convs, one BatchNorm on the
 7x7 maps, and a dense 256.
 
-Measured (this recipe, 1 thread each, the machine shared: load average 3.5 before and 3.7 after):
-portnn 17.4 s, PyTorch 19.1 s to 99.0%, both at step 900 (1.92 epochs); 0.91x; the 9 checks took
-7.6 s in each, not counted. Test accuracy at each check, portnn / torch: 100: 0.9213 / 0.9215,
-200: 0.9578 / 0.9578, 300: 0.9709 / 0.9701, 400: 0.9777 / 0.9799, 500: 0.9856 / 0.9850,
-600: 0.9866 / 0.9874, 700: 0.9881 / 0.9876, 800: 0.9884 / 0.9890, 900: 0.9902 / 0.9906.
+Measured, 1 thread each, the machine shared (load average 3.5-4 throughout):
+
+- this recipe (peak lr 8e-3): portnn 14.0 s at step 800 (1.71 epochs), PyTorch 15.5 s at step 900
+  (1.92 epochs): 0.90x; per step 17.5 ms and 17.2 ms (1.02x): the win is where 99% falls.
+  Checks (not counted) 5.8 s and 6.5 s. Test accuracy at each check, portnn / torch: 100: 0.9349 /
+  0.9345, 200: 0.9661 / 0.9636, 300: 0.9725 / 0.9756, 400: 0.9821 / 0.9811, 500: 0.9867 / 0.9870,
+  600: 0.9897 / 0.9881, 700: 0.9896 / 0.9891, 800: 0.9902 / 0.9893, 900: - / 0.9904.
+- peak lr 4e-3 (``--lr 4e-3``): portnn 17.4 s, PyTorch 19.1 s, both at step 900; per step 19.4
+  and 21.3 ms (0.91x). Checks: 100: 0.9213 / 0.9215, 200: 0.9578 / 0.9578, 300: 0.9709 / 0.9701,
+  400: 0.9777 / 0.9799, 500: 0.9856 / 0.9850, 600: 0.9866 / 0.9874, 700: 0.9881 / 0.9876,
+  800: 0.9884 / 0.9890, 900: 0.9902 / 0.9906. The float32 differences between the two grow
+  with the rate; the curves stay within 0.3%.
 
 How to run, from the repository root (data: ``--data-dir`` or ``$PORTNN_DATA_DIR``)::
 
@@ -73,7 +86,7 @@ import portnn as pn
 
 #: The speedrun recipe: the same as ``portnn train --preset speedrun``.
 ARCH = "C32k4s2p1,R,C32k2s2p0,B,R,F,L256,R,L10"
-RECIPE: dict[str, Any] = {"arch": ARCH, "batch_size": 128, "epochs": 3, "lr": 4e-3, "label_smoothing": 0.1}
+RECIPE: dict[str, Any] = {"arch": ARCH, "batch_size": 128, "epochs": 3, "lr": 8e-3, "label_smoothing": 0.1}
 
 
 def parse_arch(spec: str, image: tuple[int, int, int] = (1, 28, 28)) -> list[tuple[str, tuple[int, ...]]]:
@@ -287,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         ratio = reached["portnn"] / reached["torch"]
         print(f"\nportnn / torch = {ratio:.2f}x (target < 1: {'PASS' if ratio < 1 else 'MISS'}); "
               f"portnn {reached['portnn']:.1f} s (target <= 30 s: {'PASS' if reached['portnn'] <= 30 else 'MISS'})")  # fmt: skip
+    if len(results) == 2:  # the same steps on the same batches: the per-step cost apart from where 99% happens to fall
+        per_step = [curve[-1][1] / curve[-1][0] for curve in (results["portnn"], results["torch"])]
+        print(f"per training step: portnn {1e3 * per_step[0]:.1f} ms, torch {1e3 * per_step[1]:.1f} ms, "
+              f"portnn / torch = {per_step[0] / per_step[1]:.2f}x")  # fmt: skip
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

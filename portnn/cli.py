@@ -98,7 +98,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "epochs": 3,
         "batch_size": 128,
         "optimizer": "adam",
-        "lr": 4e-3,
+        "lr": 8e-3,
         "label_smoothing": 0.1,
         "schedule": "onecycle",
         "target": 0.99,
