@@ -250,6 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     steps = batches(len(x), args.batch_size, n_epochs, args.seed)[: int(round(args.epochs * -(-len(x) // args.batch_size)))]
     data = (x, y, x_test, y_test)
 
+    if args.arch == ARCH:  # the preset's network, built by the CLI: the same layers and the same initial weights
+        from portnn.cli import PRESETS, build_strided_cnn
+
+        preset = PRESETS["speedrun"]
+        cli = build_strided_cnn((1, 28, 28), preset["channels"], preset["hidden"], 10, seed=args.seed).state_dict()  # type: ignore[arg-type]
+        ours = portnn_net(ARCH, seed=args.seed).state_dict()
+        if cli.keys() != ours.keys() or any(not np.array_equal(np.asarray(cli[k]), np.asarray(ours[k])) for k in cli):
+            raise RuntimeError(f"--arch {ARCH} is no longer the network of portnn train --preset speedrun: update ARCH")
     contenders = ["portnn", "torch"] if args.order == "portnn-first" else ["torch", "portnn"]
     if args.only:
         contenders = [args.only]
