@@ -19,7 +19,7 @@ import portnn as pn
 from portnn.datasets import toy
 from portnn.fileformat import write_bytes
 
-DATASETS = {"mnist": "load_mnist", "fashion-mnist": "load_fashion_mnist"}
+DATASETS = {"mnist": "load_mnist", "fashion-mnist": "load_fashion_mnist", "cifar10": "load_cifar10"}
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 SCHEDULES = ("none", "cosine", "step", "plateau", "backtracking")
@@ -131,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train an MLP on MNIST and report test accuracy and seconds per epoch")
-    train.add_argument("--dataset", choices=sorted(DATASETS), help="mnist (default) or fashion-mnist")
+    train.add_argument("--dataset", choices=sorted(DATASETS), help="mnist (default), fashion-mnist or cifar10")
     train.add_argument(
         "--backend",
         help="numpy, cupy, torch, array_api_strict or auto (default: $PORTNN_BACKEND, name or name:device, else numpy)",
@@ -462,7 +462,8 @@ def _train(args: argparse.Namespace, backend: pn.Backend, checkpoint: str | None
     if args.limit is not None:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
     n_classes = 10
-    shape = (1, *x_train.shape[1:]) if args.model == "cnn" else (int(np.prod(x_train.shape[1:])),)
+    image = tuple(x_train.shape[1:]) if x_train.ndim == 4 else (1, *x_train.shape[1:])  # CIFAR-10 has its channels
+    shape = image if args.model == "cnn" else (int(np.prod(x_train.shape[1:])),)
     x_train = x_train.reshape(len(x_train), *shape).astype(np.float32) / np.float32(255)
     x_test = x_test.reshape(len(x_test), *shape).astype(np.float32) / np.float32(255)
     finished = _finished(args.resume, args.epochs) if args.resume else None
@@ -530,7 +531,7 @@ def _train(args: argparse.Namespace, backend: pn.Backend, checkpoint: str | None
             f"gradients summed through {comm.gradient_path}"
         )
     if args.report is not None and (comm is None or comm.is_root):
-        class_names = FASHION_CLASSES if args.dataset == "fashion-mnist" else None
+        class_names = {"fashion-mnist": FASHION_CLASSES, "cifar10": list(pn.datasets.cifar10.CIFAR10_CLASSES)}.get(args.dataset)
         try:
             files = pn.report.write_report(
                 args.report, model, history, x_test, y_test, x_train=x_train, class_names=class_names,
