@@ -35,9 +35,9 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from . import backends
-from ._checks import check_flag, check_int
+from ._checks import check_flag, check_int, check_number, check_seed
 
-__all__ = ["BatchError", "Compose", "DataLoader", "RandomFlip", "RandomShift", "prefetch"]
+__all__ = ["BatchError", "Compose", "DataLoader", "RandomFlip", "RandomShift"]
 
 
 class BatchError(ValueError):
@@ -125,11 +125,10 @@ class DataLoader:
             self.batch_size = None
         else:
             if batch_size is None:
-                raise ValueError(f"{where}: batch_size=None is for an iterable of ready batches; pass an int >= 1")
+                raise TypeError(f"{where}: batch_size=None is for an iterable of ready batches; pass an int >= 1")
             self.batch_size = check_int(where, "batch_size", batch_size)
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % 2**63)
-        self.seed = check_int(where, "seed", seed, minimum=0)
+        seed = check_seed(where, "seed", seed)
+        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
         self.epoch = 0  # the epoch the next batch belongs to
         self.batch = 0  # batches of that epoch already handed out
         self._one_shot = self.kind == "batches" and iter(dataset) is dataset
@@ -575,9 +574,7 @@ class RandomFlip:
     """
 
     def __init__(self, p: float = 0.5) -> None:
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"RandomFlip: p must be a probability in [0, 1]; got {p!r:.40}")
-        self.p = float(p)
+        self.p = float(check_number("RandomFlip", "p", p, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"))
 
     def __call__(self, x: Any, y: Any, rng: Any) -> tuple[Any, Any]:
         xp = array_namespace(x)
@@ -607,8 +604,9 @@ class Compose:
 
 def in_memory(rows: Any) -> Any:
     """Rows of a NumPy (memory-mapped) array as a writable array in memory: read here, in this thread, not later."""
-    rows = np.asarray(rows)
-    return rows if rows.flags.writeable and rows.flags.owndata else np.array(rows)
+    if isinstance(rows, np.memmap) or not rows.flags.writeable:  # a view of the file (a slice): read it now
+        return np.array(rows)
+    return rows  # rows gathered by an index array are a copy in memory already
 
 
 def is_host_array(x: Any) -> bool:
