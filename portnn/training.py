@@ -810,7 +810,11 @@ class Trainer:
         every = f"every {fit.checkpoint_every} steps and " if fit.checkpoint_every is not None else ""
         run = {
             "data": arrays(("x", fit.X), ("y", fit.Y)),
-            "validation_data": None if fit.val is None else arrays(("x", fit.val[0]), ("y", fit.val[1])),
+            "validation_data": None
+            if fit.val is None
+            else arrays(*zip(("x", "y"), fit.val._arrays)) + f" in batches of {fit.val.batch_size}"
+            if isinstance(fit.val, data.DataLoader)
+            else arrays(("x", fit.val[0]), ("y", fit.val[1])),
             "epochs": fit.epochs,
             "batch_size": fit.batch_size,
             "shuffle": fit.shuffle,
@@ -918,10 +922,12 @@ class Trainer:
         if order is not None and not mapped:
             order = backend.adapter.from_numpy(order, backend.device)
 
+        first = position.step
+        bounds = [(step * size, min((step + 1) * size, n)) for step in range(first, fit.steps_per_epoch)]
+        shards = [strategy.shard(start, stop) for start, stop in bounds]  # this process's slices, cut in this thread
+
         def steps() -> Any:
-            for step in range(position.step, fit.steps_per_epoch):
-                start, stop = step * size, min((step + 1) * size, n)
-                lo, hi = strategy.shard(start, stop)  # this process's slice of the global batch
+            for step, (start, stop), (lo, hi) in zip(range(first, fit.steps_per_epoch), bounds, shards):
                 if hi <= lo:
                     yield step, start, stop, None, None
                 elif mapped:  # rows read from the file, then copied to the device alone
@@ -947,6 +953,8 @@ class Trainer:
     def _train_steps(self, fit: _Fit, position: _Position, batches: Any) -> None:
         strategy, callbacks, loss = fit.strategy, fit.callbacks, fit.loss
         for step, start, stop, xb, yb in batches:
+            if fit.loader is None:  # a strategy keeps the global batch's size from its last shard() for the step
+                strategy.shard(start, stop)
             callbacks.on_train_batch_begin(step, {})
             fit.emit("batch_begin", position)
             if xb is not None:

@@ -441,3 +441,47 @@ def test_the_loaders_arguments_are_checked():
         DataLoader((X, Y), transform="flip")
     with pytest.raises(ValueError, match="p must be a probability"):
         RandomFlip(p=2)
+
+
+# -- distributed: memory-mapped arrays shard as arrays do ----------------------------------------
+
+RANKS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import portnn as pn
+
+    data, out = sys.argv[1:3]
+    x, y = np.load(data + "/x.npy", mmap_mode="r"), np.load(data + "/y.npy")
+    states = {}
+    for name, xs in (("memory", np.array(x)), ("mapped", x)):
+        model = pn.Sequential([pn.layers.Linear(8, 16), pn.layers.ReLU(), pn.layers.Linear(16, 4)], seed=0)
+        model.fit(xs, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=2, batch_size=16,
+                  validation_data=(xs[:40], y[:40]), verbose=0, distributed=True)
+        states.update({f"{name}.{k}": pn.to_numpy(v) for k, v in model.state_dict().items()})
+    rank = pn.distributed.world().rank
+    np.savez(f"{out}/rank{rank}.npz", **states)
+    """
+)
+
+
+def test_memory_mapped_arrays_train_across_ranks_as_arrays_in_memory_do(tmp_path):
+    pytest.importorskip("mpi4py", reason='distributed training needs mpi4py; pip install "portnn[mpi]"')
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists():
+        pytest.skip("no mpiexec beside Python (the MPICH wheel's launcher)")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(203, 8)).astype(np.float32))
+    np.save(tmp_path / "y.npy", np.arange(203) % 4)
+    (tmp_path / "ranks.py").write_text(RANKS_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(pn.__file__).parents[1])}
+    done = subprocess.run(
+        [str(mpiexec), "-n", "2", sys.executable, str(tmp_path / "ranks.py"), str(tmp_path), str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    for rank in (0, 1):
+        with np.load(tmp_path / f"rank{rank}.npz") as got:
+            names = [k[len("memory.") :] for k in got if k.startswith("memory.")]
+            assert names
+            for k in names:
+                assert got[f"memory.{k}"].tobytes() == got[f"mapped.{k}"].tobytes(), f"rank {rank}: {k} differs"
