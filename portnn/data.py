@@ -300,6 +300,12 @@ class _Handout:
     def close(self) -> None:
         self.source.close()
 
+    def __del__(self) -> None:  # a loop left with break: its thread ends when the iterator is dropped
+        try:
+            self.source.close()
+        except Exception:  # noqa: BLE001 - nothing to report from a finaliser
+            pass
+
 
 # -- prefetching --------------------------------------------------------------------------
 

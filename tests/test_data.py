@@ -126,6 +126,22 @@ def test_state_dict_resumes_a_pass_mid_epoch():
         DataLoader((X[:10], Y[:10]), 2).load_state_dict(state)
 
 
+def test_a_loop_left_with_break_ends_its_thread_and_the_loader_stays_where_it_was():
+    loader = DataLoader((X, Y), 10)
+    for b, _ in enumerate(loader):
+        if b == 2:
+            break
+    assert loader.state_dict()["batch"] == 3
+    import gc
+
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while prefetch_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not prefetch_threads()
+    assert np.array_equal(next(iter(loader))[1], Y[30:40])  # the next pass goes on from there
+
+
 class Examples:
     """A PyTorch-style dataset: one example per index."""
 
