@@ -11,6 +11,7 @@ Examples
 from . import (
     backends,
     callbacks,
+    data,
     datasets,
     diagnostics,
     distributed,
@@ -51,6 +52,7 @@ __all__ = [
     "available_backends",
     "backends",
     "callbacks",
+    "data",
     "datasets",
     "diagnostics",
     "distributed",

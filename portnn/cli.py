@@ -19,7 +19,7 @@ import portnn as pn
 from portnn.datasets import toy
 from portnn.fileformat import write_bytes
 
-DATASETS = {"mnist": "load_mnist", "fashion-mnist": "load_fashion_mnist"}
+DATASETS = {"mnist": "load_mnist", "fashion-mnist": "load_fashion_mnist", "cifar10": "load_cifar10"}
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 SCHEDULES = ("none", "cosine", "onecycle", "step", "plateau", "backtracking")
@@ -163,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train an MLP on MNIST and report test accuracy and seconds per epoch")
-    train.add_argument("--dataset", choices=sorted(DATASETS), help="mnist (default) or fashion-mnist")
+    train.add_argument("--dataset", choices=sorted(DATASETS), help="mnist (default), fashion-mnist or cifar10")
     train.add_argument(
         "--backend",
         help="numpy, cupy, torch, array_api_strict or auto (default: $PORTNN_BACKEND, name or name:device, else numpy)",
@@ -353,13 +353,22 @@ def build_lstm(steps: tuple[int, int], hidden: int, n_out: int, *, seed: int | N
     return pn.Sequential([pn.layers.LSTM(steps[1], hidden), pn.layers.Linear(hidden, n_out)], seed=seed, input_shape=steps)
 
 
-def _example_shape(model: str, image: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape of one example as ``model`` takes it: channels first for the image models, rows for the LSTM, flat."""
+def _as_examples(model: str, images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W) or (N, C, H, W) as ``model`` takes them, float32 in [0, 1].
+
+    Channels first for the image models, the rows as time steps for the LSTM ((N, H, C * W)),
+    flat for the MLP.
+    """
+    n = len(images)
+    if images.ndim == 3:
+        images = images[:, None]
     if model in ("cnn", "resnet", "vit"):
-        return image if len(image) == 3 else (1, *image)
-    if model == "lstm":
-        return (image[0], int(np.prod(image[1:])))
-    return (int(np.prod(image)),)
+        shaped = images
+    elif model == "lstm":
+        shaped = images.transpose(0, 2, 1, 3).reshape(n, images.shape[2], -1)
+    else:
+        shaped = images.reshape(n, -1)
+    return shaped.astype(np.float32) / np.float32(255)
 
 
 def build_model(args: argparse.Namespace, shape: tuple[int, ...], n_out: int) -> pn.Sequential:
@@ -607,9 +616,8 @@ def _train(args: argparse.Namespace, backend: pn.Backend, checkpoint: str | None
     if args.limit is not None:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
     n_classes = 10
-    shape = _example_shape(args.model, tuple(x_train.shape[1:]))
-    x_train = x_train.reshape(len(x_train), *shape).astype(np.float32) / np.float32(255)
-    x_test = x_test.reshape(len(x_test), *shape).astype(np.float32) / np.float32(255)
+    x_train, x_test = _as_examples(args.model, x_train), _as_examples(args.model, x_test)
+    shape = tuple(x_train.shape[1:])
     finished = _finished(args.resume, args.epochs) if args.resume else None
     try:
         model = build_model(args, shape, n_classes)
@@ -671,7 +679,7 @@ def _train(args: argparse.Namespace, backend: pn.Backend, checkpoint: str | None
             f"gradients summed through {comm.gradient_path}"
         )
     if args.report is not None and (comm is None or comm.is_root):
-        class_names = FASHION_CLASSES if args.dataset == "fashion-mnist" else None
+        class_names = {"fashion-mnist": FASHION_CLASSES, "cifar10": list(pn.datasets.cifar10.CIFAR10_CLASSES)}.get(args.dataset)
         try:
             files = pn.report.write_report(
                 args.report, model, history, x_test, y_test, x_train=x_train, class_names=class_names,
