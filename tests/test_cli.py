@@ -110,7 +110,7 @@ def test_cnn_preset_trains(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) 
             ["--width", "32", "--depth", "1", "--heads", "2", "--lr", "3e-3"],
             ["MultiHeadAttention(32, 2)", "PositionalEmbedding(16, 32)"],
         ),
-        ("lstm", ["--hidden", "16"], ["LSTM(28, 16)", "(batch, 10)"]),
+        ("lstm", ["--hidden", "32", "--lr", "1e-2"], ["LSTM(28, 32)", "(batch, 10)"]),
     ],
 )
 def test_sequence_and_residual_presets_train(
