@@ -26,6 +26,7 @@ from . import (
     testing,
     training,
 )
+from ._threads import get_num_threads, limit_threads, set_num_threads
 from ._version import __version__
 from .backends import (
     Backend,
@@ -56,8 +57,10 @@ __all__ = [
     "distributed",
     "functional",
     "get_backend",
+    "get_num_threads",
     "init",
     "layers",
+    "limit_threads",
     "load",
     "losses",
     "metrics",
@@ -67,6 +70,7 @@ __all__ = [
     "report",
     "serialization",
     "set_backend",
+    "set_num_threads",
     "testing",
     "to_numpy",
     "training",
