@@ -13,6 +13,7 @@ when it returns. The rule, first match wins:
 2. The user chose: :func:`set_num_threads` was called, ``OMP_NUM_THREADS``,
    ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set, or a BLAS pool already runs fewer
    threads than there are usable cores (a ``threadpoolctl`` limit): portnn changes nothing.
+   Usable cores: the CPU affinity, at most a container's CPU quota (cgroup ``cpu.max``).
 3. Otherwise one thread per core that other processes leave free (a core at least 3/4 idle
    over the last ~0.05 s, measured from ``/proc/stat`` less this process's own CPU time), at
    least one: all cores on an idle machine, one when every core is busy. Without ``/proc/stat``
@@ -72,12 +73,37 @@ class ThreadChoice:
     reason: str
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS tells it, else ``os.cpu_count()``)."""
+#: Where a container's CPU quota is read: cgroup v2's ``cpu.max``, v1's quota and period.
+CGROUP_FILES = ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def _quota() -> float | None:
+    """The cores a cgroup CPU quota allows (``docker --cpus=2``: 2.0), or None without a quota."""
+    v2, v1_quota, v1_period = CGROUP_FILES
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        with open(v2) as f:
+            quota, period = f.read().split()[:2]
+    except (OSError, ValueError):
+        try:
+            with open(v1_quota) as f, open(v1_period) as g:
+                quota, period = f.read().strip(), g.read().strip()
+        except OSError:
+            return None
+    try:
+        cores = int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None  # "max": no quota
+    return cores if cores > 0 else None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (else ``os.cpu_count()``), at most a container's CPU quota."""
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    quota = _quota()
+    return max(1, min(cores, math.ceil(quota))) if quota is not None else cores
 
 
 def _threadpoolctl() -> Any:
@@ -146,7 +172,7 @@ def busy_cores(window: float = WINDOW) -> float | None:
     elapsed, ticks = now[0] - start[0], now[2] - start[2]
     if ticks <= 0 or elapsed <= 0:
         return 0.0
-    cores = usable_cores()
+    cores = usable_cores()  # under a quota, busy ticks of the host's other tenants count against it: conservative
     busy = cores * (now[1] - start[1]) / ticks
     own = (now[3] - start[3]) / elapsed
     return min(float(cores), max(0.0, busy - own))

@@ -117,6 +117,26 @@ def test_free_cores_rule(nobody_chose: None, monkeypatch: pytest.MonkeyPatch) ->
         assert _threads.choose().threads == threads, busy
 
 
+@pytest.mark.parametrize(
+    ("files", "cores"),
+    [
+        ({"cpu.max": "200000 100000"}, 2),  # docker --cpus=2, cgroup v2
+        ({"cpu.max": "150000 100000"}, 2),  # 1.5 cores: 2 threads share them
+        ({"cpu.max": "max 100000"}, None),  # no quota
+        ({"quota": "100000", "period": "100000"}, 1),  # cgroup v1
+        ({"quota": "-1", "period": "100000"}, None),
+        ({}, None),
+    ],
+)
+def test_usable_cores_respects_a_container_quota(files: dict[str, str], cores: int | None, tmp_path: Path, monkeypatch) -> None:
+    paths = tuple(str(tmp_path / name) for name in ("cpu.max", "quota", "period"))
+    for name, text in files.items():
+        (tmp_path / name).write_text(text + "\n")
+    monkeypatch.setattr(_threads, "CGROUP_FILES", paths)
+    monkeypatch.setattr(_threads.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert _threads.usable_cores() == (8 if cores is None else cores)
+
+
 def test_busy_cores_subtracts_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Busy share of the cores' ticks, times the cores, less this process's own CPU seconds per second."""
     readings = iter([(10.0, 0, 0, 0.0), (11.0, 150, 200, 0.5)])  # (time, busy ticks, all ticks, own CPU s)
