@@ -27,6 +27,7 @@ from . import (
     testing,
     training,
 )
+from ._threads import get_num_threads, limit_threads, set_num_threads
 from ._version import __version__
 from .backends import (
     Backend,
@@ -58,8 +59,10 @@ __all__ = [
     "distributed",
     "functional",
     "get_backend",
+    "get_num_threads",
     "init",
     "layers",
+    "limit_threads",
     "load",
     "losses",
     "metrics",
@@ -69,6 +72,7 @@ __all__ = [
     "report",
     "serialization",
     "set_backend",
+    "set_num_threads",
     "testing",
     "to_numpy",
     "training",

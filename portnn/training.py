@@ -13,6 +13,7 @@ them instead of branching inside: the callbacks (Keras's protocol), the records 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from . import _records, _resume, backends, data
+from . import _records, _resume, _threads, backends, data
 from ._array import dtype_name
 from ._checks import check_flag, check_int, check_number
 from ._inputs import batches, count_nonfinite, detached, model_input
@@ -146,10 +147,14 @@ class LocalStrategy:
         """
 
     def setup(self, model: Any, rng: Any) -> None:
-        """Before the first step: make every process start from the same weights and shuffling (nothing to do here)."""
+        """Before the first step: the same weights and shuffling everywhere (nothing to do here); BLAS threads for the load."""
+        self._threads = contextlib.ExitStack()
+        self._threads.enter_context(_threads.limit_threads())  # portnn.limit_threads: restored by teardown
 
     def teardown(self, model: Any) -> None:
         """After the last step (also after an error): undo what :meth:`setup` changed."""
+        if getattr(self, "_threads", None) is not None:
+            self._threads.close()
 
     def shard(self, start: int, stop: int) -> tuple[int, int]:
         """This process's part of the global batch ``[start, stop)``: all of it."""
@@ -1014,6 +1019,7 @@ class Trainer:
         fit.emit("epoch_end", position, logs)
 
     # -- inference --------------------------------------------------------------------
+    @_threads.around_inference
     def evaluate(
         self,
         x: Any,
@@ -1101,6 +1107,7 @@ class Trainer:
         callbacks.on_test_end(dict(logs))
         return logs
 
+    @_threads.around_inference
     def predict(
         self, x: Any, *, batch_size: int = 256, to_numpy: bool = False, callbacks: Iterable[Callback] | None = None
     ) -> Any:
