@@ -67,7 +67,7 @@ class Case:
 
 
 def parse_backends(text: str | None) -> list[tuple[str, Any]]:
-    """``PORTNN_BACKENDS``'s value as ``(backend, device)`` pairs; unset or empty: every backend on its default device.
+    """``PORTNN_BACKENDS``'s value as ``(backend, device)`` pairs; unset or blank: every backend on its default device.
 
     Entries are separated by commas; each is ``name`` or ``name:device``, split at the first
     colon (``torch:cuda:0`` is torch on ``cuda:0``). A name without a device takes its
@@ -91,7 +91,7 @@ def parse_backends(text: str | None) -> list[tuple[str, Any]]:
         if name in (n for n, _ in pairs):
             raise pytest.UsageError(f"PORTNN_BACKENDS={text!r} names {name!r} twice; name each backend once")
         pairs.append((name, device if colon else ALL_BACKENDS[name]))
-    return pairs
+    return pairs or list(ALL_BACKENDS.items())
 
 
 def _selected_devices() -> list[tuple[str, Any]]:
