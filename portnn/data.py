@@ -238,7 +238,7 @@ class DataLoader:
 
     def batches(
         self, convert: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None, *, advance: bool = True,
-        device_stream: bool = False,
+        device_stream: Any = None,
     ) -> Any:  # fmt: skip
         """An iterator of this epoch's remaining batches, each a tuple ``(x, y)`` (or ``(x,)``), prefetched.
 
@@ -320,7 +320,7 @@ class _Failed:
 class _Prefetcher:
     """The items of ``items`` made in a background thread, at most ``depth`` ahead; an error comes out in order."""
 
-    def __init__(self, items: Iterator[Any], depth: int, first: int, device_stream: bool = False) -> None:
+    def __init__(self, items: Iterator[Any], depth: int, first: int, device_stream: Any = None) -> None:
         self.items, self.first, self.device_stream = items, first, device_stream
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.stop = threading.Event()
@@ -341,7 +341,7 @@ class _Prefetcher:
         index = self.first
         try:
             stream, done = _copy_stream(self.device_stream)
-            with stream:  # CuPy: this thread's copies and transforms on a stream of their own
+            with stream:  # CuPy: this thread's copies and transforms on a stream of their own (the adapter's)
                 for item in self.items:
                     done()  # the batch is whole on the device before the training thread sees it
                     if not self._put(item):
@@ -409,10 +409,10 @@ class _Inline:
             close()
 
 
-def prefetch(items: Iterator[Any], depth: int = 2, *, first: int = 0, device_stream: bool = False) -> Any:
+def prefetch(items: Iterator[Any], depth: int = 2, *, first: int = 0, device_stream: Any = None) -> Any:
     """``items`` made ``depth`` ahead in a background thread (``depth=0``: in this thread).
 
-    ``device_stream=True`` (a CuPy model) runs the thread's work, the copies to the device among
+    ``device_stream``, the model's backend, lets its adapter (CuPy's) run the thread's work, the copies to the device among
     it, on a CUDA stream of its own, synchronised before each item is handed over, so the copy
     of the next batch overlaps the training step of this one.
 
@@ -424,14 +424,10 @@ def prefetch(items: Iterator[Any], depth: int = 2, *, first: int = 0, device_str
     return _Prefetcher(items, depth, first, device_stream) if depth > 0 else _Inline(items, first)
 
 
-def _copy_stream(enabled: bool) -> tuple[Any, Callable[[], None]]:
-    """A CuPy stream to work on and its synchronisation, or nothing to do."""
-    if not enabled:
-        return contextlib.nullcontext(), lambda: None
-    import cupy
-
-    stream = cupy.cuda.Stream(non_blocking=True)
-    return stream, stream.synchronize
+def _copy_stream(backend: Any) -> tuple[Any, Callable[[], None]]:
+    """The copy stream ``backend``'s adapter gives (:meth:`portnn.backends.Adapter.copy_stream`), or nothing to do."""
+    found = None if backend is None else backend.adapter.copy_stream(backend.device)
+    return (contextlib.nullcontext(), lambda: None) if found is None else found
 
 
 def _named(exc: BaseException, index: int) -> BaseException:

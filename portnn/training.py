@@ -401,7 +401,7 @@ class _Streamed:
                 raise data.BatchError(f"{type(model).__name__}.fit: the loader's batches hold x only; fit needs (x, y) batches")
             return model._host_batch(host[0], host[1], fit.loss, "fit")
 
-        self.batches = fit.loader.batches(convert, device_stream=model.backend.adapter.name == "cupy")
+        self.batches = fit.loader.batches(convert, device_stream=model.backend)
 
     def __iter__(self) -> _Streamed:
         return self
@@ -945,8 +945,7 @@ class Trainer:
                     idx = order[lo:hi]
                     yield step, start, stop, xp.take(fit.X, idx, axis=0), xp.take(fit.Y, idx, axis=0)
 
-        cupy = backend.adapter.name == "cupy"
-        return data.prefetch(steps(), 2 if mapped else 0, first=position.step, device_stream=cupy and mapped)
+        return data.prefetch(steps(), 2 if mapped else 0, first=position.step, device_stream=backend if mapped else None)
 
     def _host_batch(self, x: Any, y: Any, loss: Loss, where: str) -> tuple[Any, Any]:
         """A batch read on the host, on the model's device as :meth:`_ingest` brings whole arrays (values not probed)."""
