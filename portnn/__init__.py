@@ -11,6 +11,7 @@ Examples
 from . import (
     backends,
     callbacks,
+    data,
     datasets,
     diagnostics,
     distributed,
@@ -26,6 +27,7 @@ from . import (
     testing,
     training,
 )
+from ._threads import get_num_threads, limit_threads, set_num_threads
 from ._version import __version__
 from .backends import (
     Backend,
@@ -51,13 +53,16 @@ __all__ = [
     "available_backends",
     "backends",
     "callbacks",
+    "data",
     "datasets",
     "diagnostics",
     "distributed",
     "functional",
     "get_backend",
+    "get_num_threads",
     "init",
     "layers",
+    "limit_threads",
     "load",
     "losses",
     "metrics",
@@ -67,6 +72,7 @@ __all__ = [
     "report",
     "serialization",
     "set_backend",
+    "set_num_threads",
     "testing",
     "to_numpy",
     "training",

@@ -534,3 +534,27 @@ def _from_json(value: Any) -> Any:
     if isinstance(value, list):
         return [_from_json(v) for v in value]
     return value
+
+
+def check_loader_state(restore: Restore, loader: Any) -> None:
+    """The checkpoint's loader state (a fit on a :class:`portnn.data.DataLoader`) checked against ``loader``; nothing changed.
+
+    A run on a loader saves ``progress["loader"]`` (its seed, epoch and batch); a run on arrays
+    saves none. One that a loader cannot take raises a CheckpointError naming the file.
+    """
+    saved = restore.progress.get("loader")
+    if (saved is None) != (loader is None):
+        had, has = ("a DataLoader", "arrays") if saved is not None else ("arrays", "a DataLoader")
+        raise CheckpointError(f"{restore.path}: the run trained on {had}, this fit on {has}; resume with the same kind of data")
+    if loader is None:
+        return
+    probe = copy.copy(loader)
+    try:
+        probe.load_state_dict(saved)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{restore.path}: its loader state cannot be restored ({exc})") from None
+    if saved["batch"] != restore.progress["step"]:
+        raise CheckpointError(
+            f"{restore.path}: its loader is at batch {saved['batch']} but its progress at step "
+            f"{restore.progress['step']}; {_EDITED}"
+        )

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backends
+from . import _threads, backends
 
 __all__ = [
     "GPU_PATHS",
@@ -65,7 +65,7 @@ __all__ = [
 #: ``"nccl"`` (``cupy.cuda.nccl``, the communicator set up over MPI).
 GPU_PATHS = ("auto", "cuda-aware", "host", "nccl")
 #: Environment variables that already fix the BLAS thread count (then portnn leaves it alone).
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARIABLES = _threads.THREAD_VARIABLES
 _MISSING = (
     'portnn.distributed needs mpi4py and an MPI library: pip install "portnn[mpi]" '
     "(mpi4py and MPICH from PyPI), then launch with mpiexec -n N"
@@ -91,26 +91,18 @@ def _mpi() -> Any:
 
 
 def limit_blas_threads(n: int = 1) -> bool:
-    """Give each rank ``n`` BLAS/OpenMP threads, unless the environment already chose.
+    """Give each rank ``n`` BLAS/OpenMP threads, unless the user chose (the rule of :func:`portnn.limit_threads`).
 
-    When none of ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` is set, sets
-    them to ``n`` (for child processes and libraries loaded later) and limits the pools of
-    libraries already loaded with ``threadpoolctl`` (installed by ``portnn[mpi]``) and, if
-    PyTorch is imported, ``torch.set_num_threads``. Ranks on one machine otherwise start one
-    thread per core each and oversubscribe the cores. Returns whether it changed anything.
+    When no thread count was chosen (no ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
+    ``MKL_NUM_THREADS`` or ``PORTNN_NUM_THREADS``, no :func:`portnn.set_num_threads`, no pool
+    already limited), calls :func:`portnn.set_num_threads` with ``n``: the variables (for child
+    processes and libraries loaded later), the pools of libraries already loaded (threadpoolctl)
+    and PyTorch's. Ranks on one machine otherwise start one thread per core each and
+    oversubscribe the cores. Returns whether it changed anything.
     """
-    if any(os.environ.get(name) for name in THREAD_VARIABLES):
+    if _threads.user_choice() is not None or _threads.setting() not in ("", "auto"):
         return False
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(n)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        pass  # only the variables: right for libraries loaded from now on
-    else:
-        threadpool_limits(n)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
+    _threads.set_num_threads(n)
     return True
 
 

@@ -13,6 +13,7 @@ them instead of branching inside: the callbacks (Keras's protocol), the records 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from . import _records, _resume, backends
+from . import _records, _resume, _threads, backends, data
 from ._array import dtype_name
 from ._checks import check_flag, check_int, check_number
 from ._inputs import batches, count_nonfinite, detached, model_input
@@ -146,10 +147,14 @@ class LocalStrategy:
         """
 
     def setup(self, model: Any, rng: Any) -> None:
-        """Before the first step: make every process start from the same weights and shuffling (nothing to do here)."""
+        """Before the first step: the same weights and shuffling everywhere (nothing to do here); BLAS threads for the load."""
+        self._threads = contextlib.ExitStack()
+        self._threads.enter_context(_threads.limit_threads())  # portnn.limit_threads: restored by teardown
 
     def teardown(self, model: Any) -> None:
         """After the last step (also after an error): undo what :meth:`setup` changed."""
+        if getattr(self, "_threads", None) is not None:
+            self._threads.close()
 
     def shard(self, start: int, stop: int) -> tuple[int, int]:
         """This process's part of the global batch ``[start, stop)``: all of it."""
@@ -206,6 +211,8 @@ class _Fit:
     history: History = field(default_factory=History)
     resumed: dict[str, Any] | None = None  # what the checkpoint resumed from holds (callbacks' states)
     parts: list[_Part] = field(default_factory=list)  # the loop's own parts: records, progress, checkpoints
+    loader: Any = None  # a DataLoader the batches stream from (X and Y are then None)
+    per_example: int = 1  # predictions counted per example (the accuracy's denominator), from a streamed batch
 
     def emit(self, event: str, position: _Position, logs: dict[str, Any] | None = None) -> None:
         """Tell the loop's own parts, in order, that ``event`` happened (see :class:`_Part`)."""
@@ -213,27 +220,36 @@ class _Fit:
             getattr(part, event)(self, position, logs)
 
     @property
-    def n(self) -> int:
-        return int(self.X.shape[0])
+    def n(self) -> int | None:
+        """Examples per epoch (None for a loader over an iterable of batches)."""
+        return self.loader.n if self.loader is not None else int(self.X.shape[0])
 
     @property
     def global_batch(self) -> int:
         return self.batch_size * self.strategy.size
 
     @property
-    def steps_per_epoch(self) -> int:
+    def steps_per_epoch(self) -> int | None:
+        """Steps per epoch (None for a loader that does not know its length)."""
+        if self.loader is not None:
+            return self.loader.steps
         return self.n // self.global_batch if self.drop_last else math.ceil(self.n / self.global_batch)
 
     @property
     def run(self) -> dict[str, Any]:
         """What a resume must find unchanged (saved in every checkpoint)."""
-        return {
+        run = {
             "n": self.n,
             "batch_size": self.batch_size,
             "shuffle": self.shuffle,
             "drop_last": self.drop_last,
             "ranks": self.strategy.size,
         }
+        if self.loader is not None:
+            run.update(batch_size=self.loader.batch_size, shuffle=self.loader.shuffle, drop_last=self.loader.drop_last)
+            if run["n"] is None:
+                del run["n"]
+        return run
 
 
 @dataclass
@@ -330,7 +346,8 @@ class _Checkpoints(_Part):
         self.model, self.directory, self.every = model, directory, every
 
     def batch_end(self, fit: _Fit, position: _Position, logs: Any) -> None:
-        if self.every is not None and position.global_step % self.every == 0 and position.step < fit.steps_per_epoch:
+        last = fit.steps_per_epoch
+        if self.every is not None and position.global_step % self.every == 0 and (last is None or position.step < last):
             # every rank takes part: the state saved is the global one (the epoch's end writes its own)
             fit.strategy.sync_buffers(self.model)
             if fit.recorder is not None:
@@ -361,9 +378,58 @@ class _Checkpoints(_Part):
                 stacklevel=2,
             )
             return
-        _resume.save(
-            self.directory, model, fit.optimizer, fit.callbacks.callbacks, position.saved(fit.run), fit.history, fit.recorder
-        )
+        progress = position.saved(fit.run)
+        if fit.loader is not None:  # where the loader is: the epoch's order and the transforms' draws follow from it
+            progress["loader"] = fit.loader.state_dict()
+        _resume.save(self.directory, model, fit.optimizer, fit.callbacks.callbacks, progress, fit.history, fit.recorder)
+
+
+class _Streamed:
+    """One epoch of a loader's batches as the loop takes them: ``(step, start, stop, xb, yb)`` on the model's device.
+
+    The loader's own thread reads, converts (:meth:`Trainer._host_batch`) and transforms each
+    batch; here the count is checked: a loader that knows its length must give exactly that many
+    batches (one that ends early, or gives more, is an error naming the batch).
+    """
+
+    def __init__(self, model: Any, fit: _Fit, position: _Position) -> None:
+        self.loader, self.epoch = fit.loader, position.epoch
+        self.steps, self.step, self.start = fit.loader.steps, position.step, position.seen
+
+        def convert(host: tuple[Any, ...]) -> tuple[Any, Any]:
+            if len(host) < 2:
+                raise data.BatchError(f"{type(model).__name__}.fit: the loader's batches hold x only; fit needs (x, y) batches")
+            return model._host_batch(host[0], host[1], fit.loss, "fit")
+
+        self.batches = fit.loader.batches(convert, device_stream=model.backend)
+
+    def __iter__(self) -> _Streamed:
+        return self
+
+    def __next__(self) -> tuple[int, int, int, Any, Any]:
+        if self.steps is not None and self.step >= self.steps:
+            try:
+                next(self.batches)  # the end of the epoch, which the loader must reach here
+            except StopIteration:
+                raise StopIteration from None
+            raise data.BatchError(
+                f"batch {self.step}: the source gave more batches than its length ({self.steps}) in epoch {self.epoch + 1}"
+            )
+        try:
+            xb, yb = next(self.batches)
+        except StopIteration:
+            if self.steps is not None:
+                raise data.BatchError(
+                    f"batch {self.step}: the source ended after {self.step} of its {self.steps} batches in epoch "
+                    f"{self.epoch + 1}; a source must give len(loader) batches every epoch"
+                ) from None
+            raise
+        step, start = self.step, self.start
+        self.step, self.start = step + 1, start + int(xb.shape[0])
+        return step, start, self.start, xb, yb
+
+    def close(self) -> None:
+        self.batches.close()
 
 
 class Trainer:
@@ -535,7 +601,7 @@ class Trainer:
     def fit(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         *,
         loss: Loss | None = None,
         optimizer: Optimizer | None = None,
@@ -564,7 +630,15 @@ class Trainer:
             on the model's backend and device. Host data is copied onto the model's device
             once; float inputs are cast to the model's dtype, integer and boolean inputs
             converted to it (values unchanged: scale pixels yourself). Integer class labels
-            become int64. Non-finite inputs are refused.
+            become int64. Non-finite inputs are refused. A memory-mapped ``x``
+            (``np.load(path, mmap_mode="r")``, with ``y`` a NumPy array) is read batch by batch
+            in a background thread and each batch copied to the device alone: the same steps,
+            bit for bit, as the array in memory. ``x`` may also be a
+            :class:`portnn.data.DataLoader` or a generator of ``(x, y)`` batches, without ``y``:
+            then ``batch_size``, ``shuffle`` and ``drop_last`` are the loader's own, a loader resumes
+            exactly from a checkpoint (its state is saved in it) and a generator trains one epoch
+            and cannot be checkpointed (it has no state). With ``distributed``, pass arrays
+            (memory-mapped ones stream): a loader is refused.
         loss, optimizer
             Default to those given to :meth:`compile` or the last ``fit``. The optimizer is
             bound to this model's parameters. Keras's names (``"adam"``, ``"mse"``...) are
@@ -577,7 +651,8 @@ class Trainer:
             Skip the last batch of every epoch when it is smaller than ``batch_size`` (PyTorch's
             ``DataLoader`` option): BatchNorm cannot train on a last batch of one example.
         validation_data
-            ``(x_val, y_val)`` evaluated after every epoch.
+            ``(x_val, y_val)`` (``x_val`` may be memory-mapped) or a :class:`portnn.data.DataLoader`,
+            evaluated after every epoch.
         verbose
             0 silent; 1 a progress bar and a line per epoch; 2 a line per epoch; ``"auto"``
             is 1 on a terminal or in a notebook, else 2.
@@ -692,15 +767,24 @@ class Trainer:
         l2 = _check_l2(l2)
         verbose = resolve_verbose(verbose)
         callback_list = CallbackList(callbacks)
-        X, Y = self._ingest(x, y, loss, "fit")
-        val = self._ingest(*_pair(where, validation_data), loss, "fit validation_data") if validation_data is not None else None
-        _check_batches(self, X.shape[0], batch_size, strategy.size, drop_last)
+        loader = _as_loader(x, y, where)
+        if loader is not None:
+            _check_loader(where, loader, epochs, strategy, checkpoint, resume)
+            X = Y = None
+        elif data.is_memmap(x):  # read batch by batch: checked on a first batch, never copied whole to the device
+            X, Y = x, _host_targets(where, x, y)
+            self._ingest(data.in_memory(X[:2]), data.in_memory(Y[:2]), loss, "fit")
+        else:
+            X, Y = self._ingest(x, _needs_y(where, y), loss, "fit")
+        val = self._ingest_validation(where, validation_data, loss)
+        if loader is None:
+            _check_batches(self, X.shape[0], batch_size, strategy.size, drop_last)
         fit = _Fit(
             loss=loss, optimizer=optimizer, X=X, Y=Y, val=val, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             drop_last=drop_last, l2=l2, verbose=verbose if strategy.is_root else 0,  # only rank 0 prints
             rng=backends.host_rng(seed) if seed is not None else self._shuffle_rng, strategy=strategy, callbacks=callback_list,
             recorder=_records.Recorder(self, record_every) if record else None, checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every, resume=resume,
+            checkpoint_every=checkpoint_every, resume=resume, loader=loader,
         )  # fmt: skip
         if fit.recorder is not None:
             fit.parts.append(_Records(fit.recorder))
@@ -714,10 +798,12 @@ class Trainer:
         """The checkpoint ``fit.resume`` names, read and checked against this run (None: start from the beginning)."""
         if fit.resume is None or not _resume.checkpoint_file(fit.resume).exists():
             return None
-        return _resume.plan(
+        restore = _resume.plan(
             fit.resume, self, fit.optimizer, fit.callbacks.callbacks, fit.recorder, fit.run,
             steps_per_epoch=fit.steps_per_epoch, shuffle_rng=fit.rng,
         )  # fmt: skip
+        _resume.check_loader_state(restore, fit.loader)
+        return restore
 
     def _same_run(self, fit: _Fit, restore: _resume.Restore | None) -> tuple[dict[str, Any], dict[str, str]]:
         """What every rank of a distributed fit must share, as comparable values, and notes for the error about them."""
@@ -729,7 +815,11 @@ class Trainer:
         every = f"every {fit.checkpoint_every} steps and " if fit.checkpoint_every is not None else ""
         run = {
             "data": arrays(("x", fit.X), ("y", fit.Y)),
-            "validation_data": None if fit.val is None else arrays(("x", fit.val[0]), ("y", fit.val[1])),
+            "validation_data": None
+            if fit.val is None
+            else arrays(*zip(("x", "y"), fit.val._arrays)) + f" in batches of {fit.val.batch_size}"
+            if isinstance(fit.val, data.DataLoader)
+            else arrays(("x", fit.val[0]), ("y", fit.val[1])),
             "epochs": fit.epochs,
             "batch_size": fit.batch_size,
             "shuffle": fit.shuffle,
@@ -764,6 +854,8 @@ class Trainer:
             return _Position()
         saved = _resume.apply(restore, self, fit.optimizer, fit.history, fit.recorder)
         fit.rng.bit_generator.state = saved["rng"]  # as it was at the start of the saved epoch
+        if fit.loader is not None:
+            fit.loader.load_state_dict(saved["loader"])  # its epoch and batch: the order and draws follow
         fit.resumed = saved  # the callbacks' states go back after on_train_begin, which resets them
         stopped = bool(saved.get("stopped", False))
         if fit.verbose:
@@ -812,24 +904,69 @@ class Trainer:
 
     def _train_epoch(self, fit: _Fit, position: _Position) -> None:
         """The steps of one epoch from ``position.step`` on; the sums accumulate in ``position``."""
-        strategy, callbacks, loss = fit.strategy, fit.callbacks, fit.loss
-        backend = self.backend
+        batches = self._epoch_batches(fit, position)
+        try:
+            self._train_steps(fit, position, batches)
+        finally:
+            batches.close()  # a streamed epoch's background thread ends here, also on an error or Ctrl-C
+
+    def _epoch_batches(self, fit: _Fit, position: _Position) -> Any:
+        """This process's batches of the epoch from ``position.step`` on: ``(step, start, stop, xb, yb)``, on the device.
+
+        ``[start, stop)`` is the global batch's place in the epoch; ``xb`` is None for a rank with
+        no share of a short last batch. In-memory data is sliced on the device; a memory-mapped
+        array is gathered on the host and copied batch by batch, a loader streams (both in a
+        background thread, :func:`portnn.data.prefetch`).
+        """
+        strategy, backend = fit.strategy, self.backend
         xp, n, size = backend.xp, fit.n, fit.global_batch
-        order = backend.adapter.from_numpy(fit.rng.permutation(n), backend.device) if fit.shuffle else None
-        for step in range(position.step, fit.steps_per_epoch):
-            start, stop = step * size, min((step + 1) * size, n)
-            lo, hi = strategy.shard(start, stop)  # this process's slice of the global batch
-            if order is None:
-                xb, yb = fit.X[lo:hi, ...], fit.Y[lo:hi, ...]
-            else:
-                idx = order[lo:hi]
-                xb, yb = xp.take(fit.X, idx, axis=0), xp.take(fit.Y, idx, axis=0)
+        if fit.loader is not None:
+            return _Streamed(self, fit, position)
+        order = fit.rng.permutation(n) if fit.shuffle else None  # drawn on the host: the same order on every backend
+        mapped = data.is_memmap(fit.X)
+        if order is not None and not mapped:
+            order = backend.adapter.from_numpy(order, backend.device)
+
+        first = position.step
+        bounds = [(step * size, min((step + 1) * size, n)) for step in range(first, fit.steps_per_epoch)]
+        shards = [strategy.shard(start, stop) for start, stop in bounds]  # this process's slices, cut in this thread
+
+        def steps() -> Any:
+            for step, (start, stop), (lo, hi) in zip(range(first, fit.steps_per_epoch), bounds, shards):
+                if hi <= lo:
+                    yield step, start, stop, None, None
+                elif mapped:  # rows read from the file, then copied to the device alone
+                    idx = slice(lo, hi) if order is None else order[lo:hi]
+                    xb, yb = self._host_batch(fit.X[idx], fit.Y[idx], fit.loss, "fit")
+                    yield step, start, stop, xb, yb
+                elif order is None:
+                    yield step, start, stop, fit.X[lo:hi, ...], fit.Y[lo:hi, ...]
+                else:
+                    idx = order[lo:hi]
+                    yield step, start, stop, xp.take(fit.X, idx, axis=0), xp.take(fit.Y, idx, axis=0)
+
+        return data.prefetch(steps(), 2 if mapped else 0, first=position.step, device_stream=backend if mapped else None)
+
+    def _host_batch(self, x: Any, y: Any, loss: Loss, where: str) -> tuple[Any, Any]:
+        """A batch read on the host, on the model's device as :meth:`_ingest` brings whole arrays (values not probed)."""
+        x = data.in_memory(x) if data.is_host_array(x) else x
+        y = data.in_memory(y) if data.is_host_array(y) else y
+        X = self._ingest_x(x, where)
+        return X, self._ingest_y(y, X, loss, f"{type(self).__name__}.{where}")
+
+    def _train_steps(self, fit: _Fit, position: _Position, batches: Any) -> None:
+        strategy, callbacks, loss = fit.strategy, fit.callbacks, fit.loss
+        for step, start, stop, xb, yb in batches:
+            if fit.loader is None:  # a strategy keeps the global batch's size from its last shard() for the step
+                strategy.shard(start, stop)
             callbacks.on_train_batch_begin(step, {})
             fit.emit("batch_begin", position)
-            if hi > lo:
-                value, y_pred = self.train_step(xb, yb, loss, fit.optimizer, validate=False, l2=fit.l2)
-                value = float(value) * ((hi - lo) if loss.reduction == "mean" else 1)  # summed over the batch
+            if xb is not None:
+                value, y_pred = self.train_step(xb, yb, loss, fit.optimizer, validate=fit.loader is not None, l2=fit.l2)
+                value = float(value) * (xb.shape[0] if loss.reduction == "mean" else 1)  # summed over the batch
                 correct = loss.correct(y_pred, yb) if loss.classification else 0
+                if fit.loader is not None and loss.classification:
+                    fit.per_example = max(loss.count(yb) // max(int(yb.shape[0]), 1), 1)
             else:  # a rank with nothing left in a short last batch still joins the gradient sum
                 fit.optimizer.zero_grad()
                 self._finish_step(fit.optimizer, 0, fit.l2, loss)
@@ -863,9 +1000,12 @@ class Trainer:
         strategy, loss = fit.strategy, fit.loss
         logs = {"loss": position.loss_sum / max(position.seen, 1)}
         if loss.classification:
-            logs["accuracy"] = float(position.correct) / max(position.seen * loss.count(fit.Y) // fit.n, 1)
+            per_example = fit.per_example if fit.loader is not None else loss.count(fit.Y) // fit.n
+            logs["accuracy"] = float(position.correct) / max(position.seen * per_example, 1)
         strategy.sync_buffers(self)  # BatchNorm running statistics: the mean over the ranks
-        if fit.val is not None:
+        if isinstance(fit.val, data.DataLoader):  # every rank reads the whole of it
+            logs.update({f"val_{k}": v for k, v in self._evaluate_loader(fit.val, loss, fit.callbacks, "fit").items()})
+        elif fit.val is not None:
             evaluate = lambda X, Y: self._evaluate_arrays(X, Y, loss, max(fit.batch_size, 256), fit.callbacks)  # noqa: E731
             logs.update({f"val_{k}": v for k, v in strategy.evaluate(evaluate, *fit.val, loss).items()})
         logs["lr"] = fit.optimizer.lr
@@ -878,10 +1018,11 @@ class Trainer:
         fit.emit("epoch_end", position, logs)
 
     # -- inference --------------------------------------------------------------------
+    @_threads.around_inference
     def evaluate(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         *,
         loss: Loss | None = None,
         batch_size: int = 256,
@@ -895,37 +1036,77 @@ class Trainer:
         :class:`Evaluation`: ``loss, accuracy = model.evaluate(x, y)`` as in Keras, or
         ``model.evaluate(x, y)["accuracy"]``; ``return_dict=True`` gives a plain dict (Keras's
         option). ``callbacks`` get Keras's ``on_test_*`` hooks. A last batch of one example
-        joins the one before it (BatchNorm without running statistics needs two).
+        joins the one before it (BatchNorm without running statistics needs two). ``x`` may be
+        a memory-mapped array (read batch by batch) or a :class:`portnn.data.DataLoader` (no
+        ``y``: it gives the targets; one pass from its epoch's start, the loader not moved).
         """
         where = f"{type(self).__name__}.evaluate"
         loss = self._check_loss(loss if loss is not None else self._loss, "evaluate")
         batch_size = check_int(where, "batch_size", batch_size)
         return_dict = check_flag(where, "return_dict", return_dict)
         callback_list = CallbackList(callbacks)
-        X, Y = self._ingest(x, y, loss, "evaluate")
-        callback_list.set_context(self, self._optimizer)
-        logs = self._evaluate_arrays(X, Y, loss, batch_size, callback_list)
+        loader = _as_loader(x, y, where)
+        if loader is not None:
+            callback_list.set_context(self, self._optimizer)
+            logs = self._evaluate_loader(loader, loss, callback_list, "evaluate")
+        elif data.is_memmap(x):
+            Y = _host_targets(where, x, y)
+            self._ingest(data.in_memory(x[:2]), data.in_memory(Y[:2]), loss, "evaluate")
+            callback_list.set_context(self, self._optimizer)
+            pairs = ((x[a:b], Y[a:b]) for a, b in batches(x.shape[0], batch_size))
+            stream = data.prefetch((self._host_batch(xb, yb, loss, "evaluate") for xb, yb in pairs), 2)
+            logs = self._evaluate_stream(stream, loss, callback_list)
+        else:
+            X, Y = self._ingest(x, _needs_y(where, y), loss, "evaluate")
+            callback_list.set_context(self, self._optimizer)
+            logs = self._evaluate_arrays(X, Y, loss, batch_size, callback_list)
         return dict(logs) if return_dict else Evaluation(logs)
 
     def _evaluate_arrays(self, X: Any, Y: Any, loss: Loss, batch_size: int, callbacks: CallbackList) -> dict[str, float]:
-        n = X.shape[0]
+        pairs = ((X[start:stop, ...], Y[start:stop, ...]) for start, stop in batches(X.shape[0], batch_size))
+        return self._evaluate_stream(data.prefetch(pairs, 0), loss, callbacks)
+
+    def _evaluate_loader(self, loader: Any, loss: Loss, callbacks: CallbackList, where: str) -> dict[str, float]:
+        """One pass over ``loader`` from its epoch's start (the loader not moved), targets checked batch by batch."""
+
+        def convert(host: tuple[Any, ...]) -> tuple[Any, Any]:
+            if len(host) < 2:
+                raise data.BatchError(f"{type(self).__name__}.{where}: the loader's batches hold x only; evaluating needs (x, y)")
+            xb, yb = self._host_batch(host[0], host[1], loss, where)
+            loss.check_target((xb.shape[0], *self._output_shape(xb)), yb, values=True)
+            return xb, yb
+
+        return self._evaluate_stream(loader.batches(convert, advance=False), loss, callbacks)
+
+    def _output_shape(self, xb: Any) -> tuple[int, ...]:
+        """The shape of one example's output (from a forward pass over two examples at most)."""
+        return tuple(self.forward(xb[: min(2, xb.shape[0]), ...])[0].shape[1:])
+
+    def _evaluate_stream(self, pairs: Any, loss: Loss, callbacks: CallbackList) -> dict[str, float]:
+        """Loss (and accuracy) over device batches ``(xb, yb)``; ``pairs`` is closed at the end, also on an error."""
         callbacks.on_test_begin({})
         loss_sum = correct_sum = 0
-        for batch, (start, stop) in enumerate(batches(n, batch_size)):
-            callbacks.on_test_batch_begin(batch, {})
-            xb, yb = X[start:stop, ...], Y[start:stop, ...]
-            y_pred = self.forward(xb)[0]
-            value, _ = loss.forward(y_pred, yb, validate=False)
-            loss_sum = loss_sum + (value * xb.shape[0] if loss.reduction == "mean" else value)
-            if loss.classification:
-                correct_sum = correct_sum + loss.correct(y_pred, yb)
-            callbacks.on_test_batch_end(batch, {"size": stop - start})
-        logs = {"loss": float(loss_sum) / n}
+        n = counted = 0
+        try:
+            for batch, (xb, yb) in enumerate(pairs):
+                callbacks.on_test_batch_begin(batch, {})
+                y_pred = self.forward(xb)[0]
+                value, _ = loss.forward(y_pred, yb, validate=False)
+                loss_sum = loss_sum + (value * xb.shape[0] if loss.reduction == "mean" else value)
+                n += int(xb.shape[0])
+                if loss.classification:
+                    correct_sum = correct_sum + loss.correct(y_pred, yb)
+                    counted += loss.count(yb)
+                callbacks.on_test_batch_end(batch, {"size": int(xb.shape[0])})
+        finally:
+            pairs.close()
+        logs = {"loss": float(loss_sum) / max(n, 1)}
         if loss.classification:
-            logs["accuracy"] = float(correct_sum) / loss.count(Y)
+            logs["accuracy"] = float(correct_sum) / max(counted, 1)
         callbacks.on_test_end(dict(logs))
         return logs
 
+    @_threads.around_inference
     def predict(
         self, x: Any, *, batch_size: int = 256, to_numpy: bool = False, callbacks: Iterable[Callback] | None = None
     ) -> Any:
@@ -936,19 +1117,33 @@ class Trainer:
         the device. ``to_numpy=True`` returns a NumPy array on the host instead (Keras's habit),
         in one call. ``callbacks`` get Keras's ``on_predict_*`` hooks. A last batch of one
         example joins the one before it (BatchNorm without running statistics needs two).
+        ``x`` may be a memory-mapped array (read batch by batch) or a
+        :class:`portnn.data.DataLoader` (its ``x``; one pass from its epoch's start, in its order).
         """
         where = f"{type(self).__name__}.predict"
         batch_size = check_int(where, "batch_size", batch_size)
         to_numpy = check_flag(where, "to_numpy", to_numpy)
         callback_list = CallbackList(callbacks)
-        X = self._ingest_x(x, "predict")
+        if isinstance(x, data.DataLoader) or hasattr(x, "__next__"):
+            loader = _as_loader(x, None, where, needs_y=False)
+            stream = loader.batches(lambda host: self._ingest_x(host[0], "predict"), advance=False)
+        elif data.is_memmap(x):
+            self._ingest_x(data.in_memory(x[:2]), "predict")
+            parts = (data.in_memory(x[a:b]) for a, b in batches(x.shape[0], batch_size))
+            stream = data.prefetch((self._ingest_x(part, "predict") for part in parts), 2)
+        else:
+            X = self._ingest_x(x, "predict")
+            stream = data.prefetch((X[a:b, ...] for a, b in batches(X.shape[0], batch_size)), 0)
         callback_list.set_context(self, self._optimizer)
         callback_list.on_predict_begin({})
         outs = []
-        for batch, (start, stop) in enumerate(batches(X.shape[0], batch_size)):
-            callback_list.on_predict_batch_begin(batch, {})
-            outs.append(self.forward(X[start:stop, ...])[0])
-            callback_list.on_predict_batch_end(batch, {"outputs": outs[-1]})
+        try:
+            for batch, xb in enumerate(stream):
+                callback_list.on_predict_batch_begin(batch, {})
+                outs.append(self.forward(xb)[0])
+                callback_list.on_predict_batch_end(batch, {"outputs": outs[-1]})
+        finally:
+            stream.close()
         callback_list.on_predict_end({})
         out = self.backend.xp.concat(outs, axis=0) if len(outs) != 1 else outs[0]
         return backends.to_numpy(out) if to_numpy else out
@@ -962,9 +1157,8 @@ class Trainer:
         self.check_input_shape(tuple(X.shape), where)
         return X
 
-    def _ingest(self, x: Any, y: Any, loss: Loss, where: str) -> tuple[Any, Any]:
-        name = f"{type(self).__name__}.{where}"
-        X = self._ingest_x(x, where)
+    def _ingest_y(self, y: Any, X: Any, loss: Loss, name: str) -> Any:
+        """``y`` on the model's device for inputs ``X``: class indices as int64, other targets in the model's dtype."""
         backend = self.backend
         xp = backend.xp
         Y = detached(backends.as_backend_array(y, backend, what="y", where=f"{name}: "))
@@ -979,6 +1173,25 @@ class Trainer:
         bad = count_nonfinite(xp, Y) if xp.isdtype(Y.dtype, "real floating") else 0
         if bad:
             raise ValueError(f"{name}: y holds {bad} NaN or infinite values; drop those examples or fix the targets")
+        return Y
+
+    def _ingest_validation(self, where: str, validation_data: Any, loss: Loss) -> Any:
+        """``validation_data`` checked: a loader (or a memory-mapped pair, streamed through one), else a pair on the device."""
+        if validation_data is None:
+            return None
+        if isinstance(validation_data, data.DataLoader):
+            return validation_data
+        xv, yv = _pair(where, validation_data)
+        if data.is_memmap(xv):
+            yv = _host_targets(f"{where} validation_data", xv, yv)
+            self._ingest(data.in_memory(xv[:2]), data.in_memory(yv[:2]), loss, "fit validation_data")
+            return data.DataLoader((xv, yv), 256)
+        return self._ingest(xv, yv, loss, "fit validation_data")
+
+    def _ingest(self, x: Any, y: Any, loss: Loss, where: str) -> tuple[Any, Any]:
+        name = f"{type(self).__name__}.{where}"
+        X = self._ingest_x(x, where)
+        Y = self._ingest_y(y, X, loss, name)
         # two examples where there are two: BatchNorm without running statistics needs them even in evaluation
         try:
             probe = self.forward(X[: min(2, X.shape[0]), ...])[0]
@@ -1076,3 +1289,62 @@ def _pair(where: str, data: Any) -> tuple[Any, Any]:
 
 def _check_l2(l2: Any) -> float:
     return check_number("Sequential.fit/train_step", "l2", l2, lambda v: v >= 0, "a finite number >= 0")
+
+
+def _as_loader(x: Any, y: Any, where: str, *, needs_y: bool = True) -> Any:
+    """``x`` as a :class:`portnn.data.DataLoader` when it streams (a loader, a generator); None for arrays."""
+    if isinstance(x, data.DataLoader):
+        loader = x
+    elif hasattr(x, "__next__"):  # a generator or another one-pass iterator of (x, y) batches
+        loader = data.DataLoader(x, None)
+    else:
+        return None
+    if y is not None:
+        raise ValueError(
+            f"{where}: x is a {type(x).__name__}, which gives the targets with the inputs; pass it alone (no y), as fit(loader)"
+        )
+    return loader
+
+
+def _check_loader(where: str, loader: Any, epochs: int, strategy: Any, checkpoint: Any, resume: Any) -> None:
+    """Refuse what a loader cannot do here, before anything is changed."""
+    if strategy.size > 1:
+        raise ValueError(
+            f"{where}: distributed training with a DataLoader is not supported: every rank would read the same batches. "
+            "Pass the arrays themselves (memory-mapped ones stream batch by batch: np.load(path, mmap_mode='r')); "
+            "each rank then reads its own share of every global batch"
+        )
+    if not loader.resumable:
+        if checkpoint is not None or resume is not None:
+            raise ValueError(
+                f"{where}: checkpoint=/resume= need a source that can start again mid-epoch; a generator cannot "
+                "(it has no state). Pass arrays, memory-mapped arrays, a DataLoader over a Dataset, or an object whose "
+                "__iter__ starts a new pass each time"
+            )
+        if epochs > 1:
+            raise ValueError(
+                f"{where}: a generator gives one pass over its batches, so epochs={epochs} cannot be trained; pass "
+                "epochs=1, or an object whose __iter__ starts a new pass each time (or arrays)"
+            )
+
+
+def _needs_y(where: str, y: Any) -> Any:
+    if y is None:
+        raise TypeError(
+            f"{where}: y is missing; pass the targets (fit(x, y)), or a pn.data.DataLoader that gives (x, y) batches "
+            "(fit(loader))"
+        )
+    return y
+
+
+def _host_targets(where: str, x: Any, y: Any) -> Any:
+    """The targets of a memory-mapped ``x``: an array on the host (NumPy, memory-mapped or not), as long as ``x``."""
+    _needs_y(where, y)
+    if not data.is_host_array(y):
+        raise TypeError(
+            f"{where}: x is memory-mapped, so y is read batch by batch on the host with it; pass y as a NumPy array "
+            f"(or memory-mapped), not a {type(y).__name__}"
+        )
+    if y.ndim == 0 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"{where}: x has {x.shape[0]} examples but y has shape {tuple(y.shape)}; they must match")
+    return y

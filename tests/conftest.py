@@ -1,6 +1,11 @@
 """One fixture over every installed backend, and assertions that check what they compare.
 
-``PORTNN_BACKENDS=numpy,torch pytest`` runs the backend-parametrised tests on a subset.
+``PORTNN_BACKENDS=numpy,torch pytest`` runs the backend-parametrised tests on a subset. An
+entry may name a device after a colon, as ``PORTNN_BACKEND`` does: ``PORTNN_BACKENDS=cupy,torch:cuda``
+runs them on CuPy and on torch CUDA tensors (``torch:cuda:1``, ``cupy:cuda:1`` for another GPU).
+A backend without a device keeps its default from ``ALL_BACKENDS``; a device that is not
+there (no GPU) makes its tests skip with the reason, never fail.
+
 array_api_strict runs with the model on its fake ``device1``: it raises when arrays of two
 devices meet, so a pass there proves no op silently falls back to the default device.
 """
@@ -61,33 +66,68 @@ class Case:
         return dtype != "float64" or self.backend.adapter.supports_float64(self.backend.device)
 
 
-def _selected() -> list[str]:
-    chosen = os.environ.get("PORTNN_BACKENDS")
-    if not chosen:
-        return list(ALL_BACKENDS)
-    names = [n.strip() for n in chosen.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ALL_BACKENDS]
-    if unknown:
-        raise pytest.UsageError(f"PORTNN_BACKENDS names unknown backends {unknown}; choose from {list(ALL_BACKENDS)}")
-    return names
+def parse_backends(text: str | None) -> list[tuple[str, Any]]:
+    """``PORTNN_BACKENDS``'s value as ``(backend, device)`` pairs; unset or blank: every backend on its default device.
+
+    Entries are separated by commas; each is ``name`` or ``name:device``, split at the first
+    colon (``torch:cuda:0`` is torch on ``cuda:0``). A name without a device takes its
+    default from ``ALL_BACKENDS``. An unknown name, an empty device or a backend named twice
+    is a usage error that says what to write.
+    """
+    if not text or not text.strip():
+        return list(ALL_BACKENDS.items())
+    pairs: list[tuple[str, Any]] = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        name, colon, device = (part.strip() for part in entry.partition(":"))
+        if name not in ALL_BACKENDS:
+            raise pytest.UsageError(
+                f"PORTNN_BACKENDS={text!r} names the unknown backend {name!r}; choose from {list(ALL_BACKENDS)}, "
+                "each optionally with a device after a colon (torch:cuda)"
+            )
+        if colon and not device:
+            raise pytest.UsageError(f"PORTNN_BACKENDS={text!r}: {entry!r} has an empty device; write {name} or {name}:DEVICE")
+        if name in (n for n, _ in pairs):
+            raise pytest.UsageError(f"PORTNN_BACKENDS={text!r} names {name!r} twice; name each backend once")
+        pairs.append((name, device if colon else ALL_BACKENDS[name]))
+    return pairs or list(ALL_BACKENDS.items())
 
 
-def _skip_reason(name: str) -> str | None:
-    why = backends.get_adapter(name).import_error()
-    return f"{name} backend unavailable: {why}" if why else None
+def _selected_devices() -> list[tuple[str, Any]]:
+    return parse_backends(os.environ.get("PORTNN_BACKENDS"))
 
 
-@pytest.fixture(params=_selected())
+def _case_id(name: str, device: Any) -> str:
+    """The test id: the backend's name on its default device (as always), ``name:device`` on another one."""
+    return name if device == ALL_BACKENDS.get(name) else f"{name}:{device}"
+
+
+def _skip_reason(name: str, device: Any = None) -> str | None:
+    """Why ``name`` (on ``device``, when given) cannot run here, or None when it can."""
+    adapter = backends.get_adapter(name)
+    why = adapter.import_error()
+    if why:
+        return f"{name} backend unavailable: {why}"
+    if device is not None:
+        try:
+            adapter.device(device)
+        except (ValueError, RuntimeError) as exc:
+            return f"{name} backend on device {device!r} unavailable: {exc}"
+    return None
+
+
+@pytest.fixture(params=_selected_devices(), ids=lambda pair: _case_id(*pair))
 def case(request: pytest.FixtureRequest) -> Any:
-    """Each selected backend in turn, made the global backend for the test's duration."""
-    name = request.param
-    why = _skip_reason(name)
+    """Each selected backend in turn (on its device), made the global backend for the test's duration."""
+    name, device = request.param
+    why = _skip_reason(name, device)
     if why:
         pytest.skip(why)
     marker = request.node.get_closest_marker("skip_backends")
     if marker and name in marker.args:
         pytest.skip(f"{name}: {marker.kwargs['reason']}")
-    with pn.use_backend(name, ALL_BACKENDS[name]) as backend:
+    with pn.use_backend(name, device) as backend:
         yield Case(name, backend.device, backend)
 
 
@@ -106,7 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     lines = []
-    for name in _selected():
-        why = _skip_reason(name)
-        lines.append(f"  {name}: {'available' if why is None else 'SKIPPED - ' + why}")
+    for name, device in _selected_devices():
+        why = _skip_reason(name, device)
+        lines.append(f"  {_case_id(name, device)}: {'available' if why is None else 'SKIPPED - ' + why}")
     return "portnn backends under test:\n" + "\n".join(lines)

@@ -116,6 +116,11 @@ PROBS = np.array([0.9, 0.2, 0.6, 0.7, 0.1, 0.4])
 Y2 = np.array([1, 0, 0, 1, 0, 1])
 
 
+def loader(**kw: Any) -> Any:
+    """A DataLoader over six examples with ``kw``, seeded unless ``kw`` gives a seed."""
+    return pn.data.DataLoader((X4, Y3), **{"seed": 0, **kw})
+
+
 def clipped(fn: Callable[..., Any], **kw: Any) -> Any:
     """``fn`` on two parameters with gradients: its result and the clipped gradients."""
     ps = [L.Parameter(np.zeros(3)), L.Parameter(np.zeros(2))]
@@ -321,11 +326,20 @@ TABLE: list[Arg] = [
     Arg("toy.spirals", "n_classes", "int", lambda v: toy.spirals(5, n_classes=v), 3, (1, 0)),
     Arg("toy.parity_bits", "n_bits", "int", lambda v: toy.parity_bits(v), 3, (0, toy.MAX_BITS + 1)),
     Arg("layers.Parallel", "axis", "int", lambda v: L.Parallel(L.ReLU(), axis=v), -1, (0,)),
+    Arg("data.DataLoader", "batch_size", "int", lambda v: repr(loader(batch_size=v)), 4, (0, -1)),
+    Arg("data.DataLoader", "prefetch", "int", lambda v: loader(prefetch=v).prefetch, 3, (-1,)),
+    Arg("data.DataLoader", "seed", "seed", lambda v: loader(seed=v).state_dict(), 7, none=True),
+    *flag_rows("data.DataLoader", lambda **kw: repr(loader(**kw)), "shuffle", "drop_last"),
+    Arg("data.RandomShift", "max_shift", "int", lambda v: repr(pn.data.RandomShift(v)), 2, (-1,)),
+    *real_rows("data.RandomFlip", lambda **kw: repr(pn.data.RandomFlip(**kw)), p=(0.5, -0.1, 1.5)),
 ]
 # fmt: on
 
 #: Parameters that are not numbers or flags, each with why: their own tests check them.
 NOT_NUMERIC: dict[str, str] = {
+    "data.DataLoader.dataset": "arrays, a dataset or an iterable (tests/test_data.py)",
+    "data.DataLoader.transform": "a callable (tests/test_data.py)",
+    "data.Compose.transforms": "a list of callables",
     **{f"layers.{c}.init": "an initialiser name or callable" for c in ("Linear", "Conv2d")},
     **{f"layers.{c}.dtype": "a dtype name" for c in ("Linear", "Conv2d")},
     "layers.MultiHeadAttention.init": "an initialiser name or callable",
@@ -411,6 +425,7 @@ MODULES = {
     "init": init,
     "metrics": metrics,
     "toy": toy,
+    "data": pn.data,
 }
 
 

@@ -101,6 +101,30 @@ def test_cnn_preset_trains(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) 
     assert float(out.split("test accuracy: ")[1].split()[0]) > 0.7  # 3000 images, 2 epochs: 0.787 measured
 
 
+@pytest.mark.parametrize(
+    ("preset", "extra", "shown"),
+    [
+        ("resnet", ["--channels", "8", "16"], ["Residual(Sequential)", "Conv2d(8, 8, kernel_size=(3, 3)", "GlobalAvgPool2d"]),
+        (
+            "vit",
+            ["--width", "32", "--depth", "1", "--heads", "2", "--lr", "3e-3"],
+            ["MultiHeadAttention(32, 2)", "PositionalEmbedding(16, 32)"],
+        ),
+        ("lstm", ["--hidden", "32", "--lr", "1e-2"], ["LSTM(28, 32)", "(batch, 10)"]),
+    ],
+)
+def test_sequence_and_residual_presets_train(
+    mnist_dir: Path, capsys: pytest.CaptureFixture[str], preset: str, extra: list[str], shown: list[str]
+) -> None:
+    """Each issue-12 preset builds its network (shown in the summary), trains with a one-cycle rate and beats chance."""
+    code = main(["train", "--preset", preset, "--data-dir", str(mnist_dir), "--epochs", "2", "--limit", "2000", *extra])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"preset {preset} ({preset}):" in out and "schedule onecycle" in out
+    assert all(text in out for text in shown), out
+    assert float(out.split("test accuracy: ")[1].split()[0]) > 0.2  # chance is 0.1
+
+
 def _check_report_pngs(folder: Path, names: list[str]) -> None:
     """Every PNG exists, has the pixel size of its figure (figsize x dpi) and is not blank; index.html links each one."""
     image = pytest.importorskip("matplotlib.image")
@@ -225,6 +249,10 @@ BAD_OPTIONS = {
     "--momentum for Adam": (["train", "--optimizer", "adam", "--momentum", "0.5"],
                             "--momentum is SGD's, but this run's optimizer is adam: add --optimizer sgd, or drop --momentum"),
     "--momentum for mlp-best": (["train", "--preset", "mlp-best", "--momentum", "0.5"], "--momentum is SGD's"),
+    "--heads for a CNN": (["train", "--preset", "cnn", "--heads", "2"], "--heads sets the layers of a vit model, but this "
+                          "run trains a cnn model: add --model vit (or --preset vit), or drop --heads"),
+    "--hidden twice for an LSTM": (["train", "--preset", "lstm", "--hidden", "8", "8"],
+                                   "--hidden takes one number for an LSTM (its state size); got 8 8"),
 }  # fmt: skip
 
 

@@ -641,6 +641,37 @@ ROWS += [  # composite layers (portnn/layers/combinators.py)
 # fmt: on
 
 
+def fit_streamed(x: Any, y: Any = None, **kw: Any) -> Any:
+    return net().fit(x, y, loss=CE(), optimizer=pn.optim.SGD(lr=0.1), verbose=0, **kw)
+
+
+def two_batches() -> Any:
+    yield ones((4, 4)), np.zeros(4, dtype=np.int64)
+
+
+class _TwoRanks(pn.training.LocalStrategy):
+    size = 2
+
+
+# fmt: off
+ROWS += [
+    row("fit-without-y", lambda: fit_streamed(ones((6, 4))), TypeError,
+        r"^Sequential.fit: y is missing; pass the targets \(fit\(x, y\)\), or a pn.data.DataLoader that gives \(x, y\) "
+        r"batches \(fit\(loader\)\)$"),
+    row("fit-loader-and-y", lambda: fit_streamed(pn.data.DataLoader((ones((6, 4)), np.zeros(6)), 2), np.zeros(6)),
+        ValueError, r"^Sequential.fit: x is a DataLoader, which gives the targets with the inputs; pass it alone \(no y\)"),
+    row("fit-generator-epochs", lambda: fit_streamed(two_batches(), epochs=2), ValueError,
+        r"^Sequential.fit: a generator gives one pass over its batches, so epochs=2 cannot be trained"),
+    row("fit-loader-distributed", lambda: fit_streamed(pn.data.DataLoader((ones((6, 4)), np.zeros(6)), 2),
+                                                       distributed=_TwoRanks()), ValueError,
+        r"^Sequential.fit: distributed training with a DataLoader is not supported: every rank would read the same "
+        r"batches\. Pass the arrays themselves \(memory-mapped ones stream"),
+    row("loader-batch-size-for-batches", lambda: pn.data.DataLoader(two_batches(), 32), ValueError,
+        r"^DataLoader: generator is an iterable of ready batches, so batch_size=32 cannot apply; pass batch_size=None"),
+]
+# fmt: on
+
+
 @pytest.mark.parametrize(("call", "error", "patterns"), ROWS)
 def test_row(call: Callable[[], Any], error: type[Exception], patterns: tuple[str, ...]) -> None:
     with pn.use_backend("numpy"), np.errstate(all="ignore"):

@@ -66,6 +66,8 @@ CLAIMS = {
         bool(ns["torch"].equal(ns["net"][0].weight, ns["torch"].from_numpy(pn.to_numpy(ns["model"].layers[0].weight.data))))
         and Path("mnist.onnx").stat().st_size > 400_000
     ),
+    "Layers of layers, and sequence models": lambda ns: ns["accuracy"] > 0.9 and "2.block.0.weight" in ns["gpt"].state_dict(),
+    "Streamed data": lambda ns: ns["accuracy"] > 0.9 and (Path("streamed") / "checkpoint.safetensors").is_file(),
     "See inside the network": lambda ns: (Path("report") / "index.html").is_file() and Path("curves.png").is_file(),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .._array import dtype_name
@@ -175,6 +176,15 @@ class Adapter:
         ``out`` of shape (n_rows, D) and ``values``' dtype, where every repeated index
         accumulates (the gradient of an embedding's row lookup). A plain ``out[idx] += v``
         keeps one of the duplicates on NumPy and is undefined in the array API standard.
+        """
+        return None
+
+    def copy_stream(self, device: Any = None) -> tuple[Any, Callable[[], None]] | None:
+        """A stream for a background thread's host-to-device copies and how to wait for it, or None.
+
+        ``(context, synchronize)``: the prefetch thread of :mod:`portnn.data` runs its copies
+        inside ``context`` and calls ``synchronize()`` before it hands a batch over, so the copy of
+        the next batch overlaps the step on this one. None (the default): copies run in order.
         """
         return None
 

@@ -114,6 +114,13 @@ class CupyAdapter(Adapter):
             cupyx.scatter_add(out, indices, values)
         return out
 
+    def copy_stream(self, device: Any = None) -> tuple[Any, Any]:
+        import cupy
+
+        with self.device(device):
+            stream = cupy.cuda.Stream(non_blocking=True)
+        return stream, stream.synchronize
+
     def erf(self, x: Any) -> Any:
         import cupyx.scipy.special
 

@@ -46,7 +46,7 @@ class TorchAdapter(Adapter):
             raise ValueError(f"the torch backend takes devices like 'cpu' or 'cuda:0'; got device={name!r}") from exc
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={name!r}: this PyTorch build sees no CUDA device; use 'cpu'")
-        return dev
+        return torch.device("cuda", torch.cuda.current_device()) if dev.type == "cuda" and dev.index is None else dev
 
     def supports_float64(self, device: Any = None) -> bool:
         return self.device(device).type != "mps"
