@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import sys
+from collections import OrderedDict
 from typing import Any
 
 import array_api_compat.numpy as xp_numpy
@@ -80,6 +82,36 @@ class NumpyAdapter(Adapter):
         return conv2d_batch_last(
             x, weight, bias, stride=stride, padding=padding, dilation=dilation, input_grad=input_grad, param_grad=param_grad
         )
+
+    def relu(self, x: Any) -> tuple[Any, Any] | None:
+        # np.maximum against a broadcast 0 runs a scalar loop (measured 3x slower than against
+        # a zero array of x's shape); the zero array is calloc'd and never written, so its pages
+        # stay the kernel's one shared zero page: reading it costs no memory traffic.
+        if not isinstance(x, np.ndarray) or x.dtype not in _FLOATS or x.ndim == 0:
+            return None
+        y = np.maximum(x, _WORKSPACE.zeros(x.shape, x.dtype), out=_WORKSPACE.empty("relu.y", x.shape, x.dtype))
+
+        def backward(dy: Any) -> Any:
+            mask = np.greater(y, 0, out=_WORKSPACE.empty("relu.mask", y.shape, np.bool_))
+            return np.multiply(dy, mask, out=_WORKSPACE.empty("relu.dx", dy.shape, dy.dtype))
+
+        return y, backward
+
+    def max_pool2d(
+        self,
+        x: Any,
+        kernel_size: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        out: tuple[int, int],
+        input_grad: bool = True,
+    ) -> tuple[Any, Any] | None:
+        # Windows that do not overlap and no padding (MaxPool2d(2) and the like): the generic
+        # comparisons with out= into reused buffers, the argmax offset kept as int8.
+        (kh, kw), (sh, sw) = kernel_size, stride
+        if padding != (0, 0) or sh < kh or sw < kw or x.dtype not in _FLOATS or kh * kw > 127:
+            return None
+        return max_pool2d_disjoint(x, kernel_size, stride, out, input_grad=input_grad)
 
     def index_add_rows(self, n_rows: int, indices: Any, values: Any) -> Any:
         # Sort, then one segment sum per distinct index (np.add.reduceat) written to distinct rows:
@@ -183,6 +215,120 @@ def _batch_first(src: Any, out: Any, rows: int = 64) -> None:
     for a in range(src.shape[0]):
         for b in range(0, src.shape[1], step):
             out[:, a, b : b + step] = src[a, b : b + step].transpose(2, 0, 1)
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Workspace:
+    """Scratch arrays reused from call to call, so that a training step's big temporaries
+    do not page-fault afresh each step.
+
+    glibc hands large freed blocks back to the kernel, and a fresh block of the same size
+    then costs one page fault per 4 KiB on first touch (about 2,000 per LeNet step at batch 128).
+    :meth:`empty` returns a kept array of the asked ``(tag, shape, dtype)`` that nothing else
+    references any more (its reference count says so: a backward closure, a caller's result
+    or a view still holding it keeps it out), else a new one, which it keeps. Reuse is
+    therefore never visible: an array handed out is not handed out again while anyone can
+    read it. At most ``per_key`` arrays per key and ``max_keys`` keys (least recently used
+    dropped), so memory stays bounded when batch shapes vary.
+    """
+
+    def __init__(self, per_key: int = 3, max_keys: int = 64) -> None:
+        self.per_key, self.max_keys = per_key, max_keys
+        self._kept: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
+        self._zeros: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+    def empty(self, tag: str, shape: tuple[int, ...], dtype: Any) -> Any:
+        """An uninitialised array of ``shape`` and ``dtype`` that no one else holds."""
+        key = (tag, tuple(shape), np.dtype(dtype))
+        kept = self._kept.get(key)
+        if kept is None:
+            kept = self._kept[key] = []
+            if len(self._kept) > self.max_keys:
+                self._kept.popitem(last=False)
+        else:
+            self._kept.move_to_end(key)
+        for a in kept:
+            if sys.getrefcount(a) <= _FREE_REFS:  # only the list, this loop and the call hold it
+                return a
+        a = np.empty(key[1], key[2])
+        if len(kept) < self.per_key:
+            kept.append(a)
+        return a
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A read-only array of zeros of ``shape`` and ``dtype``, shared by every caller."""
+        key = (tuple(shape), np.dtype(dtype))
+        z = self._zeros.get(key)
+        if z is None:
+            z = self._zeros[key] = np.zeros(key[0], key[1])
+            z.flags.writeable = False
+            if len(self._zeros) > self.max_keys:
+                self._zeros.popitem(last=False)
+        return z
+
+    def clear(self) -> None:
+        """Drop every kept array."""
+        self._kept.clear()
+        self._zeros.clear()
+
+
+_FREE_REFS = 3  # sys.getrefcount of an array held only by its list and the loop variable (plus the argument)
+_WORKSPACE = Workspace()
+
+
+def max_pool2d_disjoint(
+    x: Any, kernel_size: tuple[int, int], stride: tuple[int, int], out: tuple[int, int], *, input_grad: bool = True
+) -> tuple[Any, Any]:
+    """:func:`portnn.functional.pooling.max_pool2d` for windows that do not overlap, without padding.
+
+    The generic path's operations in its order (so its values bit for bit, first maximum
+    wins ties, a NaN propagates), each written with ``out=`` into reused workspace arrays:
+    per kernel offset one ``greater`` into a bool mask, two int8 passes that set the argmax
+    offset where it is greater, and one ``maximum``. The backward writes each offset's
+    ``dy * [argmax == offset]`` into its window of ``dx`` (zeroed first only where the
+    windows do not tile the input).
+    """
+    (kh, kw), (sh, sw), (ho, wo) = kernel_size, stride, out
+    n, c, h, w = x.shape
+    dt, count = x.dtype, kh * kw
+
+    def window(a: Any, o: int) -> Any:
+        i, j = divmod(o, kw)
+        return a[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+
+    y = _WORKSPACE.empty("pool.y", (n, c, ho, wo), dt)
+    np.copyto(y, window(x, 0))
+    if not input_grad:
+        for o in range(1, count):
+            np.maximum(y, window(x, o), out=y)
+        return y, lambda dy: None
+    idx = _WORKSPACE.empty("pool.idx", (n, c, ho, wo), np.int8)
+    idx.fill(0)
+    greater = _WORKSPACE.empty("pool.mask", (n, c, ho, wo), np.bool_)
+    step = _WORKSPACE.empty("pool.step", (n, c, ho, wo), np.int8)
+    for o in range(1, count):
+        win = window(x, o)
+        np.greater(win, y, out=greater)
+        # where(greater, o, idx) is max(idx, greater * o): every earlier offset is below o
+        # (a masked copyto measured 20x slower than these two int8 passes)
+        np.multiply(greater.view(np.int8), np.int8(o), out=step)
+        np.maximum(idx, step, out=idx)
+        np.maximum(y, win, out=y)
+    del greater, step
+    tiles = sh == kh and sw == kw and h == ho * kh and w == wo * kw
+
+    def backward(dy: Any) -> Any:
+        dx = _WORKSPACE.empty("pool.dx", (n, c, h, w), dy.dtype)
+        if not tiles:
+            dx.fill(0)
+        mask = _WORKSPACE.empty("pool.mask", (n, c, ho, wo), np.bool_)
+        for o in range(count):
+            np.multiply(dy, np.equal(idx, o, out=mask), out=window(dx, o))
+        return dx
+
+    return y, backward
 
 
 @functools.cache

@@ -14,6 +14,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
+from .. import backends
 from .conv import Pair, _dims, _filled, pair
 
 __all__ = [
@@ -203,6 +204,9 @@ def max_pool2d(
 
 def _max_pool2d(x: Any, k: Pair, s: Pair, p: Pair, out: Pair, input_grad: bool) -> tuple[Any, Backward]:
     """:func:`max_pool2d` for checked arguments; ``out`` is the output (Ho, Wo)."""
+    fast = backends.adapter_for(x).max_pool2d(x, k, s, p, out, input_grad)  # Adapter.max_pool2d, or None
+    if fast is not None:
+        return fast
     xp = array_namespace(x)
     shape = _dims(x)  # shape[0] None: a batch of unknown size (an ONNX export, input_grad=False)
     xpad = _pad(xp, x, p, -float("inf"))

@@ -1,0 +1,167 @@
+"""NumPy's fast kernels (the adapter hooks ``relu``, ``max_pool2d``) equal the generic array-API path.
+
+Each hook runs the generic path's elementwise operations in the generic order, with ``out=``
+into reused workspace arrays, so the comparisons here are bit for bit: values (ties, NaN,
+infinities and signed zeros included), dtypes, shapes and gradients, in float32 and float64,
+for odd shapes, strides and batch 1. The generic path is reached by calling the functional
+with the hook switched off (``monkeypatch``), as it runs on array_api_strict, torch and cupy.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+
+from portnn import backends
+from portnn.backends.numpy import NumpyAdapter, Workspace
+from portnn.functional import relu
+from portnn.functional.pooling import max_pool2d
+
+DTYPES = ["float32", "float64"]
+
+#: inf * 0 in the gradients of the special values: NaN on both paths, as it should be
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+
+
+def _generic(monkeypatch: pytest.MonkeyPatch, hook: str) -> None:
+    """Switch the NumPy adapter's ``hook`` off: the functional then takes its generic path."""
+    monkeypatch.setattr(NumpyAdapter, hook, lambda self, *args, **kwargs: None)
+
+
+def _same(got: Any, want: Any, what: str) -> None:
+    assert isinstance(got, np.ndarray), what
+    assert got.dtype == want.dtype and got.shape == want.shape, (what, got.dtype, want.dtype, got.shape, want.shape)
+    np.testing.assert_array_equal(got, want, err_msg=what)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=what + " (sign of zero)")
+
+
+def _special(r: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """Normal draws with ties, zeros of both signs, infinities and NaN sprinkled in."""
+    x = np.round(r.normal(size=shape) * 2) / 2  # many ties
+    flat = x.reshape(-1)
+    picks = r.choice(flat.size, size=min(flat.size, 8), replace=False)
+    flat[picks] = [0.0, -0.0, np.inf, -np.inf, np.nan, 0.0, -0.0, 1.0][: len(picks)]
+    return x.astype(dtype)
+
+
+# -- ReLU -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 7), (3, 5, 11, 13), (128, 10), (2, 1, 1, 1)])
+def test_relu_equals_generic(monkeypatch: pytest.MonkeyPatch, dtype: str, shape: tuple[int, ...]) -> None:
+    r = np.random.default_rng(0)
+    x, dy = _special(r, shape, dtype), _special(r, shape, dtype)
+    assert NumpyAdapter().relu(x) is not None  # the fast path is the one under test
+    y, backward = relu(x)
+    dx = backward(dy)
+    _generic(monkeypatch, "relu")
+    y_ref, backward_ref = relu(x)
+    _same(y, y_ref, "y")
+    _same(dx, backward_ref(dy), "dx")
+
+
+def test_relu_fast_path_declines_what_it_does_not_speed_up() -> None:
+    adapter = NumpyAdapter()
+    assert adapter.relu(np.arange(3)) is None  # ints: the generic path keeps its dtype rules
+    assert adapter.relu(np.float32(2.0)) is None  # a 0-d input
+    assert adapter.relu(np.ones(3, np.float16)) is None
+
+
+def test_relu_results_are_never_reused_while_held() -> None:
+    """A result still referenced is never handed out again: two calls give two live arrays."""
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    y1, back1 = relu(x)
+    y2, back2 = relu(-x)
+    assert not np.shares_memory(y1, y2)
+    np.testing.assert_array_equal(y1, np.maximum(x, 0))
+    d1 = back1(np.ones_like(x))
+    d2 = back2(np.ones_like(x))
+    assert not np.shares_memory(d1, d2)
+    np.testing.assert_array_equal(d1, (x > 0).astype(np.float32))
+    np.testing.assert_array_equal(d2, (x < 0).astype(np.float32))
+
+
+# -- max-pool -------------------------------------------------------------------------------
+#: (input shape, kernel_size, stride): windows that tile the input, leave a remainder, skip a gap,
+#: non-square; batch 1; a 1x1 window
+POOLS = [
+    ((2, 3, 8, 8), (2, 2), (2, 2)),
+    ((1, 1, 7, 9), (2, 2), (2, 2)),
+    ((3, 2, 9, 10), (3, 2), (3, 2)),
+    ((2, 2, 11, 11), (2, 2), (3, 3)),
+    ((1, 4, 6, 5), (2, 3), (2, 4)),
+    ((2, 2, 5, 5), (1, 1), (1, 1)),
+    ((128, 8, 26, 26), (2, 2), (2, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("shape", "k", "s"), POOLS, ids=[str(i) for i in range(len(POOLS))])
+def test_max_pool_equals_generic(monkeypatch: pytest.MonkeyPatch, dtype: str, shape: Any, k: Any, s: Any) -> None:
+    r = np.random.default_rng(1)
+    x = _special(r, shape, dtype)
+    x_copy = x.copy()
+    y, backward = max_pool2d(x, k, stride=s)
+    dy = r.normal(size=y.shape).astype(dtype)
+    dy.reshape(-1)[:2] = [np.inf, -0.0]
+    dx = backward(dy)
+    y_forward_only, none = max_pool2d(x, k, stride=s, input_grad=False)
+    np.testing.assert_array_equal(x, x_copy)  # the input is read only
+    _generic(monkeypatch, "max_pool2d")
+    y_ref, backward_ref = max_pool2d(x, k, stride=s)
+    _same(y, y_ref, "y")
+    _same(dx, backward_ref(dy), "dx")
+    _same(y_forward_only, y_ref, "y (input_grad=False)")
+    assert none(dy) is None
+
+
+def test_max_pool_takes_the_fast_path_only_for_disjoint_windows_without_padding() -> None:
+    adapter, x = NumpyAdapter(), np.zeros((1, 1, 6, 6), np.float32)
+    assert adapter.max_pool2d(x, (2, 2), (2, 2), (0, 0), (3, 3)) is not None
+    assert adapter.max_pool2d(x, (2, 2), (1, 1), (0, 0), (5, 5)) is None  # overlapping windows
+    assert adapter.max_pool2d(x, (3, 3), (3, 3), (1, 1), (2, 2)) is None  # padding
+    assert adapter.max_pool2d(x.astype(np.float16), (2, 2), (2, 2), (0, 0), (3, 3)) is None
+
+
+def test_max_pool_backward_twice_and_two_live_forwards() -> None:
+    """A backward called twice gives the same answer; a second forward leaves the first's arrays alone."""
+    r = np.random.default_rng(2)
+    a, b = r.normal(size=(2, 2, 4, 4)), r.normal(size=(2, 2, 4, 4))
+    ya, back_a = max_pool2d(a, 2)
+    first = back_a(np.ones_like(ya)).copy()
+    yb, back_b = max_pool2d(b, 2)
+    assert not np.shares_memory(ya, yb)
+    np.testing.assert_array_equal(ya, a.reshape(2, 2, 2, 2, 2, 2).max(axis=(3, 5)))
+    np.testing.assert_array_equal(back_a(np.ones_like(ya)), first)
+
+
+# -- the workspace --------------------------------------------------------------------------
+def test_workspace_reuses_only_released_arrays() -> None:
+    ws = Workspace(per_key=2, max_keys=2)
+    a = ws.empty("t", (3, 4), np.float32)
+    b = ws.empty("t", (3, 4), np.float32)
+    assert a is not b  # a is still held
+    a_id = id(a)
+    del a
+    assert id(ws.empty("t", (3, 4), np.float32)) == a_id  # released: handed out again
+    view = b[1:]
+    del b
+    c = ws.empty("t", (3, 4), np.float32)
+    assert not np.shares_memory(c, view)  # a view keeps its base out of reuse
+    assert ws.empty("t", (3, 4), np.float64).dtype == np.float64
+    ws.empty("u", (2,), np.float32)
+    ws.empty("v", (2,), np.float32)
+    assert len(ws._kept) == 2  # least recently used key dropped
+    z = ws.zeros((2, 3), np.float32)
+    assert not z.flags.writeable and not z.any()
+    assert sys.getrefcount(z) >= 2
+
+
+def test_fast_paths_are_numpy_only() -> None:
+    """Other libraries keep the generic path: their adapters have no such kernels."""
+    for name, adapter in backends._ADAPTERS.items():
+        if name != "numpy":
+            assert type(adapter).relu is backends.Adapter.relu, name
+            assert type(adapter).max_pool2d is backends.Adapter.max_pool2d, name
