@@ -83,6 +83,11 @@ class NumpyAdapter(Adapter):
             x, weight, bias, stride=stride, padding=padding, dilation=dilation, input_grad=input_grad, param_grad=param_grad
         )
 
+    @property
+    def workspace(self) -> Workspace:
+        """The scratch arrays the fast kernels reuse from step to step (:class:`Workspace`)."""
+        return _WORKSPACE
+
     def relu(self, x: Any) -> tuple[Any, Any] | None:
         # np.maximum against a broadcast 0 runs a scalar loop (measured 3x slower than against
         # a zero array of x's shape); the zero array is calloc'd and never written, so its pages
@@ -151,6 +156,9 @@ def conv2d_batch_last(
     (O, Ho*Wo*N) and its NCHW copy). The backward allocates the transposed ``dy``, the
     padded input gradient and one (C, Ho*Wo*N) buffer (a kernel offset's share of
     ``W.T @ dy``, reused for each offset: 1/(kh*kw) of the generic path's im2col-sized one).
+    Every one of these comes from the :class:`Workspace` (the arrays of the previous step,
+    once released), so a training step allocates none of them afresh: the workspace keeps
+    about one step's worth of them per layer shape.
     """
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x.shape
@@ -165,24 +173,27 @@ def conv2d_batch_last(
             slice(j * dw, j * dw + sw * (wo - 1) + 1, sw),
         )
 
-    xt = np.zeros((c, hp, wp, n), dt) if ph or pw else np.empty((c, hp, wp, n), dt)
+    ws = _WORKSPACE
+    xt = ws.empty("conv.xt", (c, hp, wp, n), dt)
+    if ph or pw:
+        xt.fill(0)
     xt[:, ph : ph + h, pw : pw + w] = x.transpose(1, 2, 3, 0)
-    cols = np.empty((c, kh, kw, ho, wo, n), dt)
+    cols = ws.empty("conv.cols", (c, kh, kw, ho, wo, n), dt)
     for i in range(kh):
         for j in range(kw):
             cols[:, i, j] = xt[(slice(None), *window(i, j))]
     del xt
     cols = cols.reshape(c * kh * kw, ho * wo * n)
     w2 = weight.reshape(o, c * kh * kw)
-    yt = w2 @ cols  # (O, Ho*Wo*N)
+    yt = np.matmul(w2, cols, out=ws.empty("conv.yt", (o, ho * wo * n), dt))  # (O, Ho*Wo*N)
     if bias is not None:
         yt += bias[:, None]
-    y = np.empty((n, o, ho, wo), dt)
+    y = ws.empty("conv.y", (n, o, ho, wo), dt)
     _batch_first(yt.reshape(o, ho, wo, n), y)
     del yt
 
     def backward(dy: Any) -> tuple[Any, Any, Any]:
-        dyt = np.empty((o, ho, wo, n), dt)
+        dyt = ws.empty("conv.dyt", (o, ho, wo, n), dt)
         dyt[...] = dy.transpose(1, 2, 3, 0)
         dyt = dyt.reshape(o, ho * wo * n)
         dweight = (dyt @ cols.T).reshape(weight.shape) if param_grad else None
@@ -192,13 +203,14 @@ def conv2d_batch_last(
         # col2im of W.T @ dy, one kernel offset at a time: its (C, Ho*Wo*N) rows of the
         # product are made in one reused buffer, then added onto their window (distinct elements)
         wt = np.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (kh, kw, C, O)
-        part = np.empty((c, ho * wo * n), dt)
-        dxt = np.zeros((c, hp, wp, n), dt)
+        part = ws.empty("conv.part", (c, ho * wo * n), dt)
+        dxt = ws.empty("conv.dxt", (c, hp, wp, n), dt)
+        dxt.fill(0)
         for i in range(kh):
             for j in range(kw):
                 np.matmul(wt[i, j], dyt, out=part)
                 dxt[(slice(None), *window(i, j))] += part.reshape(c, ho, wo, n)
-        dx = np.empty((n, c, h, w), dt)
+        dx = ws.empty("conv.dx", (n, c, h, w), dt)
         _batch_first(dxt[:, ph : ph + h, pw : pw + w], dx)
         return dx, dweight, dbias
 
@@ -267,6 +279,11 @@ class Workspace:
             if len(self._zeros) > self.max_keys:
                 self._zeros.popitem(last=False)
         return z
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays kept for reuse (the shared zeros, never written, take no memory)."""
+        return sum(a.nbytes for kept in self._kept.values() for a in kept)
 
     def clear(self) -> None:
         """Drop every kept array."""
