@@ -222,3 +222,43 @@ def test_a_training_step_is_deterministic_with_the_workspace() -> None:
     NumpyAdapter().workspace.clear()
     for a, b in zip(first, run()):
         np.testing.assert_array_equal(a, b)
+
+
+# -- conv2d, the generic im2col path in NumPy's terms (Adapter.conv2d_im2col) -------------------
+#: (input shape, (out channels, kh, kw), stride, padding, dilation): batch 1, odd sizes, padding,
+#: strides, dilation, 1x1, a kernel as large as the padded input, LeNet's first convolution
+IM2COL = [
+    ((1, 1, 5, 7), (2, 3, 3), (1, 1), (0, 0), (1, 1)),
+    ((3, 2, 9, 8), (4, 3, 2), (2, 1), (1, 2), (1, 1)),
+    ((2, 3, 11, 10), (2, 3, 3), (1, 2), (2, 0), (2, 3)),
+    ((2, 5, 6, 6), (3, 1, 1), (1, 1), (0, 0), (1, 1)),
+    ((2, 2, 5, 6), (3, 5, 6), (1, 1), (2, 1), (1, 1)),
+    ((2, 1, 8, 8), (40, 3, 3), (1, 1), (0, 0), (1, 1)),
+    ((128, 1, 28, 28), (8, 3, 3), (1, 1), (0, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("bias", "input_grad", "param_grad"), [(True, True, True), (False, True, True), (True, False, True), (True, True, False)]
+)
+@pytest.mark.parametrize("geometry", IM2COL, ids=[str(i) for i in range(len(IM2COL))])
+def test_conv_im2col_equals_generic(geometry: Any, bias: bool, input_grad: bool, param_grad: bool, dtype: str) -> None:
+    from portnn.functional.conv import _conv2d, conv2d_output_size
+
+    x_shape, (o, kh, kw), s, p, d = geometry
+    r = np.random.default_rng(5)
+    x, w = r.normal(size=x_shape).astype(dtype), r.normal(size=(o, x_shape[1], kh, kw)).astype(dtype)
+    b = r.normal(size=o).astype(dtype) if bias else None
+    args = {"stride": s, "padding": p, "dilation": d, "input_grad": input_grad, "param_grad": param_grad}
+    y, backward = NumpyAdapter().conv2d_im2col(x, w, b, **args)
+    dy = r.normal(size=y.shape).astype(dtype)
+    grads = backward(dy)
+    out = conv2d_output_size(x_shape[2:], (kh, kw), s, p, d)
+    y_ref, backward_ref = _conv2d(np, x, w, b, s, p, d, out, input_grad, param_grad)
+    _same(y, y_ref, "y")
+    for got, want, what in zip(grads, backward_ref(dy), ("dx", "dweight", "dbias")):
+        if want is None:
+            assert got is None, what
+        else:
+            _same(got, want, what)

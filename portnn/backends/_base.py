@@ -19,7 +19,8 @@ class Adapter:
     turning device names into device objects, moving host (NumPy) data in and
     out, a seeded random generator, synchronisation for timing, and what the
     library can do (``supports_float64``, ``inplace``), and optional fast kernels for hot
-    loops (``conv2d``, ``relu``, ``max_pool2d``, ``index_add_rows``) that return None where the library has none.
+    loops (``conv2d``, ``conv2d_im2col``, ``relu``, ``max_pool2d``, ``index_add_rows``) that
+    return None where the library has none.
 
     Subclasses set the class attributes and override the methods that differ.
 
@@ -164,6 +165,26 @@ class Adapter:
         Called with checked arguments (shapes that fit, one dtype, pairs of ints, an output
         of at least 1 x 1); ``backward(dy)`` returns ``(dx, dweight, dbias)`` as the generic
         path does (``dweight``/``dbias`` None with ``param_grad=False``).
+        """
+        return None
+
+    def conv2d_im2col(
+        self,
+        x: Any,
+        weight: Any,
+        bias: Any,
+        *,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+        input_grad: bool,
+        param_grad: bool = True,
+    ) -> tuple[Any, Any] | None:
+        """The generic im2col path of :func:`portnn.functional.conv.conv2d` in this library's own terms, or None.
+
+        Asked where :meth:`conv2d` returned None; the same arguments and results, and the
+        generic path's values bit for bit (the same layout, products and sums in the same
+        order): what it may change is memory traffic (``out=``, reused buffers).
         """
         return None
 
