@@ -28,7 +28,9 @@ for one untimed warm-up round and then ``--repeats`` timed rounds; the table sho
 median seconds per epoch. After the last round each contender's test accuracy is printed
 (outside the timing) to show that all three really train.
 
-Targets: portnn at most 1.10x the hand-written loop, and at most 0.9x PyTorch CPU.
+Targets: portnn at most 1.10x the hand-written loop, and at most 0.9x PyTorch CPU; issue 13
+asks at most 1.05x the hand-written loop (a line per config says PASS or MISS). On a shared
+machine set ``OMP_NUM_THREADS=1``, so that all three use one core (torch reads it too).
 
 How to run
 ----------
@@ -77,6 +79,7 @@ CONFIGS = {  # name -> (hidden sizes, batch size)
     "256-128x1000": ((256, 128), 1000),
 }
 TARGET_VS_NUMPY, TARGET_VS_TORCH = 1.10, 0.90
+TARGET_VS_NUMPY_ISSUE13 = 1.05
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
 
 
@@ -373,6 +376,9 @@ def print_table(results: dict[str, dict[str, float]]) -> None:
             f"  {name:14s} vs numpy-loop {vs_numpy:.2f}x {verdict(vs_numpy, TARGET_VS_NUMPY)}"
             f"   vs torch {cell(vs_torch, '.2f')}x {verdict(vs_torch, TARGET_VS_TORCH)}"
         )
+    print(f"Issue 13 target: portnn <= {TARGET_VS_NUMPY_ISSUE13:.2f}x the numpy loop")
+    for name, (vs_numpy, _) in ratios.items():
+        print(f"  {name:14s} vs numpy-loop {vs_numpy:.2f}x {verdict(vs_numpy, TARGET_VS_NUMPY_ISSUE13)}")
 
 
 def main(argv: list[str] | None = None) -> int:

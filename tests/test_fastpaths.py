@@ -152,8 +152,12 @@ def test_workspace_reuses_only_released_arrays() -> None:
     assert not np.shares_memory(c, view)  # a view keeps its base out of reuse
     assert ws.empty("t", (3, 4), np.float64).dtype == np.float64
     ws.empty("u", (2,), np.float32)
-    ws.empty("v", (2,), np.float32)
-    assert len(ws._kept) == 2  # least recently used key dropped
+    ws.empty("v", (5,), np.float32)
+    assert [k[0] for k in ws._kept] == [(2,), (5,)]  # the least recently used shape dropped
+    small = Workspace(max_bytes=100)
+    big = small.empty("t", (200,), np.uint8)
+    del big
+    assert small.nbytes == 0 and small.empty("t", (20,), np.uint8) is not None and small.nbytes == 20
     z = ws.zeros((2, 3), np.float32)
     assert not z.flags.writeable and not z.any()
     assert sys.getrefcount(z) >= 2

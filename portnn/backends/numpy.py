@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -333,60 +334,78 @@ class Workspace:
 
     glibc hands large freed blocks back to the kernel, and a fresh block of the same size
     then costs one page fault per 4 KiB on first touch (about 2,000 per LeNet step at batch 128).
-    :meth:`empty` returns a kept array of the asked ``(tag, shape, dtype)`` that nothing else
+    :meth:`empty` returns a kept array of the asked shape and dtype that nothing else
     references any more (its reference count says so: a backward closure, a caller's result
     or a view still holding it keeps it out), else a new one, which it keeps. Reuse is
     therefore never visible: an array handed out is not handed out again while anyone can
-    read it. At most ``per_key`` arrays per key and ``max_keys`` keys (least recently used
-    dropped), so memory stays bounded when batch shapes vary.
+    read it. Memory stays bounded: at most ``per_key`` arrays per shape and dtype, ``max_keys``
+    shapes (least recently used dropped) and ``max_bytes`` in all (beyond it, new arrays are
+    handed out and not kept). A lock makes it safe to call from several threads.
     """
 
-    def __init__(self, per_key: int = 3, max_keys: int = 64) -> None:
-        self.per_key, self.max_keys = per_key, max_keys
+    def __init__(self, per_key: int = 3, max_keys: int = 64, max_bytes: int = 512 * 2**20) -> None:
+        self.per_key, self.max_keys, self.max_bytes = per_key, max_keys, max_bytes
         self._kept: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
         self._zeros: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
 
     def empty(self, tag: str, shape: tuple[int, ...], dtype: Any) -> Any:
-        """An uninitialised array of ``shape`` and ``dtype`` that no one else holds."""
-        key = (tag, tuple(shape), np.dtype(dtype))
-        kept = self._kept.get(key)
-        if kept is None:
-            kept = self._kept[key] = []
-            if len(self._kept) > self.max_keys:
-                self._kept.popitem(last=False)
-        else:
-            self._kept.move_to_end(key)
-        for a in kept:
-            if sys.getrefcount(a) <= _FREE_REFS:  # only the list, this loop and the call hold it
-                return a
-        a = np.empty(key[1], key[2])
-        if len(kept) < self.per_key:
-            kept.append(a)
-        return a
+        """An uninitialised array of ``shape`` and ``dtype`` that no one else holds.
+
+        ``tag`` names the use, for the reader; arrays of one shape and dtype are shared
+        between uses whose lifetimes do not overlap.
+        """
+        key = (tuple(shape), np.dtype(dtype))
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is None:
+                kept = self._kept[key] = []
+                if len(self._kept) > self.max_keys:
+                    self._kept.popitem(last=False)
+            else:
+                self._kept.move_to_end(key)
+            for i in range(len(kept)):
+                if sys.getrefcount(kept[i]) <= _FREE_REFS:  # held by the list alone
+                    return kept[i]
+            a = np.empty(key[0], key[1])
+            if len(kept) < self.per_key and self.nbytes + a.nbytes <= self.max_bytes:
+                kept.append(a)
+            return a
 
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """A read-only array of zeros of ``shape`` and ``dtype``, shared by every caller."""
         key = (tuple(shape), np.dtype(dtype))
-        z = self._zeros.get(key)
-        if z is None:
-            z = self._zeros[key] = np.zeros(key[0], key[1])
-            z.flags.writeable = False
-            if len(self._zeros) > self.max_keys:
-                self._zeros.popitem(last=False)
-        return z
+        with self._lock:
+            z = self._zeros.get(key)
+            if z is None:
+                z = np.zeros(key[0], key[1])
+                z.flags.writeable = False
+                self._zeros[key] = z
+                if len(self._zeros) > self.max_keys:
+                    self._zeros.popitem(last=False)
+            return z
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the arrays kept for reuse (the shared zeros, never written, take no memory)."""
+        """Bytes of the arrays kept for reuse (not counting the zeros, whose large ones the
+        kernel maps to its one zero page as long as nothing writes them)."""
         return sum(a.nbytes for kept in self._kept.values() for a in kept)
 
     def clear(self) -> None:
         """Drop every kept array."""
-        self._kept.clear()
-        self._zeros.clear()
+        with self._lock:
+            self._kept.clear()
+            self._zeros.clear()
 
 
-_FREE_REFS = 3  # sys.getrefcount of an array held only by its list and the loop variable (plus the argument)
+def _free_refs() -> int:
+    """``sys.getrefcount(kept[i])`` of an array that only the list ``kept`` holds: the list's
+    reference and the call's argument (measured, not assumed, as interpreters differ)."""
+    kept = [np.empty(0)]
+    return sys.getrefcount(kept[0])
+
+
+_FREE_REFS = _free_refs()
 _WORKSPACE = Workspace()
 
 
