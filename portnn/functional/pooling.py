@@ -4,7 +4,9 @@ Written once against the array API standard: windows are strided slices of the (
 input, one slice per kernel offset ``(i, j)``, with exact stops (array-api-strict refuses
 out-of-range ones). Backward passes are slice-adds, one per kernel offset: each slice write
 touches distinct elements, so overlapping windows (stride < kernel) accumulate correctly
-with no duplicate-index scatter.
+with no duplicate-index scatter. For max-pooling the adapter of the input's library may take
+over (:meth:`portnn.backends.Adapter.max_pool2d`; NumPy's runs these same operations with
+``out=`` into reused buffers for windows that do not overlap), with the same results.
 """
 
 from __future__ import annotations
