@@ -167,8 +167,8 @@ def test_fast_paths_are_numpy_only() -> None:
     """Other libraries keep the generic path: their adapters have no such kernels."""
     for name, adapter in backends._ADAPTERS.items():
         if name != "numpy":
-            assert type(adapter).relu is backends.Adapter.relu, name
-            assert type(adapter).max_pool2d is backends.Adapter.max_pool2d, name
+            for hook in ("relu", "max_pool2d", "conv2d_im2col", "batch_moments", "batch_norm"):
+                assert getattr(type(adapter), hook) is getattr(backends.Adapter, hook), (name, hook)
 
 
 # -- conv2d (batch-last kernel) with its workspace --------------------------------------------
@@ -260,6 +260,60 @@ def test_conv_im2col_equals_generic(geometry: Any, bias: bool, input_grad: bool,
     grads = backward(dy)
     out = conv2d_output_size(x_shape[2:], (kh, kw), s, p, d)
     y_ref, backward_ref = _conv2d(np, x, w, b, s, p, d, out, input_grad, param_grad)
+    _same(y, y_ref, "y")
+    for got, want, what in zip(grads, backward_ref(dy), ("dx", "dweight", "dbias")):
+        if want is None:
+            assert got is None, what
+        else:
+            _same(got, want, what)
+
+
+# -- BatchNorm (Adapter.batch_moments, Adapter.batch_norm) --------------------------------------
+BN_SHAPES = [(2, 3), (7, 5), (2, 4, 9), (128, 16, 121)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN_SHAPES)
+def test_batch_moments_equal_generic(monkeypatch: pytest.MonkeyPatch, dtype: str, shape: tuple[int, ...]) -> None:
+    from portnn.functional import batch_moments
+
+    x = (np.random.default_rng(6).normal(size=shape) * 3 + 1).astype(dtype)
+    assert NumpyAdapter().batch_moments(x) is not None
+    got = batch_moments(x)
+    _generic(monkeypatch, "batch_moments")
+    for g, w, what in zip(got, batch_moments(x), ("mean", "var")):
+        _same(g, w, what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN_SHAPES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize(
+    ("affine", "input_grad", "param_grad"),
+    [("both", True, True), ("none", True, True), ("weight", True, False), ("bias", False, True), ("both", True, False)],
+)
+def test_batch_norm_equals_generic(
+    monkeypatch: pytest.MonkeyPatch, dtype: str, shape: Any, training: bool, affine: str, input_grad: bool, param_grad: bool
+) -> None:
+    from portnn.functional import batch_moments, batch_norm
+
+    r = np.random.default_rng(7)
+    x = (r.normal(size=shape) * 2 - 1).astype(dtype)
+    c = shape[1]
+    weight = r.normal(size=c).astype(dtype) if affine in ("both", "weight") else None
+    bias = r.normal(size=c).astype(dtype) if affine in ("both", "bias") else None
+    if training:
+        mean, var = batch_moments(x)
+    else:
+        mean, var = r.normal(size=c).astype(dtype), r.random(c).astype(dtype) + 0.5
+    kw = {"mean": mean, "var": var, "training": training, "eps": 1e-5, "input_grad": input_grad, "param_grad": param_grad}
+    assert NumpyAdapter().batch_norm(x, weight, bias, **kw) is not None
+    y, backward = batch_norm(x, weight, bias, **kw)
+    dy = r.normal(size=shape).astype(dtype)
+    grads = [None if g is None else g.copy() for g in backward(dy)]
+    y = y.copy()
+    _generic(monkeypatch, "batch_norm")
+    y_ref, backward_ref = batch_norm(x, weight, bias, **kw)
     _same(y, y_ref, "y")
     for got, want, what in zip(grads, backward_ref(dy), ("dx", "dweight", "dbias")):
         if want is None:
