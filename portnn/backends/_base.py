@@ -19,9 +19,8 @@ class Adapter:
     turning device names into device objects, moving host (NumPy) data in and
     out, a seeded random generator, synchronisation for timing, and what the
     library can do (``supports_float64``, ``inplace``), and optional fast kernels for hot
-    loops (``conv2d``, ``conv2d_im2col``, ``relu``, ``max_pool2d``, ``batch_moments``, ``batch_norm``,
-    ``index_add_rows``) that
-    return None where the library has none.
+    loops (``conv2d``, ``conv2d_im2col``, ``relu``, ``max_pool2d``, ``batch_moments``,
+    ``batch_norm``, ``index_add_rows``) that return None where the library has none.
 
     Subclasses set the class attributes and override the methods that differ.
 
@@ -209,8 +208,9 @@ class Adapter:
         """A fast :func:`portnn.functional.pooling.max_pool2d` for this library: ``(y, backward)``, or None.
 
         Called with checked arguments; ``out`` is the output (Ho, Wo). ``backward(dy)`` returns
-        ``dx`` (None with ``input_grad=False``). Bit for bit the generic path's values, ties and NaN included (the same
-        comparisons in the same order); None for arguments it does not speed up.
+        ``dx`` (None with ``input_grad=False``). Bit for bit the generic path's values, ties and
+        NaN included (the same comparisons in the same order); None for arguments it does not
+        speed up.
         """
         return None
 
