@@ -309,8 +309,10 @@ def test_forward_holds_one_im2col_buffer(x_shape: tuple[int, ...], o: int, paddi
     for input_grad in (False, True):
         batch_last = NumpyAdapter().conv2d(x, layer.weight.data, None, input_grad=input_grad, **kw) is not None
         # generic: (padded input and buffer) then (buffer and output); batch-last: (transposed
-        # padded input and buffer) then (buffer and the output twice: GEMM result, NCHW copy)
-        bound = cols + (max(padded, 2 * out) if batch_last else max(padded if padding else 0, out))
+        # padded input and buffer) then (buffer and the output twice: GEMM result, NCHW copy);
+        # batch-last keeps the transposed input in its workspace, for the next step
+        bound = cols + (padded + 2 * out if batch_last else max(padded if padding else 0, out))
+        NumpyAdapter().workspace.clear()  # fresh arrays, not ones a previous test left for reuse
         tracemalloc.start()
         try:
             y, backward = layer.forward(x, input_grad=input_grad)

@@ -20,7 +20,8 @@ class Adapter:
     turning device names into device objects, moving host (NumPy) data in and
     out, a seeded random generator, synchronisation for timing, and what the
     library can do (``supports_float64``, ``inplace``), and optional fast kernels for hot
-    loops (``conv2d``, ``index_add_rows``) that return None where the library has none.
+    loops (``conv2d``, ``conv2d_im2col``, ``relu``, ``max_pool2d``, ``batch_moments``,
+    ``batch_norm``, ``index_add_rows``) that return None where the library has none.
 
     Subclasses set the class attributes and override the methods that differ.
 
@@ -165,6 +166,79 @@ class Adapter:
         Called with checked arguments (shapes that fit, one dtype, pairs of ints, an output
         of at least 1 x 1); ``backward(dy)`` returns ``(dx, dweight, dbias)`` as the generic
         path does (``dweight``/``dbias`` None with ``param_grad=False``).
+        """
+        return None
+
+    def conv2d_im2col(
+        self,
+        x: Any,
+        weight: Any,
+        bias: Any,
+        *,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+        input_grad: bool,
+        param_grad: bool = True,
+    ) -> tuple[Any, Any] | None:
+        """The generic im2col path of :func:`portnn.functional.conv.conv2d` in this library's own terms, or None.
+
+        Asked where :meth:`conv2d` returned None; the same arguments and results, and the
+        generic path's values bit for bit (the same layout, products and sums in the same
+        order): what it may change is memory traffic (``out=``, reused buffers).
+        """
+        return None
+
+    def relu(self, x: Any) -> tuple[Any, Any] | None:
+        """A fast :func:`portnn.functional.relu` for this library: ``(y, backward)``, or None.
+
+        ``y = max(x, 0)`` and ``backward(dy) = dy * [y > 0]`` with the generic path's values
+        (bit for bit: the same elementwise operations), dtypes and shapes.
+        """
+        return None
+
+    def max_pool2d(
+        self,
+        x: Any,
+        kernel_size: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        out: tuple[int, int],
+        input_grad: bool = True,
+    ) -> tuple[Any, Any] | None:
+        """A fast :func:`portnn.functional.pooling.max_pool2d` for this library: ``(y, backward)``, or None.
+
+        Called with checked arguments; ``out`` is the output (Ho, Wo). ``backward(dy)`` returns
+        ``dx`` (None with ``input_grad=False``). Bit for bit the generic path's values, ties and
+        NaN included (the same comparisons in the same order); None for arguments it does not
+        speed up.
+        """
+        return None
+
+    def batch_moments(self, x: Any) -> tuple[Any, Any] | None:
+        """A fast :func:`portnn.functional.batch_moments` (per-channel mean and biased variance), or None.
+
+        Called for ``x`` of shape (N, C) or (N, C, L); the generic path's values bit for bit.
+        """
+        return None
+
+    def batch_norm(
+        self,
+        x: Any,
+        weight: Any,
+        bias: Any,
+        *,
+        mean: Any,
+        var: Any,
+        training: bool,
+        eps: float,
+        input_grad: bool,
+        param_grad: bool,
+    ) -> tuple[Any, Any] | None:
+        """A fast :func:`portnn.functional.batch_norm` for this library: ``(y, backward)``, or None.
+
+        Called with checked arguments (``x`` (N, C) or (N, C, L), ``mean`` and ``var`` given);
+        the generic path's results bit for bit (the same operations in the same order).
         """
         return None
 

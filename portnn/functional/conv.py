@@ -6,7 +6,9 @@ buffer; the input gradient is the reverse, a sum of slice-adds per kernel offset
 write touches distinct elements, so no duplicate-index scatter is needed). The adapter of
 the input's library may take over with a faster kernel
 (:meth:`portnn.backends.Adapter.conv2d`; NumPy's puts the batch axis last where that pays)
-and returns None where it has none, which leaves the generic path.
+and returns None where it has none; then :meth:`~portnn.backends.Adapter.conv2d_im2col` may run
+this generic path in the library's own terms (NumPy's: ``out=`` into reused buffers), and
+where that is None too, the generic path runs.
 """
 
 from __future__ import annotations
@@ -293,9 +295,11 @@ def conv2d(
             f"conv2d: input of shape {tuple(x.shape)} with padding {p} is smaller than the kernel {k} "
             f"(dilation {d} makes it span {tuple(d[a] * (k[a] - 1) + 1 for a in range(2))})"
         )
-    fast = backends.adapter_for(x).conv2d(
-        x, weight, bias, stride=s, padding=p, dilation=d, input_grad=input_grad, param_grad=param_grad
-    )
+    adapter = backends.adapter_for(x)
+    kwargs = {"stride": s, "padding": p, "dilation": d, "input_grad": input_grad, "param_grad": param_grad}
+    fast = adapter.conv2d(x, weight, bias, **kwargs)
+    if fast is None:
+        fast = adapter.conv2d_im2col(x, weight, bias, **kwargs)
     if fast is not None:
         return fast
     return _conv2d(xp, x, weight, bias, s, p, d, out, input_grad, param_grad)

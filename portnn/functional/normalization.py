@@ -44,6 +44,9 @@ def batch_moments(x: Any) -> tuple[Any, Any]:
     """
     xp = array_namespace(x)
     axes = _axes(x)
+    fast = backends.adapter_for(x).batch_moments(x)  # Adapter.batch_moments, or None
+    if fast is not None:
+        return fast
     mean = xp.mean(x, axis=axes)
     xc = x - _per_channel(xp, mean, x)
     return mean, xp.mean(xc * xc, axis=axes)
@@ -118,6 +121,11 @@ def batch_norm(
             mean, var = batch_moments(x)
     elif mean is None or var is None:
         raise ValueError("batch_norm(training=False) normalises with given statistics: pass mean= and var= (running stats)")
+    fast = backends.adapter_for(x).batch_norm(
+        x, weight, bias, mean=mean, var=var, training=training, eps=eps, input_grad=input_grad, param_grad=param_grad
+    )
+    if fast is not None:  # Adapter.batch_norm: the same operations with the library's own buffers
+        return fast
     inv_std = 1.0 / xp.sqrt(var + eps)  # (C,)
     xhat = (x - _per_channel(xp, mean, x)) * _per_channel(xp, inv_std, x)
     scale = inv_std if weight is None else weight * inv_std  # dy -> dx factor, per channel

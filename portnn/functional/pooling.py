@@ -4,7 +4,9 @@ Written once against the array API standard: windows are strided slices of the (
 input, one slice per kernel offset ``(i, j)``, with exact stops (array-api-strict refuses
 out-of-range ones). Backward passes are slice-adds, one per kernel offset: each slice write
 touches distinct elements, so overlapping windows (stride < kernel) accumulate correctly
-with no duplicate-index scatter.
+with no duplicate-index scatter. For max-pooling the adapter of the input's library may take
+over (:meth:`portnn.backends.Adapter.max_pool2d`; NumPy's runs these same operations with
+``out=`` into reused buffers for windows that do not overlap), with the same results.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
+from .. import backends
 from .conv import Pair, _dims, _filled, pair
 
 __all__ = [
@@ -203,6 +206,9 @@ def max_pool2d(
 
 def _max_pool2d(x: Any, k: Pair, s: Pair, p: Pair, out: Pair, input_grad: bool) -> tuple[Any, Backward]:
     """:func:`max_pool2d` for checked arguments; ``out`` is the output (Ho, Wo)."""
+    fast = backends.adapter_for(x).max_pool2d(x, k, s, p, out, input_grad)  # Adapter.max_pool2d, or None
+    if fast is not None:
+        return fast
     xp = array_namespace(x)
     shape = _dims(x)  # shape[0] None: a batch of unknown size (an ONNX export, input_grad=False)
     xpad = _pad(xp, x, p, -float("inf"))

@@ -1,0 +1,322 @@
+"""NumPy's fast kernels (the adapter hooks ``relu``, ``max_pool2d``) equal the generic array-API path.
+
+Each hook runs the generic path's elementwise operations in the generic order, with ``out=``
+into reused workspace arrays, so the comparisons here are bit for bit: values (ties, NaN,
+infinities and signed zeros included), dtypes, shapes and gradients, in float32 and float64,
+for odd shapes, strides and batch 1. The generic path is reached by calling the functional
+with the hook switched off (``monkeypatch``), as it runs on array_api_strict, torch and cupy.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+
+from portnn import backends
+from portnn.backends.numpy import NumpyAdapter, Workspace
+from portnn.functional import relu
+from portnn.functional.pooling import max_pool2d
+
+DTYPES = ["float32", "float64"]
+
+#: inf * 0 in the gradients of the special values: NaN on both paths, as it should be
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+
+
+def _generic(monkeypatch: pytest.MonkeyPatch, hook: str) -> None:
+    """Switch the NumPy adapter's ``hook`` off: the functional then takes its generic path."""
+    monkeypatch.setattr(NumpyAdapter, hook, lambda self, *args, **kwargs: None)
+
+
+def _same(got: Any, want: Any, what: str) -> None:
+    assert isinstance(got, np.ndarray), what
+    assert got.dtype == want.dtype and got.shape == want.shape, (what, got.dtype, want.dtype, got.shape, want.shape)
+    np.testing.assert_array_equal(got, want, err_msg=what)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=what + " (sign of zero)")
+
+
+def _special(r: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """Normal draws with ties, zeros of both signs, infinities and NaN sprinkled in."""
+    x = np.round(r.normal(size=shape) * 2) / 2  # many ties
+    flat = x.reshape(-1)
+    picks = r.choice(flat.size, size=min(flat.size, 8), replace=False)
+    flat[picks] = [0.0, -0.0, np.inf, -np.inf, np.nan, 0.0, -0.0, 1.0][: len(picks)]
+    return x.astype(dtype)
+
+
+# -- ReLU -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 7), (3, 5, 11, 13), (128, 10), (2, 1, 1, 1)])
+def test_relu_equals_generic(monkeypatch: pytest.MonkeyPatch, dtype: str, shape: tuple[int, ...]) -> None:
+    r = np.random.default_rng(0)
+    x, dy = _special(r, shape, dtype), _special(r, shape, dtype)
+    assert NumpyAdapter().relu(x) is not None  # the fast path is the one under test
+    y, backward = relu(x)
+    dx = backward(dy)
+    _generic(monkeypatch, "relu")
+    y_ref, backward_ref = relu(x)
+    _same(y, y_ref, "y")
+    _same(dx, backward_ref(dy), "dx")
+
+
+def test_relu_fast_path_declines_what_it_does_not_speed_up() -> None:
+    adapter = NumpyAdapter()
+    assert adapter.relu(np.arange(3)) is None  # ints: the generic path keeps its dtype rules
+    assert adapter.relu(np.float32(2.0)) is None  # a 0-d input
+    assert adapter.relu(np.ones(3, np.float16)) is None
+
+
+def test_relu_results_are_never_reused_while_held() -> None:
+    """A result still referenced is never handed out again: two calls give two live arrays."""
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    y1, back1 = relu(x)
+    y2, back2 = relu(-x)
+    assert not np.shares_memory(y1, y2)
+    np.testing.assert_array_equal(y1, np.maximum(x, 0))
+    d1 = back1(np.ones_like(x))
+    d2 = back2(np.ones_like(x))
+    assert not np.shares_memory(d1, d2)
+    np.testing.assert_array_equal(d1, (x > 0).astype(np.float32))
+    np.testing.assert_array_equal(d2, (x < 0).astype(np.float32))
+
+
+# -- max-pool -------------------------------------------------------------------------------
+#: (input shape, kernel_size, stride): windows that tile the input, leave a remainder, skip a gap,
+#: non-square; batch 1; a 1x1 window
+POOLS = [
+    ((2, 3, 8, 8), (2, 2), (2, 2)),
+    ((1, 1, 7, 9), (2, 2), (2, 2)),
+    ((3, 2, 9, 10), (3, 2), (3, 2)),
+    ((2, 2, 11, 11), (2, 2), (3, 3)),
+    ((1, 4, 6, 5), (2, 3), (2, 4)),
+    ((2, 2, 5, 5), (1, 1), (1, 1)),
+    ((128, 8, 26, 26), (2, 2), (2, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("shape", "k", "s"), POOLS, ids=[str(i) for i in range(len(POOLS))])
+def test_max_pool_equals_generic(monkeypatch: pytest.MonkeyPatch, dtype: str, shape: Any, k: Any, s: Any) -> None:
+    r = np.random.default_rng(1)
+    x = _special(r, shape, dtype)
+    x_copy = x.copy()
+    y, backward = max_pool2d(x, k, stride=s)
+    dy = r.normal(size=y.shape).astype(dtype)
+    dy.reshape(-1)[:2] = [np.inf, -0.0]
+    dx = backward(dy)
+    y_forward_only, none = max_pool2d(x, k, stride=s, input_grad=False)
+    np.testing.assert_array_equal(x, x_copy)  # the input is read only
+    _generic(monkeypatch, "max_pool2d")
+    y_ref, backward_ref = max_pool2d(x, k, stride=s)
+    _same(y, y_ref, "y")
+    _same(dx, backward_ref(dy), "dx")
+    _same(y_forward_only, y_ref, "y (input_grad=False)")
+    assert none(dy) is None
+
+
+def test_max_pool_takes_the_fast_path_only_for_disjoint_windows_without_padding() -> None:
+    adapter, x = NumpyAdapter(), np.zeros((1, 1, 6, 6), np.float32)
+    assert adapter.max_pool2d(x, (2, 2), (2, 2), (0, 0), (3, 3)) is not None
+    assert adapter.max_pool2d(x, (2, 2), (1, 1), (0, 0), (5, 5)) is None  # overlapping windows
+    assert adapter.max_pool2d(x, (3, 3), (3, 3), (1, 1), (2, 2)) is None  # padding
+    assert adapter.max_pool2d(x.astype(np.float16), (2, 2), (2, 2), (0, 0), (3, 3)) is None
+
+
+def test_max_pool_backward_twice_and_two_live_forwards() -> None:
+    """A backward called twice gives the same answer; a second forward leaves the first's arrays alone."""
+    r = np.random.default_rng(2)
+    a, b = r.normal(size=(2, 2, 4, 4)), r.normal(size=(2, 2, 4, 4))
+    ya, back_a = max_pool2d(a, 2)
+    first = back_a(np.ones_like(ya)).copy()
+    yb, back_b = max_pool2d(b, 2)
+    assert not np.shares_memory(ya, yb)
+    np.testing.assert_array_equal(ya, a.reshape(2, 2, 2, 2, 2, 2).max(axis=(3, 5)))
+    np.testing.assert_array_equal(back_a(np.ones_like(ya)), first)
+
+
+# -- the workspace --------------------------------------------------------------------------
+def test_workspace_reuses_only_released_arrays() -> None:
+    ws = Workspace(per_key=2, max_keys=2)
+    a = ws.empty("t", (3, 4), np.float32)
+    b = ws.empty("t", (3, 4), np.float32)
+    assert a is not b  # a is still held
+    a_id = id(a)
+    del a
+    assert id(ws.empty("t", (3, 4), np.float32)) == a_id  # released: handed out again
+    view = b[1:]
+    del b
+    c = ws.empty("t", (3, 4), np.float32)
+    assert not np.shares_memory(c, view)  # a view keeps its base out of reuse
+    assert ws.empty("t", (3, 4), np.float64).dtype == np.float64
+    ws.empty("u", (2,), np.float32)
+    ws.empty("v", (5,), np.float32)
+    assert [k[0] for k in ws._kept] == [(2,), (5,)]  # the least recently used shape dropped
+    small = Workspace(max_bytes=100)
+    big = small.empty("t", (200,), np.uint8)
+    del big
+    assert small.nbytes == 0 and small.empty("t", (20,), np.uint8) is not None and small.nbytes == 20
+    z = ws.zeros((2, 3), np.float32)
+    assert not z.flags.writeable and not z.any()
+    assert sys.getrefcount(z) >= 2
+
+
+def test_fast_paths_are_numpy_only() -> None:
+    """Other libraries keep the generic path: their adapters have no such kernels."""
+    for name, adapter in backends._ADAPTERS.items():
+        if name != "numpy":
+            for hook in ("relu", "max_pool2d", "conv2d_im2col", "batch_moments", "batch_norm"):
+                assert getattr(type(adapter), hook) is getattr(backends.Adapter, hook), (name, hook)
+
+
+# -- conv2d (batch-last kernel) with its workspace --------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("x_shape", "o", "padding", "stride"), [((16, 3, 9, 7), 5, 1, 1), ((20, 4, 8, 8), 6, 0, 2)])
+def test_conv_workspace_keeps_live_results_apart(dtype: str, x_shape: Any, o: int, padding: int, stride: int) -> None:
+    """Two forwards alive at once and a backward called twice: each result is its own, bit for bit
+    what a lone call gives, and equal to the generic path up to summation order."""
+    from portnn.functional.conv import _conv2d, conv2d, conv2d_output_size
+
+    r = np.random.default_rng(3)
+    xa, xb = r.normal(size=x_shape).astype(dtype), r.normal(size=x_shape).astype(dtype)
+    w, b = r.normal(size=(o, x_shape[1], 3, 3)).astype(dtype), r.normal(size=o).astype(dtype)
+    kw = {"stride": (stride, stride), "padding": (padding, padding), "dilation": (1, 1), "input_grad": True}
+    assert NumpyAdapter().conv2d(xa, w, b, **kw) is not None  # the batch-last kernel is the one under test
+    ya, back_a = conv2d(xa, w, b, stride=stride, padding=padding)
+    dy = r.normal(size=ya.shape).astype(dtype)
+    ga = [g.copy() for g in back_a(dy)]
+    ya_copy = ya.copy()
+    yb, back_b = conv2d(xb, w, b, stride=stride, padding=padding)
+    gb = back_b(dy)
+    assert not np.shares_memory(ya, yb) and not np.shares_memory(ga[0], gb[0])
+    np.testing.assert_array_equal(ya, ya_copy)
+    for got, want in zip(back_a(dy), ga):  # a's closure still reads a's im2col buffer
+        _same(got, want, "backward again")
+    out = conv2d_output_size(x_shape[2:], (3, 3), (stride, stride), (padding, padding))
+    y_ref, back_ref = _conv2d(np, xa, w, b, kw["stride"], kw["padding"], (1, 1), out, True)
+    tol = {"float32": 1e-4, "float64": 1e-10}[dtype]
+    np.testing.assert_allclose(ya, y_ref, rtol=tol, atol=tol)
+    for got, want in zip(ga, back_ref(dy)):
+        assert got.dtype == want.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 10)
+
+
+def test_a_training_step_is_deterministic_with_the_workspace() -> None:
+    """Reused arrays never leak values from one step into the next: two runs give bit-identical weights."""
+    import portnn as pn
+
+    def run() -> list[np.ndarray]:
+        L = pn.layers
+        model = pn.Sequential(
+            [L.Conv2d(1, 4, 3), L.ReLU(), L.MaxPool2d(2), L.Conv2d(4, 8, 3), L.ReLU(), L.MaxPool2d(2)]
+            + [L.Flatten(), L.Linear(8, 3)],
+            seed=0,
+            input_shape=(1, 12, 12),
+        )
+        opt = pn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        r = np.random.default_rng(4)
+        for batch in (32, 32, 5, 32):
+            x, y = r.random((batch, 1, 12, 12), dtype=np.float32), r.integers(0, 3, size=batch)
+            model.train_step(x, y, pn.losses.CrossEntropy(), opt)
+        return [np.array(v) for v in model.state_dict().values()]
+
+    first = run()
+    NumpyAdapter().workspace.clear()
+    for a, b in zip(first, run()):
+        np.testing.assert_array_equal(a, b)
+
+
+# -- conv2d, the generic im2col path in NumPy's terms (Adapter.conv2d_im2col) -------------------
+#: (input shape, (out channels, kh, kw), stride, padding, dilation): batch 1, odd sizes, padding,
+#: strides, dilation, 1x1, a kernel as large as the padded input, LeNet's first convolution
+IM2COL = [
+    ((1, 1, 5, 7), (2, 3, 3), (1, 1), (0, 0), (1, 1)),
+    ((3, 2, 9, 8), (4, 3, 2), (2, 1), (1, 2), (1, 1)),
+    ((2, 3, 11, 10), (2, 3, 3), (1, 2), (2, 0), (2, 3)),
+    ((2, 5, 6, 6), (3, 1, 1), (1, 1), (0, 0), (1, 1)),
+    ((2, 2, 5, 6), (3, 5, 6), (1, 1), (2, 1), (1, 1)),
+    ((2, 1, 8, 8), (40, 3, 3), (1, 1), (0, 0), (1, 1)),
+    ((128, 1, 28, 28), (8, 3, 3), (1, 1), (0, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("bias", "input_grad", "param_grad"), [(True, True, True), (False, True, True), (True, False, True), (True, True, False)]
+)
+@pytest.mark.parametrize("geometry", IM2COL, ids=[str(i) for i in range(len(IM2COL))])
+def test_conv_im2col_equals_generic(geometry: Any, bias: bool, input_grad: bool, param_grad: bool, dtype: str) -> None:
+    from portnn.functional.conv import _conv2d, conv2d_output_size
+
+    x_shape, (o, kh, kw), s, p, d = geometry
+    r = np.random.default_rng(5)
+    x, w = r.normal(size=x_shape).astype(dtype), r.normal(size=(o, x_shape[1], kh, kw)).astype(dtype)
+    b = r.normal(size=o).astype(dtype) if bias else None
+    args = {"stride": s, "padding": p, "dilation": d, "input_grad": input_grad, "param_grad": param_grad}
+    y, backward = NumpyAdapter().conv2d_im2col(x, w, b, **args)
+    dy = r.normal(size=y.shape).astype(dtype)
+    grads = backward(dy)
+    out = conv2d_output_size(x_shape[2:], (kh, kw), s, p, d)
+    y_ref, backward_ref = _conv2d(np, x, w, b, s, p, d, out, input_grad, param_grad)
+    _same(y, y_ref, "y")
+    for got, want, what in zip(grads, backward_ref(dy), ("dx", "dweight", "dbias")):
+        if want is None:
+            assert got is None, what
+        else:
+            _same(got, want, what)
+
+
+# -- BatchNorm (Adapter.batch_moments, Adapter.batch_norm) --------------------------------------
+BN_SHAPES = [(2, 3), (7, 5), (2, 4, 9), (128, 16, 121)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN_SHAPES)
+def test_batch_moments_equal_generic(monkeypatch: pytest.MonkeyPatch, dtype: str, shape: tuple[int, ...]) -> None:
+    from portnn.functional import batch_moments
+
+    x = (np.random.default_rng(6).normal(size=shape) * 3 + 1).astype(dtype)
+    assert NumpyAdapter().batch_moments(x) is not None
+    got = batch_moments(x)
+    _generic(monkeypatch, "batch_moments")
+    for g, w, what in zip(got, batch_moments(x), ("mean", "var")):
+        _same(g, w, what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN_SHAPES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize(
+    ("affine", "input_grad", "param_grad"),
+    [("both", True, True), ("none", True, True), ("weight", True, False), ("bias", False, True), ("both", True, False)],
+)
+def test_batch_norm_equals_generic(
+    monkeypatch: pytest.MonkeyPatch, dtype: str, shape: Any, training: bool, affine: str, input_grad: bool, param_grad: bool
+) -> None:
+    from portnn.functional import batch_moments, batch_norm
+
+    r = np.random.default_rng(7)
+    x = (r.normal(size=shape) * 2 - 1).astype(dtype)
+    c = shape[1]
+    weight = r.normal(size=c).astype(dtype) if affine in ("both", "weight") else None
+    bias = r.normal(size=c).astype(dtype) if affine in ("both", "bias") else None
+    if training:
+        mean, var = batch_moments(x)
+    else:
+        mean, var = r.normal(size=c).astype(dtype), r.random(c).astype(dtype) + 0.5
+    kw = {"mean": mean, "var": var, "training": training, "eps": 1e-5, "input_grad": input_grad, "param_grad": param_grad}
+    assert NumpyAdapter().batch_norm(x, weight, bias, **kw) is not None
+    y, backward = batch_norm(x, weight, bias, **kw)
+    dy = r.normal(size=shape).astype(dtype)
+    grads = [None if g is None else g.copy() for g in backward(dy)]
+    y = y.copy()
+    _generic(monkeypatch, "batch_norm")
+    y_ref, backward_ref = batch_norm(x, weight, bias, **kw)
+    _same(y, y_ref, "y")
+    for got, want, what in zip(grads, backward_ref(dy), ("dx", "dweight", "dbias")):
+        if want is None:
+            assert got is None, what
+        else:
+            _same(got, want, what)
