@@ -48,6 +48,7 @@ __all__ = [
     "TOLERANCES",
     "TRAINING_TOLERANCES",
     "CheckReport",
+    "OpCounter",
     "assert_close",
     "backends_under_test",
     "check_layer",
@@ -961,3 +962,251 @@ def _train(
             losses.append(value)
         state = {k: b.data for k, b in (*clone.named_parameters(), *clone.named_buffers())}
         return {"losses": losses, "state": state, "predictions": clone.forward(xb, training=False)[0]}
+
+
+# -- operation and sync counting ------------------------------------------------------------
+#: The namespace's creation functions that launch work without an array argument (a fill, or a host-to-device copy).
+_VIEWS = ("reshape", "swapaxes", "transpose", "permute_dims", "expand_dims", "squeeze", "broadcast_to", "moveaxis")
+_CREATIONS = ("asarray", "zeros", "ones", "full", "arange", "eye", "linspace", "zeros_like", "ones_like", "full_like")
+_active: list[OpCounter] = []  # the counter in force (innermost last)
+
+
+class OpCounter:
+    """Count the array operations and the device-to-host reads of the code run inside ``with``.
+
+    On a GPU every array operation is a kernel launch (5-10 µs each, more than the arithmetic
+    of a small network) and every read of a value on the host (``float(loss)``) waits for all
+    queued work: this counter measures both on NumPy, where the same code runs the same
+    operations. Inside ``with OpCounter(model, optimizer) as c``, the model's parameters,
+    gradients and buffers, the optimizer's state and what :meth:`track` returns are NumPy
+    arrays of a counting subclass; every operation on them counts once (an operator such as
+    ``@`` or ``+=``, a namespace function, ``x[...] = y``, an index by an array, ``astype``,
+    ``copy``), nested calls inside a NumPy function not counted again, and so do the
+    namespace's creation functions (``xp.zeros``, ``xp.asarray``, ...). Slicing, reshaping and
+    transposing make views and do not count. A read to the host counts in ``reads``:
+    ``float``, ``int``, ``bool``, ``.item()``, ``.tolist()``, formatting, ``__dlpack__`` and
+    :func:`portnn.backends.to_numpy`. On exit the arrays become plain NumPy arrays again.
+
+    ``fast_paths=False`` (default) switches off the NumPy adapter's own kernels (its
+    ``conv2d``) while counting, so the count is that of the portable path that a backend
+    without them (CuPy) runs; ``True`` counts what NumPy itself runs.
+
+    Attributes
+    ----------
+    ops, reads
+        Operations and host reads so far.
+    names, read_names
+        The same counts by operation name (``"matmul"``, ``"add"``, ``"setitem"``...) and by kind of read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> model = pn.Sequential([pn.layers.Linear(4, 3)], seed=0)
+    >>> opt, loss = pn.optim.SGD(lr=0.1), pn.losses.CrossEntropy()
+    >>> _ = opt.bind(model.parameters())
+    >>> with pn.testing.OpCounter(model, opt) as counter:
+    ...     x = counter.track(np.ones((2, 4), np.float32))
+    ...     y = counter.track(np.array([0, 2]))
+    ...     value, _ = model.train_step(x, y, loss, opt)
+    >>> counter.ops > 0, counter.reads
+    (True, 0)
+    """
+
+    def __init__(self, model: Any = None, optimizer: Any = None, *, fast_paths: bool = False) -> None:
+        self.model, self.optimizer, self.fast_paths = model, optimizer, fast_paths
+        self.ops = self.reads = 0
+        self.names: dict[str, int] = {}
+        self.read_names: dict[str, int] = {}
+        self._depth = 0
+        self._undo: list[Callable[[], None]] = []
+
+    # -- what the traced arrays call --------------------------------------------------------
+    def count(self, name: str) -> None:
+        if self._depth == 0:
+            self.ops += 1
+            self.names[name] = self.names.get(name, 0) + 1
+
+    def count_read(self, name: str) -> None:
+        if self._depth == 0:
+            self.reads += 1
+            self.read_names[name] = self.read_names.get(name, 0) + 1
+
+    def snapshot(self) -> tuple[int, int]:
+        """``(ops, reads)`` so far: subtract two snapshots to count a part."""
+        return self.ops, self.reads
+
+    def track(self, x: Any) -> Any:
+        """``x`` (a NumPy array) as a counted array (a view, no copy)."""
+        return _traced_class().wrap(x)
+
+    # -- entering and leaving -----------------------------------------------------------------
+    def __enter__(self) -> OpCounter:
+        import array_api_compat.numpy as xp_numpy
+
+        cls = _traced_class()
+        for name in _CREATIONS:
+            original = getattr(xp_numpy, name)
+            setattr(xp_numpy, name, _counted_creation(cls, name, original))
+            self._undo.append(lambda name=name, original=original: setattr(xp_numpy, name, original))
+        adapter = _backends.get_adapter("numpy")
+        to_numpy = adapter.to_numpy
+
+        def counted_to_numpy(x: Any) -> Any:
+            if isinstance(x, cls):
+                self.count_read("to_numpy")
+            return to_numpy(x)
+
+        adapter.to_numpy = counted_to_numpy
+        self._undo.append(lambda: delattr(adapter, "to_numpy"))
+        if not self.fast_paths:
+            adapter.conv2d = lambda *args, **kwargs: None
+            self._undo.append(lambda: delattr(adapter, "conv2d"))
+        self._swap(cls.wrap)
+        _active.append(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _active.remove(self)
+        while self._undo:
+            self._undo.pop()()
+        self._swap(_traced_class().unwrap)
+
+    def _swap(self, convert: Callable[[Any], Any]) -> None:
+        """Convert the model's parameters, gradients and buffers and the optimizer's state arrays."""
+        if self.model is not None:
+            for _, p in (*self.model.named_parameters(), *self.model.named_buffers()):
+                p.data = convert(p.data)
+                if getattr(p, "grad", None) is not None:
+                    p.grad = convert(p.grad)
+        if self.optimizer is not None:
+            self.optimizer._convert_arrays(convert)
+
+
+def _counted_creation(cls: Any, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    def creation(*args: Any, **kwargs: Any) -> Any:
+        counter = _active[-1] if _active else None
+        if counter is None:
+            return original(*args, **kwargs)
+        counter.count(name)
+        counter._depth += 1
+        try:
+            return cls.wrap(original(*args, **kwargs))
+        finally:
+            counter._depth -= 1
+
+    return creation
+
+
+_TRACED: list[Any] = []
+
+
+def _traced_class() -> Any:
+    """The counting subclass of ``numpy.ndarray`` (made once, on first use: this module names no array library at import)."""
+    if _TRACED:
+        return _TRACED[0]
+    import numpy as np
+
+    def plain(x: Any) -> Any:
+        return x.view(np.ndarray) if isinstance(x, Traced) else x
+
+    def plain_all(values: Any) -> Any:
+        if isinstance(values, (list, tuple)):
+            return type(values)(plain_all(v) for v in values)
+        return plain(values)
+
+    def advanced(key: Any) -> bool:
+        keys = key if isinstance(key, tuple) else (key,)
+        return any(isinstance(k, (np.ndarray, list)) for k in keys)
+
+    class Traced(np.ndarray):
+        @staticmethod
+        def wrap(x: Any) -> Any:
+            if isinstance(x, np.generic):
+                x = np.asarray(x)
+            if isinstance(x, np.ndarray) and not isinstance(x, Traced):
+                return x.view(Traced)
+            if isinstance(x, tuple):
+                return tuple(Traced.wrap(v) for v in x)
+            return x
+
+        @staticmethod
+        def unwrap(x: Any) -> Any:
+            return plain(x)
+
+        def _run(self, name: str, call: Callable[[], Any]) -> Any:
+            counter = _active[-1] if _active else None
+            if counter is None:
+                return call()
+            counter.count(name)
+            counter._depth += 1
+            try:
+                return call()
+            finally:
+                counter._depth -= 1
+
+        def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+            out = kwargs.get("out")
+            if out is not None:
+                kwargs["out"] = tuple(plain(o) for o in out)
+            args = [plain(x) for x in inputs]
+            name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
+            result = self._run(name, lambda: getattr(ufunc, method)(*args, **kwargs))
+            if out is not None:
+                return out[0] if len(out) == 1 else out
+            return Traced.wrap(result)
+
+        def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+            call = lambda: func(*plain_all(args), **{k: plain_all(v) for k, v in kwargs.items()})  # noqa: E731
+            if func.__name__ in _VIEWS:  # a view: no kernel
+                return Traced.wrap(call())
+            return Traced.wrap(self._run(func.__name__, call))
+
+        def __getitem__(self, key: Any) -> Any:
+            key = plain_all(key)
+            if advanced(key):
+                return Traced.wrap(self._run("getitem", lambda: plain(self)[key]))
+            return Traced.wrap(super().__getitem__(key))
+
+        def __setitem__(self, key: Any, value: Any) -> None:
+            key, value = plain_all(key), plain(value)
+            self._run("setitem", lambda: plain(self).__setitem__(key, value))
+
+        def astype(self, *args: Any, **kwargs: Any) -> Any:
+            return Traced.wrap(self._run("astype", lambda: plain(self).astype(*args, **kwargs)))
+
+        def copy(self, *args: Any, **kwargs: Any) -> Any:
+            return Traced.wrap(self._run("copy", lambda: plain(self).copy(*args, **kwargs)))
+
+        def _read(self, name: str, call: Callable[[], Any]) -> Any:
+            counter = _active[-1] if _active else None
+            if counter is not None:
+                counter.count_read(name)
+            return call()
+
+        def __float__(self) -> float:
+            return self._read("float", lambda: float(plain(self)))
+
+        def __int__(self) -> int:
+            return self._read("int", lambda: int(plain(self)))
+
+        def __index__(self) -> int:
+            return self._read("index", lambda: plain(self).__index__())
+
+        def __bool__(self) -> bool:
+            return self._read("bool", lambda: bool(plain(self)))
+
+        def item(self, *args: Any) -> Any:
+            return self._read("item", lambda: plain(self).item(*args))
+
+        def tolist(self) -> Any:
+            return self._read("tolist", lambda: plain(self).tolist())
+
+        def __format__(self, spec: str) -> str:
+            return self._read("format", lambda: format(plain(self), spec))
+
+        def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
+            return self._read("dlpack", lambda: plain(self).__dlpack__(*args, **kwargs))
+
+    _TRACED.append(Traced)
+    return Traced

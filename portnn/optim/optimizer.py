@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable
 from typing import Any
+
+from array_api_compat import array_namespace
 
 from .. import backends
 from .._checks import check_number
@@ -70,6 +74,9 @@ class Optimizer:
     in-place writes.
     """
 
+    #: Update the parameters of one dtype together in flat buffers (see :meth:`step`); False: one by one.
+    fuse: bool = True
+
     def __init__(self, params: Iterable[Parameter] | None = None, *, lr: float) -> None:
         self.lr = check_number(
             type(self).__name__, "lr", lr, lambda v: v > 0, "a positive number", fix="pass a finite step size such as lr=0.01"
@@ -77,6 +84,7 @@ class Optimizer:
         self.params: list[Parameter] = []
         self.state: dict[int, dict[str, Any]] = {}
         self.step_count = 0
+        self._forget_groups()
         if params is not None:
             self.bind(params)
 
@@ -96,7 +104,13 @@ class Optimizer:
                 )
         self.params = params
         self.state = {}
+        self._forget_groups()
         return self
+
+    def _forget_groups(self) -> None:
+        self._fused_key: tuple[int, ...] | None = None
+        self._groups: list[_FlatGroup] = []
+        self._fused: set[int] = set()
 
     def zero_grad(self) -> None:
         """Forget the gradients of the last backward pass."""
@@ -104,19 +118,70 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        """Update every trainable parameter that has a gradient."""
+        """Update every trainable parameter that has a gradient.
+
+        On a backend whose adapter allows in-place writes, the parameters of one dtype are
+        updated together: their ``data`` become views into one flat buffer, their gradients are
+        copied into views of one flat gradient buffer, and :meth:`_update` runs once on the flat
+        buffers (a handful of array operations per step instead of a handful per parameter; the
+        same elementwise arithmetic, so the same bits). The per-parameter state arrays are views
+        into flat state buffers, so :meth:`state_dict` still shows them per parameter. Arrays
+        replaced from outside (loaded weights or state) are gathered again at the next step.
+        Parameters whose step counts differ, and backends without in-place writes, take the
+        per-parameter path.
+        """
         if not self.params:
             raise RuntimeError(
                 f"{type(self).__name__} has no parameters: build it with model.parameters() or pass it to model.fit"
             )
-        for p in self.params:
-            if p.trainable and p.grad is not None:
+        active = [p for p in self.params if p.trainable and p.grad is not None]
+        for group in self._fused_groups(active):
+            group.gather(self.state)
+            self._update(group.proxy, group.grad, group.state)  # type: ignore[arg-type]
+            group.scatter(self.state)
+        for p in active:
+            if id(p) not in self._fused:
                 self._update(p, p.grad, self.state.setdefault(id(p), {}))
         self.step_count += 1
+
+    def _fused_groups(self, active: list[Parameter]) -> list[_FlatGroup]:
+        """The flat groups (one per dtype) that ``active`` can be updated in; the rest go one by one."""
+        if not self.fuse:
+            self._fused = set()
+            return []
+        key = tuple(id(p) for p in active)
+        if key != self._fused_key:
+            self._fused_key, self._groups, self._fused = key, [], set()
+            by_dtype: dict[Any, list[Parameter]] = {}
+            for p in active:
+                if backends.adapter_for(p.data).inplace:
+                    by_dtype.setdefault(p.data.dtype, []).append(p)
+            for params in by_dtype.values():
+                if len(params) > 1:
+                    self._groups.append(_FlatGroup(params))
+                    self._fused.update(id(p) for p in params)
+        groups = []
+        for group in self._groups:
+            # the same step count everywhere (parameters joining later, or state loaded for some, go one by one)
+            steps = {repr(self.state.get(id(p), {}).get("step")) for p in group.params}
+            if len(steps) == 1 and backends.adapter_for(group.params[0].data).inplace:
+                groups.append(group)
+            else:
+                self._fused.difference_update(id(p) for p in group.params)
+                self._fused_key = None  # decide again next step
+        return groups
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any]) -> None:
         """Update ``p.data`` and ``state`` for gradient ``g`` (never written to), through :func:`scale_add`."""
         raise NotImplementedError
+
+    def _convert_arrays(self, convert: Any) -> None:
+        """Replace every state array by ``convert(array)`` (:class:`portnn.testing.OpCounter` wraps and unwraps them)."""
+        for entries in self.state.values():
+            for k, v in entries.items():
+                if hasattr(v, "shape"):
+                    entries[k] = convert(v)
+        self._forget_groups()  # gathered again from the converted arrays at the next step
 
     # -- state ------------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:
@@ -155,3 +220,74 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
+
+
+class _FlatGroup:
+    """Parameters of one dtype updated as one: flat parameter, gradient and state buffers, and a view of each per parameter."""
+
+    def __init__(self, params: list[Parameter]) -> None:
+        self.params = params
+        self.shapes = [tuple(p.data.shape) for p in params]
+        sizes = [math.prod(shape) for shape in self.shapes]
+        self.bounds = list(zip(itertools.accumulate([0, *sizes[:-1]]), itertools.accumulate(sizes)))
+        self.proxy = _FlatParameter()
+        self.data_views: list[Any] = []
+        self.grad: Any = None
+        self.grad_views: list[Any] = []
+        self.state: dict[str, Any] = {}
+        self.state_views: dict[str, tuple[Any, list[Any]]] = {}  # key -> (the flat array, its views)
+
+    def views(self, flat: Any) -> list[Any]:
+        xp = array_namespace(flat)
+        return [xp.reshape(flat[a:b], shape) for (a, b), shape in zip(self.bounds, self.shapes)]
+
+    def flatten(self, arrays: list[Any]) -> Any:
+        xp = array_namespace(*arrays)
+        return xp.concat([xp.reshape(a, (-1,)) for a in arrays])
+
+    def gather(self, state: dict[int, dict[str, Any]]) -> None:
+        """Make the flat buffers hold the parameters, their gradients and their state (copying only what changed)."""
+        params = self.params
+        if not self.data_views or any(p.data is not v for p, v in zip(params, self.data_views)):
+            self.proxy.data = self.flatten([p.data for p in params])
+            self.data_views = self.views(self.proxy.data)
+            for p, view in zip(params, self.data_views):
+                p.data = view
+        if self.grad is None:
+            self.grad = array_namespace(self.proxy.data).empty_like(self.proxy.data)
+            self.grad_views = self.views(self.grad)
+        for p, view in zip(params, self.grad_views):
+            if p.grad is not view:
+                view[...] = p.grad
+        entries = [state.get(id(p), {}) for p in params]
+        self.state = {}
+        for key, value in entries[0].items():
+            if not hasattr(value, "shape"):
+                self.state[key] = value
+                continue
+            flat, views = self.state_views.get(key, (None, []))
+            if flat is None or any(e.get(key) is not v for e, v in zip(entries, views)):
+                flat = self.flatten([e[key] for e in entries])
+                self.state_views[key] = (flat, self.views(flat))
+            self.state[key] = flat
+
+    def scatter(self, state: dict[int, dict[str, Any]]) -> None:
+        """After the update: the per-parameter state entries are the views of the flat state (new views where it was replaced)."""
+        for key, value in self.state.items():
+            views = None
+            if hasattr(value, "shape"):
+                flat, views = self.state_views.get(key, (None, []))
+                if flat is not value:
+                    views = self.views(value)
+                    self.state_views[key] = (value, views)
+            for i, p in enumerate(self.params):
+                state.setdefault(id(p), {})[key] = value if views is None else views[i]
+
+
+class _FlatParameter:
+    """What :meth:`Optimizer._update` sees of a flat group: its ``data``."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: Any = None
