@@ -989,7 +989,11 @@ class OpCounter:
 
     ``fast_paths=False`` (default) switches off the NumPy adapter's own kernels (its
     ``conv2d``) while counting, so the count is that of the portable path that a backend
-    without them (CuPy) runs; ``True`` counts what NumPy itself runs.
+    without them (CuPy) runs; ``True`` counts what NumPy itself runs. ``kernels`` names fused
+    optimizer updates (:data:`portnn.backends._base.OPTIMIZER_KERNELS`) to count as one
+    operation each, as a backend that has them runs them: pass
+    ``portnn.backends.cupy.OPTIMIZER_KERNELS`` to count CuPy's launches (the kernel's reference
+    formula runs on NumPy, counted once).
 
     Attributes
     ----------
@@ -997,6 +1001,9 @@ class OpCounter:
         Operations and host reads so far.
     names, read_names
         The same counts by operation name (``"matmul"``, ``"add"``, ``"setitem"``...) and by kind of read.
+    sites
+        With ``sites=True``, the operations by the portnn module and function that issued them
+        (``"functional/pooling.py:max_pool2d"``); None otherwise.
 
     Examples
     --------
@@ -1013,8 +1020,17 @@ class OpCounter:
     (True, 0)
     """
 
-    def __init__(self, model: Any = None, optimizer: Any = None, *, fast_paths: bool = False) -> None:
-        self.model, self.optimizer, self.fast_paths = model, optimizer, fast_paths
+    def __init__(
+        self,
+        model: Any = None,
+        optimizer: Any = None,
+        *,
+        fast_paths: bool = False,
+        kernels: Iterable[str] = (),
+        sites: bool = False,
+    ) -> None:
+        self.model, self.optimizer, self.fast_paths, self.kernels = model, optimizer, fast_paths, tuple(kernels)
+        self.sites: dict[str, int] | None = {} if sites else None
         self.ops = self.reads = 0
         self.names: dict[str, int] = {}
         self.read_names: dict[str, int] = {}
@@ -1026,6 +1042,9 @@ class OpCounter:
         if self._depth == 0:
             self.ops += 1
             self.names[name] = self.names.get(name, 0) + 1
+            if self.sites is not None:
+                site = _site()
+                self.sites[site] = self.sites.get(site, 0) + 1
 
     def count_read(self, name: str) -> None:
         if self._depth == 0:
@@ -1062,6 +1081,9 @@ class OpCounter:
         if not self.fast_paths:
             adapter.conv2d = lambda *args, **kwargs: None
             self._undo.append(lambda: delattr(adapter, "conv2d"))
+        if self.kernels:
+            adapter.optimizer_kernel = self._emulated_kernel
+            self._undo.append(lambda: delattr(adapter, "optimizer_kernel"))
         self._swap(cls.wrap)
         _active.append(self)
         return self
@@ -1072,6 +1094,24 @@ class OpCounter:
             self._undo.pop()()
         self._swap(_traced_class().unwrap)
 
+    def _emulated_kernel(self, name: str) -> Any:
+        """A fused kernel of :attr:`kernels`: its reference formula, counted as one operation."""
+        if name not in self.kernels:
+            return None
+        from .backends._base import OPTIMIZER_KERNELS
+
+        reference = OPTIMIZER_KERNELS[name]
+
+        def run(*args: Any) -> None:
+            self.count(f"kernel:{name}")
+            self._depth += 1
+            try:
+                reference(*args)
+            finally:
+                self._depth -= 1
+
+        return run
+
     def _swap(self, convert: Callable[[Any], Any]) -> None:
         """Convert the model's parameters, gradients and buffers and the optimizer's state arrays."""
         if self.model is not None:
@@ -1081,6 +1121,19 @@ class OpCounter:
                     p.grad = convert(p.grad)
         if self.optimizer is not None:
             self.optimizer._convert_arrays(convert)
+
+
+def _site() -> str:
+    """The innermost portnn function on the stack outside this module: ``"functional/conv.py:conv2d"``."""
+    import sys
+
+    frame = sys._getframe(2)
+    while frame is not None:
+        path = frame.f_code.co_filename.replace(os.sep, "/")
+        if "/portnn/" in path and not path.endswith("/portnn/testing.py"):
+            return f"{path.rsplit('/portnn/', 1)[1]}:{frame.f_code.co_name}"
+        frame = frame.f_back
+    return "?"
 
 
 def _counted_creation(cls: Any, name: str, original: Callable[..., Any]) -> Callable[..., Any]:

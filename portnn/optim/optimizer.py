@@ -137,7 +137,12 @@ class Optimizer:
         active = [p for p in self.params if p.trainable and p.grad is not None]
         for group in self._fused_groups(active):
             group.gather(self.state)
-            self._update(group.proxy, group.grad, group.state)  # type: ignore[arg-type]
+            name = self._kernel_name(group.state)
+            kernel = backends.adapter_for(group.proxy.data).optimizer_kernel(name) if name else None
+            if kernel is None:
+                self._update(group.proxy, group.grad, group.state)  # type: ignore[arg-type]
+            else:  # one fused kernel over the flat buffers (CuPy)
+                kernel(group.proxy.data, group.grad, group.state, self._kernel_scalars(group.proxy, group.state))
             group.scatter(self.state)
         for p in active:
             if id(p) not in self._fused:
@@ -157,9 +162,8 @@ class Optimizer:
                 if backends.adapter_for(p.data).inplace:
                     by_dtype.setdefault(p.data.dtype, []).append(p)
             for params in by_dtype.values():
-                if len(params) > 1:
-                    self._groups.append(_FlatGroup(params))
-                    self._fused.update(id(p) for p in params)
+                self._groups.append(_FlatGroup(params))
+                self._fused.update(id(p) for p in params)
         groups = []
         for group in self._groups:
             # the same step count everywhere (parameters joining later, or state loaded for some, go one by one)
@@ -175,13 +179,22 @@ class Optimizer:
         """Update ``p.data`` and ``state`` for gradient ``g`` (never written to), through :func:`scale_add`."""
         raise NotImplementedError
 
+    def _kernel_name(self, state: dict[str, Any]) -> str | None:
+        """The fused kernel (:meth:`portnn.backends.Adapter.optimizer_kernel`) that can take this step from ``state``, or None."""
+        return None
+
+    def _kernel_scalars(self, p: Parameter, state: dict[str, Any]) -> dict[str, float]:
+        """Ready ``state`` for the kernel :meth:`_kernel_name` named (count the step, make missing arrays); its scalars."""
+        raise NotImplementedError
+
     def _convert_arrays(self, convert: Any) -> None:
         """Replace every state array by ``convert(array)`` (:class:`portnn.testing.OpCounter` wraps and unwraps them)."""
         for entries in self.state.values():
             for k, v in entries.items():
                 if hasattr(v, "shape"):
                     entries[k] = convert(v)
-        self._forget_groups()  # gathered again from the converted arrays at the next step
+        for group in self._groups:  # the flat buffers too, and views of them again
+            group.convert(convert, self.state)
 
     # -- state ------------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:
@@ -270,6 +283,24 @@ class _FlatGroup:
                 flat = self.flatten([e[key] for e in entries])
                 self.state_views[key] = (flat, self.views(flat))
             self.state[key] = flat
+
+    def convert(self, convert: Any, state: dict[int, dict[str, Any]]) -> None:
+        """Replace every flat buffer by ``convert(buffer)`` (a view of it) and every view of it by a view of that."""
+        if self.proxy.data is None:
+            return
+        self.proxy.data = convert(self.proxy.data)
+        self.data_views = self.views(self.proxy.data)
+        for p, view in zip(self.params, self.data_views):
+            p.data = view
+        if self.grad is not None:
+            self.grad = convert(self.grad)
+            self.grad_views = self.views(self.grad)
+        for key, (flat, _) in list(self.state_views.items()):
+            flat = convert(flat)
+            self.state_views[key] = (flat, self.views(flat))
+            for p, view in zip(self.params, self.state_views[key][1]):
+                if key in state.get(id(p), {}):
+                    state[id(p)][key] = view
 
     def scatter(self, state: dict[int, dict[str, Any]]) -> None:
         """After the update: the per-parameter state entries are the views of the flat state (new views where it was replaced)."""
