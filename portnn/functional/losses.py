@@ -117,8 +117,8 @@ def cross_entropy(logits: Any, target: Any, *, label_smoothing: float = 0.0, red
 def _cross_entropy_labels(xp: Any, logits: Any, target: Any, reduction: str) -> tuple[Any, Backward]:
     r""":func:`cross_entropy` for class indices (N,) without smoothing: the label's log-probability picked, no one-hot.
 
-    :math:`L_n = \log\sum_c e^{z_{nc} - m_n} - (z_{n y_n} - m_n)`: eight array operations
-    forward and five backward (a launch each on a GPU), where the one-hot form takes sixteen
+    :math:`L_n = \log\sum_c e^{z_{nc} - m_n} - (z_{n y_n} - m_n)`: nine array operations
+    forward and five backward (a launch each on a GPU), where the one-hot form took sixteen
     and three. Only the label's log-probability enters, so a log-probability of ``-inf``
     elsewhere adds nothing.
     """
