@@ -1015,9 +1015,11 @@ class OpCounter:
     >>> with pn.testing.OpCounter(model, opt) as counter:
     ...     x = counter.track(np.ones((2, 4), np.float32))
     ...     y = counter.track(np.array([0, 2]))
-    ...     value, _ = model.train_step(x, y, loss, opt)
-    >>> counter.ops > 0, counter.reads
-    (True, 0)
+    ...     value, _ = model.train_step(x, y, loss, opt, validate=False)
+    ...     reads = counter.reads
+    ...     _ = model.train_step(x, y, loss, opt)  # validate=True: the labels' range is read (2 reads)
+    >>> counter.ops > 0, reads, counter.reads
+    (True, 0, 2)
     """
 
     def __init__(

@@ -1022,6 +1022,7 @@ class Trainer:
                     fit.optimizer.zero_grad()
                     self._finish_step(fit.optimizer, 0, fit.l2, loss)
                     value, correct, scale = None, 0, 1
+                stopped = self.stop_training
                 if fit.steps_per_sync > 1:  # the loss stays on the device until the next read
                     fit.pending.append(_Pending(position.epoch, step, start, stop, value, scale))
                     logs = {"size": stop - start}
@@ -1045,7 +1046,7 @@ class Trainer:
                     position.correct = position.correct + correct
                 callbacks.on_train_batch_end(step, logs)
                 fit.emit("batch_end", position, logs)
-                if self.stop_training:  # with ranks: the flag agreed at this step (reduce_step)
+                if stopped if strategy.size > 1 else self.stop_training:  # with ranks: the flag agreed at this step
                     break
             completed = True
         finally:
