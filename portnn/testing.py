@@ -1116,13 +1116,13 @@ class OpCounter:
 
     def _swap(self, convert: Callable[[Any], Any]) -> None:
         """Convert the model's parameters, gradients and buffers and the optimizer's state arrays."""
+        if self.optimizer is not None:  # first: parameters that are views of its flat buffers stay views of them
+            self.optimizer._convert_arrays(convert)
         if self.model is not None:
             for _, p in (*self.model.named_parameters(), *self.model.named_buffers()):
                 p.data = convert(p.data)
                 if getattr(p, "grad", None) is not None:
                     p.grad = convert(p.grad)
-        if self.optimizer is not None:
-            self.optimizer._convert_arrays(convert)
 
 
 def _site() -> str:

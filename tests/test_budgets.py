@@ -287,3 +287,54 @@ def test_the_counter_puts_plain_arrays_back() -> None:
     for entries in opt.state.values():
         assert all(type(v) is np.ndarray for v in entries.values() if hasattr(v, "shape"))
     model.train_step(*data((784,)), pn.losses.CrossEntropy(), opt)  # and training goes on
+
+
+# -- distributed: the ranks' sum made in the optimizer's flat gradient buffer -----------------------
+
+
+class _SumComm:
+    """An mpi4py-like communicator of 2 ranks whose other rank contributes ``others`` to every sum."""
+
+    def __init__(self, others: np.ndarray) -> None:
+        self.others, self.calls = others, 0
+
+    def Get_rank(self) -> int:
+        return 1
+
+    def Get_size(self) -> int:
+        return 2
+
+    def Allreduce(self, sendbuf: Any, recvbuf: Any, op: Any = None) -> None:
+        self.calls += 1
+        recvbuf += self.others
+
+
+def test_gradients_are_summed_in_the_optimizers_buffer() -> None:
+    pytest.importorskip("mpi4py")
+    model = pn.Sequential([pn.layers.Linear(3, 2), pn.layers.ReLU(), pn.layers.Linear(2, 1)], seed=0)
+    params = model.parameters()
+    opt = pn.optim.SGD(params, lr=0.5)
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=p.shape).astype(np.float32) for p in params]
+    others = rng.normal(size=sum(p.size for p in params)).astype(np.float32)
+    comm = pn.distributed.Communicator(_SumComm(others), blas_threads=None)
+    comm.shard(0, 4)
+    for p, g in zip(params, grads):
+        p.grad = g.copy()
+    flat, views = opt.gradient_buffer(params)
+    comm.allreduce_gradients(params, 2, mean=True, into=(flat, views))
+    assert all(p.grad is v for p, v in zip(params, views))  # the sum's own views: the step copies nothing
+    before = [np.array(p.data) for p in params]
+    with OpCounter(model, opt) as counter:
+        opt.step()
+    assert "setitem" not in counter.names, counter.names
+    offset = 0
+    for p, g, old in zip(params, grads, before):
+        summed = g * np.float32(0.5) + others[offset : offset + p.size].reshape(p.shape)
+        np.testing.assert_allclose(p.data, old - 0.5 * summed, rtol=1e-6)
+        offset += p.size
+    for p, g in zip(params, grads):  # gradients of their own: the step copies each into the buffer
+        p.grad = g.copy()
+    with OpCounter(model, opt) as counter:
+        opt.step()
+    assert counter.names.get("setitem") == len(params), counter.names

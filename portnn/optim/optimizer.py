@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 from .. import backends
 from .._checks import check_number
@@ -149,6 +149,24 @@ class Optimizer:
                 self._update(p, p.grad, self.state.setdefault(id(p), {}))
         self.step_count += 1
 
+    def gradient_buffer(self, params: list[Parameter]) -> tuple[Any, list[Any]] | None:
+        """The flat gradient buffer the next :meth:`step` reads ``params``' gradients from, and its view per parameter.
+
+        None unless ``params`` (in this order) are exactly one flat group. A gradient written
+        into its view (``p.grad = views[i]``, the view itself) is not copied again by the step:
+        :mod:`portnn.distributed` sums the ranks' gradients in this buffer directly.
+        """
+        groups = self._fused_groups(list(params))
+        if len(groups) != 1 or groups[0].params != list(params):
+            return None
+        group = groups[0]
+        if group.grad is None:
+            first = params[0].data
+            xp = array_namespace(first)
+            group.grad = xp.empty((group.bounds[-1][1],), dtype=first.dtype, device=device(first))
+            group.grad_views = group.views(group.grad)
+        return group.grad, group.grad_views
+
     def _fused_groups(self, active: list[Parameter]) -> list[_FlatGroup]:
         """The flat groups (one per dtype) that ``active`` can be updated in; the rest go one by one."""
         if not self.fuse:
@@ -266,7 +284,7 @@ class _FlatGroup:
             self.data_views = self.views(self.proxy.data)
             for p, view in zip(params, self.data_views):
                 p.data = view
-        if self.grad is None:
+        if self.grad is None or self.grad.shape != self.proxy.data.shape:
             self.grad = array_namespace(self.proxy.data).empty_like(self.proxy.data)
             self.grad_views = self.views(self.grad)
         for p, view in zip(params, self.grad_views):
@@ -286,15 +304,18 @@ class _FlatGroup:
 
     def convert(self, convert: Any, state: dict[int, dict[str, Any]]) -> None:
         """Replace every flat buffer by ``convert(buffer)`` (a view of it) and every view of it by a view of that."""
-        if self.proxy.data is None:
-            return
-        self.proxy.data = convert(self.proxy.data)
-        self.data_views = self.views(self.proxy.data)
-        for p, view in zip(self.params, self.data_views):
-            p.data = view
+        if self.proxy.data is not None:
+            self.proxy.data = convert(self.proxy.data)
+            self.data_views = self.views(self.proxy.data)
+            for p, view in zip(self.params, self.data_views):
+                p.data = view
         if self.grad is not None:
+            adopted = [p.grad is view for p, view in zip(self.params, self.grad_views)]
             self.grad = convert(self.grad)
             self.grad_views = self.views(self.grad)
+            for p, view, same in zip(self.params, self.grad_views, adopted):
+                if same:
+                    p.grad = view
         for key, (flat, _) in list(self.state_views.items()):
             flat = convert(flat)
             self.state_views[key] = (flat, self.views(flat))
