@@ -1119,7 +1119,8 @@ class OpCounter:
         if self.optimizer is not None:  # first: parameters that are views of its flat buffers stay views of them
             self.optimizer._convert_arrays(convert)
         if self.model is not None:
-            for _, p in (*self.model.named_parameters(), *self.model.named_buffers()):
+            buffers = self.model.named_buffers() if hasattr(self.model, "named_buffers") else ()
+            for _, p in (*self.model.named_parameters(), *buffers):
                 p.data = convert(p.data)
                 if getattr(p, "grad", None) is not None:
                     p.grad = convert(p.grad)

@@ -1064,7 +1064,7 @@ class Trainer:
         """
         pending, fit.pending = fit.pending, []
         values = [p.value for p in pending if p.value is not None]
-        if len(values) > 1:
+        if len(values) > 1 and all(hasattr(v, "shape") for v in values):
             host = backends.to_numpy(self.backend.xp.stack(values)).tolist()
         else:
             host = [float(v) for v in values]
