@@ -39,6 +39,7 @@ from array_api_compat import device as device_of
 
 from . import backends as _backends
 from ._array import dtype_name
+from .backends import _counting
 from .layers.base import Layer, Parameter, RandomLayer
 
 __all__ = [
@@ -966,9 +967,7 @@ def _train(
 
 # -- operation and sync counting ------------------------------------------------------------
 #: The namespace's creation functions that launch work without an array argument (a fill, or a host-to-device copy).
-_VIEWS = ("reshape", "swapaxes", "transpose", "permute_dims", "expand_dims", "squeeze", "broadcast_to", "moveaxis")
 _CREATIONS = ("asarray", "zeros", "ones", "full", "arange", "eye", "linspace", "zeros_like", "ones_like", "full_like")
-_active: list[OpCounter] = []  # the counter in force (innermost last)
 
 
 class OpCounter:
@@ -1059,13 +1058,13 @@ class OpCounter:
 
     def track(self, x: Any) -> Any:
         """``x`` (a NumPy array) as a counted array (a view, no copy)."""
-        return _traced_class().wrap(x)
+        return _counting.traced_class().wrap(x)
 
     # -- entering and leaving -----------------------------------------------------------------
     def __enter__(self) -> OpCounter:
         import array_api_compat.numpy as xp_numpy
 
-        cls = _traced_class()
+        cls = _counting.traced_class()
         for name in _CREATIONS:
             original = getattr(xp_numpy, name)
             setattr(xp_numpy, name, _counted_creation(cls, name, original))
@@ -1087,14 +1086,14 @@ class OpCounter:
             adapter.optimizer_kernel = self._emulated_kernel
             self._undo.append(lambda: delattr(adapter, "optimizer_kernel"))
         self._swap(cls.wrap)
-        _active.append(self)
+        _counting.ACTIVE.append(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _active.remove(self)
+        _counting.ACTIVE.remove(self)
         while self._undo:
             self._undo.pop()()
-        self._swap(_traced_class().unwrap)
+        self._swap(_counting.traced_class().unwrap)
 
     def _emulated_kernel(self, name: str) -> Any:
         """A fused kernel of :attr:`kernels`: its reference formula, counted as one operation."""
@@ -1133,7 +1132,7 @@ def _site() -> str:
     frame = sys._getframe(2)
     while frame is not None:
         path = frame.f_code.co_filename.replace(os.sep, "/")
-        if "/portnn/" in path and not path.endswith("/portnn/testing.py"):
+        if "/portnn/" in path and not path.endswith(("/portnn/testing.py", "/portnn/backends/_counting.py")):
             return f"{path.rsplit('/portnn/', 1)[1]}:{frame.f_code.co_name}"
         frame = frame.f_back
     return "?"
@@ -1141,7 +1140,7 @@ def _site() -> str:
 
 def _counted_creation(cls: Any, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     def creation(*args: Any, **kwargs: Any) -> Any:
-        counter = _active[-1] if _active else None
+        counter = _counting.ACTIVE[-1] if _counting.ACTIVE else None
         if counter is None:
             return original(*args, **kwargs)
         counter.count(name)
@@ -1152,117 +1151,3 @@ def _counted_creation(cls: Any, name: str, original: Callable[..., Any]) -> Call
             counter._depth -= 1
 
     return creation
-
-
-_TRACED: list[Any] = []
-
-
-def _traced_class() -> Any:
-    """The counting subclass of ``numpy.ndarray`` (made once, on first use: this module names no array library at import)."""
-    if _TRACED:
-        return _TRACED[0]
-    import numpy as np
-
-    def plain(x: Any) -> Any:
-        return x.view(np.ndarray) if isinstance(x, Traced) else x
-
-    def plain_all(values: Any) -> Any:
-        if isinstance(values, (list, tuple)):
-            return type(values)(plain_all(v) for v in values)
-        return plain(values)
-
-    def advanced(key: Any) -> bool:
-        keys = key if isinstance(key, tuple) else (key,)
-        return any(isinstance(k, (np.ndarray, list)) for k in keys)
-
-    class Traced(np.ndarray):
-        @staticmethod
-        def wrap(x: Any) -> Any:
-            if isinstance(x, np.generic):
-                x = np.asarray(x)
-            if isinstance(x, np.ndarray) and not isinstance(x, Traced):
-                return x.view(Traced)
-            if isinstance(x, tuple):
-                return tuple(Traced.wrap(v) for v in x)
-            return x
-
-        @staticmethod
-        def unwrap(x: Any) -> Any:
-            return plain(x)
-
-        def _run(self, name: str, call: Callable[[], Any]) -> Any:
-            counter = _active[-1] if _active else None
-            if counter is None:
-                return call()
-            counter.count(name)
-            counter._depth += 1
-            try:
-                return call()
-            finally:
-                counter._depth -= 1
-
-        def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-            out = kwargs.get("out")
-            if out is not None:
-                kwargs["out"] = tuple(plain(o) for o in out)
-            args = [plain(x) for x in inputs]
-            name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
-            result = self._run(name, lambda: getattr(ufunc, method)(*args, **kwargs))
-            if out is not None:
-                return out[0] if len(out) == 1 else out
-            return Traced.wrap(result)
-
-        def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-            call = lambda: func(*plain_all(args), **{k: plain_all(v) for k, v in kwargs.items()})  # noqa: E731
-            if func.__name__ in _VIEWS:  # a view: no kernel
-                return Traced.wrap(call())
-            return Traced.wrap(self._run(func.__name__, call))
-
-        def __getitem__(self, key: Any) -> Any:
-            key = plain_all(key)
-            if advanced(key):
-                return Traced.wrap(self._run("getitem", lambda: plain(self)[key]))
-            return Traced.wrap(super().__getitem__(key))
-
-        def __setitem__(self, key: Any, value: Any) -> None:
-            key, value = plain_all(key), plain(value)
-            self._run("setitem", lambda: plain(self).__setitem__(key, value))
-
-        def astype(self, *args: Any, **kwargs: Any) -> Any:
-            return Traced.wrap(self._run("astype", lambda: plain(self).astype(*args, **kwargs)))
-
-        def copy(self, *args: Any, **kwargs: Any) -> Any:
-            return Traced.wrap(self._run("copy", lambda: plain(self).copy(*args, **kwargs)))
-
-        def _read(self, name: str, call: Callable[[], Any]) -> Any:
-            counter = _active[-1] if _active else None
-            if counter is not None:
-                counter.count_read(name)
-            return call()
-
-        def __float__(self) -> float:
-            return self._read("float", lambda: float(plain(self)))
-
-        def __int__(self) -> int:
-            return self._read("int", lambda: int(plain(self)))
-
-        def __index__(self) -> int:
-            return self._read("index", lambda: plain(self).__index__())
-
-        def __bool__(self) -> bool:
-            return self._read("bool", lambda: bool(plain(self)))
-
-        def item(self, *args: Any) -> Any:
-            return self._read("item", lambda: plain(self).item(*args))
-
-        def tolist(self) -> Any:
-            return self._read("tolist", lambda: plain(self).tolist())
-
-        def __format__(self, spec: str) -> str:
-            return self._read("format", lambda: format(plain(self), spec))
-
-        def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
-            return self._read("dlpack", lambda: plain(self).__dlpack__(*args, **kwargs))
-
-    _TRACED.append(Traced)
-    return Traced
