@@ -338,3 +338,23 @@ def test_gradients_are_summed_in_the_optimizers_buffer() -> None:
     with OpCounter(model, opt) as counter:
         opt.step()
     assert counter.names.get("setitem") == len(params), counter.names
+
+
+def test_a_parameter_unfrozen_later_keeps_the_others_momentum() -> None:
+    """Parameters whose state differs (one joins after two steps) are updated one by one: same bits as without fusion."""
+    results = []
+    for fuse in (True, False):
+        rng = np.random.default_rng(3)
+        params = [Parameter(rng.standard_normal((3, 2)).astype(np.float32)) for _ in range(3)]
+        params[2].trainable = False
+        opt = pn.optim.SGD(params, lr=0.1, momentum=0.9)
+        opt.fuse = fuse
+        for t in range(5):
+            if t == 2:
+                params[2].trainable = True
+            for p in params:
+                p.grad = rng.standard_normal((3, 2)).astype(np.float32) if p.trainable else None
+            opt.step()
+        results.append([np.array(p.data) for p in params])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -184,9 +184,10 @@ class Optimizer:
                 self._fused.update(id(p) for p in params)
         groups = []
         for group in self._groups:
-            # the same step count everywhere (parameters joining later, or state loaded for some, go one by one)
-            steps = {repr(self.state.get(id(p), {}).get("step")) for p in group.params}
-            if len(steps) == 1 and backends.adapter_for(group.params[0].data).inplace:
+            # the same step count and state entries everywhere (a parameter unfrozen later, or state loaded for some only,
+            # goes one by one: its momentum or step count is not the others')
+            kinds = {_state_kind(self.state.get(id(p), {})) for p in group.params}
+            if len(kinds) == 1 and backends.adapter_for(group.params[0].data).inplace:
                 groups.append(group)
             else:
                 self._fused.difference_update(id(p) for p in group.params)
@@ -251,6 +252,11 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
+
+
+def _state_kind(entries: dict[str, Any]) -> tuple[Any, ...]:
+    """What must agree between parameters updated as one: the state's entries and its step count."""
+    return tuple(sorted(entries)), repr(entries.get("step"))
 
 
 class _FlatGroup:
