@@ -13,7 +13,8 @@ from fits of 16 and 8 steps differenced; ``reads`` the host reads inside those f
 (``steps_per_execution="auto"``: the losses are read every 50 steps and at the epoch's end,
 and the 8- and 16-step fits read once each). Nets: the MLP 784-1024-10 (SGD with momentum,
 Adam) and the CNN of ``portnn train --preset cnn`` without its augmentation layer (Adam),
-batch 128. ``--sites`` lists each net's operations by the function that issued them.
+batch 128. ``--sites`` lists each net's operations by the function that issued them. Last, the same
+steps counted on the torch backend (on CUDA where it works) through a ``TorchFunctionMode``.
 
 Run: ``python benchmarks/bench_ops.py`` (a few seconds). ``MISS`` marks a count above the issue's target;
 the exit status is 1 when a count exceeds what ``tests/test_budgets.py`` holds (a regression) or a step reads
@@ -58,17 +59,31 @@ def data(shape: tuple[int, ...], n: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.random((n, *shape), dtype=np.float32), rng.integers(0, 10, n)
 
 
-def per_train_step(name: str, kernels: tuple[str, ...] = ()) -> OpCounter:
+def per_train_step(name: str, kernels: tuple[str, ...] = (), backend: str = "numpy", device: str | None = None) -> OpCounter:
     """A counter that saw one ``train_step`` (the third: the optimizer's state exists by then)."""
     build, make_opt, shape = NETS[name]
-    model, opt, loss = build(), make_opt(), pn.losses.CrossEntropy()
-    opt.bind(model.parameters())
-    x, y = data(shape, BATCH)
-    for _ in range(2):
-        model.train_step(x, y, loss, opt, validate=False)
-    with OpCounter(model, opt, kernels=kernels, sites=True) as counter:
-        model.train_step(counter.track(x), counter.track(y), loss, opt, validate=False)
+    with pn.use_backend(backend, device):
+        model, opt, loss = build(), make_opt(), pn.losses.CrossEntropy()
+        opt.bind(model.parameters())
+        x, y = (pn.backends.as_backend_array(a, model.backend) for a in data(shape, BATCH))
+        for _ in range(2):
+            model.train_step(x, y, loss, opt, validate=False)
+        with OpCounter(model, opt, kernels=kernels, sites=True) as counter:
+            model.train_step(counter.track(x), counter.track(y), loss, opt, validate=False)
     return counter
+
+
+def torch_rows() -> None:
+    """The same steps counted on the torch backend (CUDA where it works): every call on a tensor, PyTorch's count."""
+    if "torch" not in pn.backends.available_backends():
+        print("torch: not installed, not counted")
+        return
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for name in NETS:
+        counter = per_train_step(name, backend="torch", device=device)
+        print(f"{name + '@torch':17} {counter.ops:>5} operations, {counter.reads} host reads per train_step on {device}")
 
 
 def per_fit_step(name: str, steps: int = 8, kernels: tuple[str, ...] = OPTIMIZER_KERNELS) -> tuple[float, float]:
@@ -108,6 +123,7 @@ def main(argv: list[str]) -> int:
         "generic: operations per train_step on the generic path; cupy: with CuPy's fused optimizer kernels (GPU "
         "launches; target and held apply to it); fit: per step of fit; reads: host reads inside fit's steps (0)"
     )
+    torch_rows()
     return 1 if regressed else 0
 
 

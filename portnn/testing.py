@@ -976,7 +976,9 @@ class OpCounter:
     On a GPU every array operation is a kernel launch (5-10 µs each, more than the arithmetic
     of a small network) and every read of a value on the host (``float(loss)``) waits for all
     queued work: this counter measures both on NumPy, where the same code runs the same
-    operations. Inside ``with OpCounter(model, optimizer) as c``, the model's parameters,
+    operations. On PyTorch (a model on the torch backend, CPU or CUDA) every call on any tensor
+    counts, through a ``TorchFunctionMode`` (views and metadata excepted; ``kernels`` and
+    ``fast_paths`` do not apply). On NumPy: inside ``with OpCounter(model, optimizer) as c``, the model's parameters,
     gradients and buffers, the optimizer's state and what :meth:`track` returns are NumPy
     arrays of a counting subclass; every operation on them counts once (an operator such as
     ``@`` or ``+=``, a namespace function, ``x[...] = y``, an index by an array, ``astype``,
@@ -1032,6 +1034,7 @@ class OpCounter:
     ) -> None:
         self.model, self.optimizer, self.fast_paths, self.kernels = model, optimizer, fast_paths, tuple(kernels)
         self.sites: dict[str, int] | None = {} if sites else None
+        self._mode: Any = None
         self.ops = self.reads = 0
         self.names: dict[str, int] = {}
         self.read_names: dict[str, int] = {}
@@ -1057,11 +1060,26 @@ class OpCounter:
         return self.ops, self.reads
 
     def track(self, x: Any) -> Any:
-        """``x`` (a NumPy array) as a counted array (a view, no copy)."""
+        """``x`` as a counted array: a NumPy array as a view of the counting subclass (no copy); a tensor as it is."""
+        if self._mode is not None:
+            return x
         return _counting.traced_class().wrap(x)
+
+    def _library(self) -> str:
+        """The model's array library: ``"torch"`` (counted by a TorchFunctionMode) or ``"numpy"`` (the counting subclass)."""
+        params = list(self.model.parameters()) if self.model is not None else list(getattr(self.optimizer, "params", []))
+        name = _backends.adapter_for(params[0].data).name if params else "numpy"
+        if name not in ("numpy", "torch"):
+            raise TypeError(f"OpCounter counts NumPy and PyTorch arrays; the model's are {name}'s: count on NumPy or torch")
+        return name
 
     # -- entering and leaving -----------------------------------------------------------------
     def __enter__(self) -> OpCounter:
+        if self._library() == "torch":  # every call on any tensor, through a TorchFunctionMode
+            self._mode = _counting.torch_mode(self)
+            self._mode.__enter__()
+            _counting.ACTIVE.append(self)
+            return self
         import array_api_compat.numpy as xp_numpy
 
         cls = _counting.traced_class()
@@ -1091,6 +1109,10 @@ class OpCounter:
 
     def __exit__(self, *exc: Any) -> None:
         _counting.ACTIVE.remove(self)
+        if self._mode is not None:
+            self._mode.__exit__(*exc)
+            self._mode = None
+            return
         while self._undo:
             self._undo.pop()()
         self._swap(_counting.traced_class().unwrap)

@@ -358,3 +358,26 @@ def test_a_parameter_unfrozen_later_keeps_the_others_momentum() -> None:
         results.append([np.array(p.data) for p in params])
     for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_counting_on_torch() -> None:
+    """On the torch backend every call on any tensor counts (a TorchFunctionMode): the same step, PyTorch's count.
+
+    49 where NumPy counts 45: array-api-compat's torch wrappers add a few (``take_along_axis``'s index check,
+    ``astype``'s ``to``).
+    """
+    pytest.importorskip("torch")
+    with pn.use_backend("torch"):
+        model, opt, loss = mlp(), pn.optim.Adam(lr=1e-3), pn.losses.CrossEntropy()
+        opt.bind(model.parameters())
+        x, y = (pn.backends.as_backend_array(a, model.backend) for a in data((784,)))
+        for _ in range(2):
+            model.train_step(x, y, loss, opt, validate=False)
+        with OpCounter(model, opt, sites=True) as counter:
+            value, _ = model.train_step(counter.track(x), counter.track(y), loss, opt, validate=False)
+            assert counter.reads == 0, counter.read_names
+            float(value)
+        assert counter.reads == 1 and counter.read_names == {"__float__": 1}
+        assert 40 <= counter.ops <= 49, (counter.ops, counter.names)
+        assert by_file(counter, "optim/") == 4 + 13, counter.sites
+        model.train_step(x, y, loss, opt)  # the mode is gone: training goes on

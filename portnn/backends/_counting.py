@@ -122,3 +122,37 @@ def traced_class() -> Any:
 
     _TRACED.append(Traced)
     return Traced
+
+
+#: PyTorch functions that compute nothing on the device (metadata, views): not counted.
+_TORCH_FREE = frozenset(
+    "__get__ __set__ dim size numel stride is_contiguous element_size data_ptr result_type can_cast is_floating_point "
+    "is_complex __len__ __hash__ view view_as reshape reshape_as permute transpose t expand expand_as unsqueeze squeeze "
+    "flatten unflatten as_strided narrow select unbind detach requires_grad_ get_device type __reduce_ex__ "
+    "__deepcopy__ __setstate__ __array_namespace__ __dlpack_device__ swapaxes movedim moveaxis broadcast_to "
+    "is_same_size is_set_to storage_offset untyped_storage __contains__ __iter__".split()
+)
+#: PyTorch functions that bring values to the host (a wait for the device on a GPU).
+_TORCH_READS = frozenset("item __float__ __int__ __bool__ __index__ tolist numpy __format__ __repr__ __dlpack__ cpu".split())
+
+
+def torch_mode(counter: Any) -> Any:
+    """A ``TorchFunctionMode`` that counts every PyTorch call on any tensor (nested calls not again) into ``counter``."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class Counting(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            name = getattr(func, "__name__", repr(func))
+            if name in _TORCH_READS:
+                counter.count_read(name)
+            elif name == "__getitem__":
+                key = args[1] if len(args) > 1 else None
+                keys = key if isinstance(key, tuple) else (key,)
+                if any(isinstance(k, (torch.Tensor, list)) for k in keys):
+                    counter.count("getitem")
+            elif name not in _TORCH_FREE:
+                counter.count(name)
+            return func(*args, **(kwargs or {}))
+
+    return Counting()
