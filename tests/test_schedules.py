@@ -413,9 +413,9 @@ def test_a_nonfinite_loss_rolls_back_and_its_epoch_is_not_judged() -> None:
     x, y = toy.spirals(30, n_classes=3)
     bt = schedules.Backtracking(factor=1e37)
     model = spiral_net()
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # shuffle=False: one order, so the same weights give the same bits
         history = model.fit(x, y, loss=CE(), optimizer=pn.optim.SGD(lr=1e37), epochs=8, batch_size=len(x), callbacks=[bt],
-                            verbose=0, shuffle=False)  # fmt: skip  (one order: the same weights, the same bits)
+                            verbose=0, shuffle=False)  # fmt: skip
     assert bt.rollbacks == [(1, 0, 1.0)] and not model.stop_training
     assert len(history["loss"]) == 8 and history["loss"][2] == history["loss"][0]  # epoch 2 starts from epoch 0's weights
     assert history["loss"][-1] < 0.6 * history["loss"][0]
