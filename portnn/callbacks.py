@@ -83,6 +83,22 @@ class Callback:
     #: Whether this process writes files (rank 0 of a distributed fit; True in one process).
     is_root: bool = True
 
+    @property
+    def needs_batch_logs(self) -> bool:
+        """Whether this callback reads each batch's ``logs`` (its ``loss``) or repairs a non-finite loss at its step.
+
+        ``fit`` keeps the batch losses on the device and reads them every
+        ``steps_per_execution`` steps; a callback that needs them at every batch makes it read
+        them at every step (one device-to-host wait per step on a GPU). By default this is True
+        when the callback overrides ``on_train_batch_end``, ``on_batch_end`` or
+        ``on_nonfinite_loss`` (Keras 3 likewise skips batch hooks nobody overrides); a callback
+        that overrides them without reading the loss sets the class attribute
+        ``needs_batch_logs = False`` (the learning-rate schedules do).
+        """
+        names = ("on_train_batch_end", "on_batch_end", "on_nonfinite_loss")
+        cls = type(self)
+        return any(name in vars(self) or getattr(cls, name) is not getattr(Callback, name) for name in names)
+
     def set_context(self, model: Any, optimizer: Any, *, is_root: bool = True) -> None:
         """Called by ``fit`` before :meth:`on_train_begin`."""
         self.model, self.optimizer, self.is_root = model, optimizer, bool(is_root)
@@ -107,7 +123,10 @@ class Callback:
         """After training batch ``batch``: ``logs`` holds its ``loss`` (a float) and ``size``. Calls :meth:`on_batch_end`.
 
         The ``loss`` is this batch's own (Keras 3 passes the epoch's running mean instead); the
-        epoch's mean comes to :meth:`on_epoch_end`.
+        epoch's mean comes to :meth:`on_epoch_end`. A callback that overrides this hook gets
+        the loss at every batch (see :attr:`needs_batch_logs`); when no callback needs it,
+        ``fit`` reads the losses every ``steps_per_execution`` steps and ``logs`` holds
+        ``loss`` only at those steps (the last batch's), ``size`` always.
         """
         self.on_batch_end(batch, logs)
 
@@ -246,6 +265,10 @@ class CallbackList(Callback):
 
     def on_nonfinite_loss(self, epoch: int, batch: int, loss: float) -> bool:
         return any(cb.on_nonfinite_loss(epoch, batch, loss) for cb in self.callbacks)
+
+    @property
+    def needs_batch_logs(self) -> bool:
+        return any(cb.needs_batch_logs for cb in self.callbacks)
 
 
 def _logs(logs: Logs | None) -> Logs:

@@ -231,13 +231,18 @@ class Communicator:
         if rng is not None:
             rng.bit_generator.state = self.comm.bcast(rng.bit_generator.state, root=0)
 
-    def allreduce_gradients(self, params: list[Any], local_batch: int, *, mean: bool = True) -> None:
+    def allreduce_gradients(
+        self, params: list[Any], local_batch: int, *, mean: bool = True, into: tuple[Any, list[Any]] | None = None
+    ) -> None:
         """Replace every parameter's ``grad`` by the gradient of the global batch, on every rank.
 
         Each rank's gradients are packed into one flat buffer scaled by ``local_batch / global
         batch`` (``mean``: the loss averages over the batch; 1 for summed losses), summed with one
         ``Allreduce``, and unpacked as views of the buffer. A parameter without a gradient here
-        (this rank's part of the batch was empty) contributes zeros.
+        (this rank's part of the batch was empty) contributes zeros. ``into`` is the
+        optimizer's flat gradient buffer and its views
+        (:meth:`portnn.optim.Optimizer.gradient_buffer`): the sum is made there, and the
+        optimizer's step reads it without copying the gradients again.
         """
         if not params:
             return
@@ -254,9 +259,12 @@ class Communicator:
         xp = adapter.xp
         total = sum(p.size for p in params)
         key = (total, str(first.dtype), adapter.name, str(first.device))
-        if self._buffer is None or self._buffer[0] != key:
-            self._buffer = (key, xp.empty((total,), dtype=first.dtype, device=first.device))
-        buf = self._buffer[1]
+        if into is not None and tuple(into[0].shape) == (total,) and into[0].dtype == first.dtype:
+            buf, views = into
+        else:
+            if self._buffer is None or self._buffer[0] != key:
+                self._buffer = (key, xp.empty((total,), dtype=first.dtype, device=first.device))
+            buf, views = self._buffer[1], None
         weight = local_batch / self._global_batch if mean and self._global_batch else 1.0
         offset = 0
         for p in params:
@@ -267,10 +275,14 @@ class Communicator:
             else:
                 buf[offset : offset + p.size] = xp.reshape(p.grad, (-1,)) * weight
             offset += p.size
-        buf = self._sum(buf)
+        summed = self._sum(buf)
+        if summed is buf and views is not None:  # summed in place in the optimizer's buffer: its own views
+            for p, view in zip(params, views):
+                p.grad = view
+            return
         offset = 0
         for p in params:
-            p.grad = xp.reshape(buf[offset : offset + p.size], p.shape)
+            p.grad = xp.reshape(summed[offset : offset + p.size], p.shape)
             offset += p.size
 
     def allreduce_sums(self, values: list[float]) -> list[float]:
@@ -468,7 +480,10 @@ class DataParallel:
         return self.comm.shard(start, stop)
 
     def reduce_gradients(self, model: Any, local_batch: int, *, mean: bool) -> None:
-        self.comm.allreduce_gradients([p for p in model.parameters() if p.trainable], local_batch, mean=mean)
+        params = [p for p in model.parameters() if p.trainable]
+        optimizer = getattr(model, "_optimizer", None)  # fit's: the sum is made in its flat gradient buffer
+        into = optimizer.gradient_buffer(params) if self.size > 1 and hasattr(optimizer, "gradient_buffer") else None
+        self.comm.allreduce_gradients(params, local_batch, mean=mean, into=into)
 
     def reduce_step(self, value: float, correct: Any, stop: bool) -> tuple[float, Any, bool]:
         """The global batch's loss sum and correct count, and whether any rank asked to stop: one small allreduce."""

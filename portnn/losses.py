@@ -224,7 +224,7 @@ class CrossEntropy(Loss):
         xp = array_namespace(y_pred, target)
         if not xp.isdtype(target.dtype, "integral"):
             target = xp.argmax(target, axis=-1)
-        return xp.sum(xp.astype(xp.argmax(y_pred, axis=-1) == target, xp.int64))
+        return xp.count_nonzero(xp.argmax(y_pred, axis=-1) == target)
 
     def count(self, target: Any) -> int:
         """Labelled positions: the batch, times the steps of a sequence."""
@@ -342,7 +342,7 @@ class BinaryCrossEntropy(Loss):
         """Predictions on the right side of the threshold: 0 for logits, 0.5 for probabilities."""
         xp = array_namespace(y_pred, target)
         threshold = 0.0 if self.from_logits else 0.5
-        return xp.sum(xp.astype((y_pred > threshold) == (target > 0.5), xp.int64))
+        return xp.count_nonzero((y_pred > threshold) == (target > 0.5))
 
     def count(self, target: Any) -> int:
         return int(size(target))

@@ -39,6 +39,7 @@ from array_api_compat import device as device_of
 
 from . import backends as _backends
 from ._array import dtype_name
+from .backends import _counting
 from .layers.base import Layer, Parameter, RandomLayer
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "TOLERANCES",
     "TRAINING_TOLERANCES",
     "CheckReport",
+    "OpCounter",
     "assert_close",
     "backends_under_test",
     "check_layer",
@@ -961,3 +963,213 @@ def _train(
             losses.append(value)
         state = {k: b.data for k, b in (*clone.named_parameters(), *clone.named_buffers())}
         return {"losses": losses, "state": state, "predictions": clone.forward(xb, training=False)[0]}
+
+
+# -- operation and sync counting ------------------------------------------------------------
+#: The namespace's creation functions that launch work without an array argument (a fill, or a host-to-device copy).
+_CREATIONS = ("asarray", "zeros", "ones", "full", "arange", "eye", "linspace", "zeros_like", "ones_like", "full_like")
+
+
+class OpCounter:
+    """Count the array operations and the device-to-host reads of the code run inside ``with``.
+
+    On a GPU every array operation is a kernel launch (5-10 µs each, more than the arithmetic
+    of a small network) and every read of a value on the host (``float(loss)``) waits for all
+    queued work: this counter measures both on NumPy, where the same code runs the same
+    operations. On PyTorch (a model on the torch backend, CPU or CUDA) every call on any tensor
+    counts, through a ``TorchFunctionMode`` (views and metadata excepted; ``kernels`` and
+    ``fast_paths`` do not apply). On NumPy: inside ``with OpCounter(model, optimizer) as c``, the model's parameters,
+    gradients and buffers, the optimizer's state and what :meth:`track` returns are NumPy
+    arrays of a counting subclass; every operation on them counts once (an operator such as
+    ``@`` or ``+=``, a namespace function, ``x[...] = y``, an index by an array, ``astype``,
+    ``copy``), nested calls inside a NumPy function not counted again, and so do the
+    namespace's creation functions (``xp.zeros``, ``xp.asarray``, ...). Slicing, reshaping and
+    transposing make views and do not count. A read to the host counts in ``reads``:
+    ``float``, ``int``, ``bool``, ``.item()``, ``.tolist()``, formatting, ``__dlpack__`` and
+    :func:`portnn.backends.to_numpy`. On exit the arrays become plain NumPy arrays again.
+
+    ``fast_paths=False`` (default) switches off the NumPy adapter's own kernels (its
+    ``conv2d``) while counting, so the count is that of the portable path that a backend
+    without them (CuPy) runs; ``True`` counts what NumPy itself runs. ``kernels`` names fused
+    optimizer updates (:data:`portnn.backends._base.OPTIMIZER_KERNELS`) to count as one
+    operation each, as a backend that has them runs them: pass
+    ``portnn.backends.cupy.OPTIMIZER_KERNELS`` to count CuPy's launches (the kernel's reference
+    formula runs on NumPy, counted once).
+
+    Attributes
+    ----------
+    ops, reads
+        Operations and host reads so far.
+    names, read_names
+        The same counts by operation name (``"matmul"``, ``"add"``, ``"setitem"``...) and by kind of read.
+    sites
+        With ``sites=True``, the operations by the portnn module and function that issued them
+        (``"functional/pooling.py:max_pool2d"``); None otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import portnn as pn
+    >>> model = pn.Sequential([pn.layers.Linear(4, 3)], seed=0)
+    >>> opt, loss = pn.optim.SGD(lr=0.1), pn.losses.CrossEntropy()
+    >>> _ = opt.bind(model.parameters())
+    >>> with pn.testing.OpCounter(model, opt) as counter:
+    ...     x = counter.track(np.ones((2, 4), np.float32))
+    ...     y = counter.track(np.array([0, 2]))
+    ...     value, _ = model.train_step(x, y, loss, opt, validate=False)
+    ...     reads = counter.reads
+    ...     _ = model.train_step(x, y, loss, opt)  # validate=True: the labels' range is read (2 reads)
+    >>> counter.ops > 0, reads, counter.reads
+    (True, 0, 2)
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        optimizer: Any = None,
+        *,
+        fast_paths: bool = False,
+        kernels: Iterable[str] = (),
+        sites: bool = False,
+    ) -> None:
+        self.model, self.optimizer, self.fast_paths, self.kernels = model, optimizer, fast_paths, tuple(kernels)
+        self.sites: dict[str, int] | None = {} if sites else None
+        self._mode: Any = None
+        self.ops = self.reads = 0
+        self.names: dict[str, int] = {}
+        self.read_names: dict[str, int] = {}
+        self._depth = 0
+        self._undo: list[Callable[[], None]] = []
+
+    # -- what the traced arrays call --------------------------------------------------------
+    def count(self, name: str) -> None:
+        if self._depth == 0:
+            self.ops += 1
+            self.names[name] = self.names.get(name, 0) + 1
+            if self.sites is not None:
+                site = _site()
+                self.sites[site] = self.sites.get(site, 0) + 1
+
+    def count_read(self, name: str) -> None:
+        if self._depth == 0:
+            self.reads += 1
+            self.read_names[name] = self.read_names.get(name, 0) + 1
+
+    def snapshot(self) -> tuple[int, int]:
+        """``(ops, reads)`` so far: subtract two snapshots to count a part."""
+        return self.ops, self.reads
+
+    def track(self, x: Any) -> Any:
+        """``x`` as a counted array: a NumPy array as a view of the counting subclass (no copy); a tensor as it is."""
+        if self._mode is not None:
+            return x
+        return _counting.traced_class().wrap(x)
+
+    def _library(self) -> str:
+        """The model's array library: ``"torch"`` (counted by a TorchFunctionMode) or ``"numpy"`` (the counting subclass)."""
+        params = list(self.model.parameters()) if self.model is not None else list(getattr(self.optimizer, "params", []))
+        name = _backends.adapter_for(params[0].data).name if params else "numpy"
+        if name not in ("numpy", "torch"):
+            raise TypeError(f"OpCounter counts NumPy and PyTorch arrays; the model's are {name}'s: count on NumPy or torch")
+        return name
+
+    # -- entering and leaving -----------------------------------------------------------------
+    def __enter__(self) -> OpCounter:
+        if self._library() == "torch":  # every call on any tensor, through a TorchFunctionMode
+            self._mode = _counting.torch_mode(self)
+            self._mode.__enter__()
+            _counting.ACTIVE.append(self)
+            return self
+        import array_api_compat.numpy as xp_numpy
+
+        cls = _counting.traced_class()
+        for name in _CREATIONS:
+            original = getattr(xp_numpy, name)
+            setattr(xp_numpy, name, _counted_creation(cls, name, original))
+            self._undo.append(lambda name=name, original=original: setattr(xp_numpy, name, original))
+        adapter = _backends.get_adapter("numpy")
+        to_numpy = adapter.to_numpy
+
+        def counted_to_numpy(x: Any) -> Any:
+            if isinstance(x, cls):
+                self.count_read("to_numpy")
+            return to_numpy(x)
+
+        adapter.to_numpy = counted_to_numpy
+        self._undo.append(lambda: delattr(adapter, "to_numpy"))
+        if not self.fast_paths:
+            adapter.conv2d = lambda *args, **kwargs: None
+            self._undo.append(lambda: delattr(adapter, "conv2d"))
+        if self.kernels:
+            adapter.optimizer_kernel = self._emulated_kernel
+            self._undo.append(lambda: delattr(adapter, "optimizer_kernel"))
+        self._swap(cls.wrap)
+        _counting.ACTIVE.append(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _counting.ACTIVE.remove(self)
+        if self._mode is not None:
+            self._mode.__exit__(*exc)
+            self._mode = None
+            return
+        while self._undo:
+            self._undo.pop()()
+        self._swap(_counting.traced_class().unwrap)
+
+    def _emulated_kernel(self, name: str) -> Any:
+        """A fused kernel of :attr:`kernels`: its reference formula, counted as one operation."""
+        if name not in self.kernels:
+            return None
+        from .backends._base import OPTIMIZER_KERNELS
+
+        reference = OPTIMIZER_KERNELS[name]
+
+        def run(*args: Any) -> None:
+            self.count(f"kernel:{name}")
+            self._depth += 1
+            try:
+                reference(*args)
+            finally:
+                self._depth -= 1
+
+        return run
+
+    def _swap(self, convert: Callable[[Any], Any]) -> None:
+        """Convert the model's parameters, gradients and buffers and the optimizer's state arrays."""
+        if self.optimizer is not None:  # first: parameters that are views of its flat buffers stay views of them
+            self.optimizer._convert_arrays(convert)
+        if self.model is not None:
+            buffers = self.model.named_buffers() if hasattr(self.model, "named_buffers") else ()
+            for _, p in (*self.model.named_parameters(), *buffers):
+                p.data = convert(p.data)
+                if getattr(p, "grad", None) is not None:
+                    p.grad = convert(p.grad)
+
+
+def _site() -> str:
+    """The innermost portnn function on the stack outside this module: ``"functional/conv.py:conv2d"``."""
+    import sys
+
+    frame = sys._getframe(2)
+    while frame is not None:
+        path = frame.f_code.co_filename.replace(os.sep, "/")
+        if "/portnn/" in path and not path.endswith(("/portnn/testing.py", "/portnn/backends/_counting.py")):
+            return f"{path.rsplit('/portnn/', 1)[1]}:{frame.f_code.co_name}"
+        frame = frame.f_back
+    return "?"
+
+
+def _counted_creation(cls: Any, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    def creation(*args: Any, **kwargs: Any) -> Any:
+        counter = _counting.ACTIVE[-1] if _counting.ACTIVE else None
+        if counter is None:
+            return original(*args, **kwargs)
+        counter.count(name)
+        counter._depth += 1
+        try:
+            return cls.wrap(original(*args, **kwargs))
+        finally:
+            counter._depth -= 1
+
+    return creation

@@ -213,6 +213,13 @@ class _Fit:
     parts: list[_Part] = field(default_factory=list)  # the loop's own parts: records, progress, checkpoints
     loader: Any = None  # a DataLoader the batches stream from (X and Y are then None)
     per_example: int = 1  # predictions counted per example (the accuracy's denominator), from a streamed batch
+    steps_per_sync: int = 1  # read the losses to the host every this many steps (1: every step)
+    pending: list[_Pending] = field(default_factory=list)  # steps whose losses are still on the device
+
+    def must_sync(self, position: _Position) -> bool:
+        """Whether the step just taken needs the losses on the host now: before a checkpoint is written."""
+        every = self.checkpoint_every
+        return every is not None and (position.global_step + 1) % every == 0
 
     def emit(self, event: str, position: _Position, logs: dict[str, Any] | None = None) -> None:
         """Tell the loop's own parts, in order, that ``event`` happened (see :class:`_Part`)."""
@@ -330,7 +337,8 @@ class _Progress(_Part):
 
     def batch_end(self, fit: _Fit, position: _Position, logs: Any) -> None:
         self.bar.update(1)
-        if self.verbose == 1 and (position.step - 1) % 50 == 0:
+        shown = "loss" in logs and (fit.steps_per_sync > 1 or (position.step - 1) % 50 == 0)  # at each read
+        if self.verbose == 1 and shown:
             self.bar.set_postfix_str(f"loss {logs['loss']:.4f}")
 
     def epoch_end(self, fit: _Fit, position: _Position, logs: Any) -> None:
@@ -382,6 +390,31 @@ class _Checkpoints(_Part):
         if fit.loader is not None:  # where the loader is: the epoch's order and the transforms' draws follow from it
             progress["loader"] = fit.loader.state_dict()
         _resume.save(self.directory, model, fit.optimizer, fit.callbacks.callbacks, progress, fit.history, fit.recorder)
+
+
+#: How often ``fit(steps_per_execution="auto")`` reads the losses when nothing needs them at every step.
+_AUTO_STEPS_PER_EXECUTION = 50
+
+
+@dataclass
+class _Pending:
+    """A step whose loss is still on the device: where it was, the 0-d loss and its factor to a batch sum."""
+
+    epoch: int
+    step: int
+    start: int
+    stop: int
+    value: Any
+    scale: int
+
+
+def _nonfinite(fit: _Fit, epoch: int, step: int, start: int, stop: int, value: float) -> FloatingPointError:
+    return FloatingPointError(
+        f"fit: the training loss became {value} in epoch {epoch + 1}, step {step + 1} "
+        f"(batch {start}:{stop}); "
+        f"the learning rate ({fit.optimizer.lr:g}) is probably too large, or the inputs are unscaled. "
+        "pn.optim.schedules.Backtracking() rolls back and lowers it instead"
+    )
 
 
 class _Streamed:
@@ -620,6 +653,7 @@ class Trainer:
         checkpoint_every: int | None = None,
         resume: str | os.PathLike[str] | None = None,
         distributed: Any = None,
+        steps_per_execution: int | str = "auto",
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -706,9 +740,22 @@ class Trainer:
             checkpoints; a rank that fails ends the job. BatchNorm
             uses each rank's own batch statistics (running statistics averaged over the ranks at
             each epoch's end and before a checkpoint). See :mod:`portnn.distributed`.
+        steps_per_execution
+            How often the batch losses are read back to the host (Keras's name): the loss of
+            every step stays on the device, and every ``steps_per_execution`` steps, before a
+            checkpoint and at each epoch's end the losses since the last read come over in one
+            transfer. A step itself then waits for nothing: on a GPU the host queues the next
+            steps while the device works. ``"auto"`` (default) reads every 50 steps, or at every
+            step when a callback needs each batch's loss (it overrides ``on_train_batch_end`` or
+            ``on_nonfinite_loss``: see :attr:`portnn.callbacks.Callback.needs_batch_logs`) or the
+            training is distributed; 1 reads every step. Between reads, ``on_train_batch_end``
+            gets ``logs`` with ``size`` only. The epoch's loss is the same to the last bit either way.
 
         A batch whose loss is NaN or infinite stops training with an error that names the
         epoch and step, unless a callback rolls back (:class:`~portnn.optim.schedules.Backtracking`).
+        With the losses read every ``steps_per_execution`` steps, the error comes at the read and
+        names the first bad step (the steps after it ran on non-finite weights, as on a GPU the
+        steps queued before a read do; no checkpoint holds them).
 
         Returns
         -------
@@ -724,6 +771,7 @@ class Trainer:
                 drop_last=drop_last, validation_data=validation_data, verbose=verbose, seed=seed, callbacks=callbacks,
                 l2=l2, record=record, record_every=record_every, checkpoint=checkpoint,
                 checkpoint_every=checkpoint_every, resume=resume, strategy=strategy,
+                steps_per_execution=steps_per_execution,
             )  # fmt: skip
             restore = self._plan_resume(fit)  # the whole checkpoint read and checked; nothing changed yet
             if strategy.size > 1:  # one collective: the ranks agree on the run before any other
@@ -742,6 +790,7 @@ class Trainer:
         self, x: Any, y: Any, *, loss: Any, optimizer: Any, epochs: int, batch_size: int, shuffle: bool, drop_last: bool,
         validation_data: Any, verbose: int | str, seed: int | None, callbacks: Any, l2: float, record: bool,
         record_every: int, checkpoint: Any, checkpoint_every: int | None, resume: Any, strategy: Any,
+        steps_per_execution: int | str = "auto",
     ) -> _Fit:  # fmt: skip
         """Check every argument and bring the data to the model's device; nothing is changed here."""
         where = f"{type(self).__name__}.fit"
@@ -750,6 +799,8 @@ class Trainer:
         epochs = check_int(where, "epochs", epochs, minimum=0)
         batch_size = check_int(where, "batch_size", batch_size)
         record_every = check_int(where, "record_every", record_every)
+        if not (isinstance(steps_per_execution, str) and steps_per_execution == "auto"):
+            steps_per_execution = check_int(where, "steps_per_execution", steps_per_execution)
         shuffle, drop_last = check_flag(where, "shuffle", shuffle), check_flag(where, "drop_last", drop_last)
         record = check_flag(where, "record", record)
         if seed is not None:
@@ -785,6 +836,8 @@ class Trainer:
             rng=backends.host_rng(seed) if seed is not None else self._shuffle_rng, strategy=strategy, callbacks=callback_list,
             recorder=_records.Recorder(self, record_every) if record else None, checkpoint=checkpoint,
             checkpoint_every=checkpoint_every, resume=resume, loader=loader,
+            steps_per_sync=1 if strategy.size > 1 or callback_list.needs_batch_logs
+            else _AUTO_STEPS_PER_EXECUTION if steps_per_execution == "auto" else steps_per_execution,
         )  # fmt: skip
         if fit.recorder is not None:
             fit.parts.append(_Records(fit.recorder))
@@ -956,44 +1009,79 @@ class Trainer:
 
     def _train_steps(self, fit: _Fit, position: _Position, batches: Any) -> None:
         strategy, callbacks, loss = fit.strategy, fit.callbacks, fit.loss
-        for step, start, stop, xb, yb in batches:
-            if fit.loader is None:  # a strategy keeps the global batch's size from its last shard() for the step
-                strategy.shard(start, stop)
-            callbacks.on_train_batch_begin(step, {})
-            fit.emit("batch_begin", position)
-            if xb is not None:
-                value, y_pred = self.train_step(xb, yb, loss, fit.optimizer, validate=fit.loader is not None, l2=fit.l2)
-                value = float(value) * (xb.shape[0] if loss.reduction == "mean" else 1)  # summed over the batch
-                correct = loss.correct(y_pred, yb) if loss.classification else 0
-                if fit.loader is not None and loss.classification:
-                    fit.per_example = max(loss.count(yb) // max(int(yb.shape[0]), 1), 1)
-            else:  # a rank with nothing left in a short last batch still joins the gradient sum
-                fit.optimizer.zero_grad()
-                self._finish_step(fit.optimizer, 0, fit.l2, loss)
-                value, correct = 0.0, 0
-            value, correct, stopped = strategy.reduce_step(value, correct, self.stop_training)  # over the global batch
-            self.stop_training = stopped
+        completed = False
+        try:
+            for step, start, stop, xb, yb in batches:
+                if fit.loader is None:  # a strategy keeps the global batch's size from its last shard() for the step
+                    strategy.shard(start, stop)
+                callbacks.on_train_batch_begin(step, {})
+                fit.emit("batch_begin", position)
+                if xb is not None:
+                    value, y_pred = self.train_step(xb, yb, loss, fit.optimizer, validate=fit.loader is not None, l2=fit.l2)
+                    correct = loss.correct(y_pred, yb) if loss.classification else 0
+                    if fit.loader is not None and loss.classification:
+                        fit.per_example = max(loss.count(yb) // max(int(yb.shape[0]), 1), 1)
+                    scale = xb.shape[0] if loss.reduction == "mean" else 1  # the loss summed over the batch
+                else:  # a rank with nothing left in a short last batch still joins the gradient sum
+                    fit.optimizer.zero_grad()
+                    self._finish_step(fit.optimizer, 0, fit.l2, loss)
+                    value, correct, scale = None, 0, 1
+                stopped = self.stop_training
+                if fit.steps_per_sync > 1:  # the loss stays on the device until the next read
+                    fit.pending.append(_Pending(position.epoch, step, start, stop, value, scale))
+                    logs = {"size": stop - start}
+                    if len(fit.pending) >= fit.steps_per_sync or fit.must_sync(position):
+                        logs = {"loss": self._read_losses(fit, position), **logs}
+                else:
+                    value = 0.0 if value is None else float(value) * scale
+                    value, correct, stopped = strategy.reduce_step(value, correct, self.stop_training)  # the global batch
+                    self.stop_training = stopped
+                    if not math.isfinite(value):
+                        if callbacks.on_nonfinite_loss(position.epoch, step, value):
+                            continue  # a callback rolled back
+                        raise _nonfinite(fit, position.epoch, step, start, stop, value)
+                    position.loss_sum += value
+                    logs = {"loss": value / (stop - start), "size": stop - start}
+                fit.emit("step_done", position)
+                position.global_step += 1
+                position.step = step + 1
+                position.seen += stop - start
+                if loss.classification:
+                    position.correct = position.correct + correct
+                callbacks.on_train_batch_end(step, logs)
+                fit.emit("batch_end", position, logs)
+                if stopped if strategy.size > 1 else self.stop_training:  # with ranks: the flag agreed at this step
+                    break
+            completed = True
+        finally:
+            if not completed:
+                fit.pending.clear()  # an error or Ctrl-C: nothing to add up
+        if fit.pending:
+            self._read_losses(fit, position)  # the epoch's last losses (a non-finite one raises here)
+
+    def _read_losses(self, fit: _Fit, position: _Position) -> float:
+        """Read the losses kept on the device since the last read (one transfer); returns the last batch's mean loss.
+
+        They are added to the epoch's sum in order (the same float sums as a read at every
+        step); the first that is NaN or infinite raises the error naming its step, unless a
+        callback rolls back.
+        """
+        pending, fit.pending = fit.pending, []
+        values = [p.value for p in pending if p.value is not None]
+        if len(values) > 1 and all(hasattr(v, "shape") for v in values):
+            host = backends.to_numpy(self.backend.xp.stack(values)).tolist()
+        else:
+            host = [float(v) for v in values]
+        last = 0.0
+        for p in pending:
+            value = 0.0 if p.value is None else host.pop(0) * p.scale
             if not math.isfinite(value):
-                if callbacks.on_nonfinite_loss(position.epoch, step, value):
-                    continue  # a callback rolled back
-                raise FloatingPointError(
-                    f"fit: the training loss became {value} in epoch {position.epoch + 1}, step {step + 1} "
-                    f"(batch {start}:{stop}); "
-                    f"the learning rate ({fit.optimizer.lr:g}) is probably too large, or the inputs are unscaled. "
-                    "pn.optim.schedules.Backtracking() rolls back and lowers it instead"
-                )
-            fit.emit("step_done", position)
-            position.global_step += 1
-            position.step = step + 1
+                if fit.callbacks.on_nonfinite_loss(p.epoch, p.step, value):
+                    return last
+                raise _nonfinite(fit, p.epoch, p.step, p.start, p.stop, value)
             position.loss_sum += value
-            position.seen += stop - start
-            if loss.classification:
-                position.correct = position.correct + correct
-            logs = {"loss": value / (stop - start), "size": stop - start}
-            callbacks.on_train_batch_end(step, logs)
-            fit.emit("batch_end", position, logs)
-            if stopped if strategy.size > 1 else self.stop_training:  # with ranks: the flag agreed at this step
-                break
+            last = value / (p.stop - p.start)
+        return last
 
     def _end_epoch(self, fit: _Fit, position: _Position, start_time: float) -> None:
         """The epoch's logs (validation included) to the callbacks and the history."""

@@ -671,6 +671,13 @@ ROWS += [
 ]
 # fmt: on
 
+# fmt: off
+ROWS += [  # the loss read interval (portnn/training.py)
+    row("fit-steps-per-execution", lambda: fit(steps_per_execution=0), ValueError,
+        r"^Sequential.fit: steps_per_execution must be an integer >= 1; got 0$"),
+]
+# fmt: on
+
 
 @pytest.mark.parametrize(("call", "error", "patterns"), ROWS)
 def test_row(call: Callable[[], Any], error: type[Exception], patterns: tuple[str, ...]) -> None:

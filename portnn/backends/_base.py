@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from array_api_compat import array_namespace
+
 from .._array import dtype_name
 
 
@@ -262,6 +264,17 @@ class Adapter:
         """
         return None
 
+    def optimizer_kernel(self, name: str) -> Callable[[Any, Any, dict[str, Any], dict[str, float]], None] | None:
+        """A fused optimizer update ``name`` (see :data:`OPTIMIZER_KERNELS`) as one kernel, or None (the generic path).
+
+        The optimizers call it on their flat buffers (:meth:`portnn.optim.Optimizer.step`):
+        ``kernel(param, grad, state, scalars)`` writes ``param`` and the arrays of ``state`` in
+        place and only reads ``grad``; ``scalars`` are Python floats. It must compute what
+        :data:`OPTIMIZER_KERNELS`'s reference does, element by element (the same formulas, so
+        equal up to the rounding of the device's fused multiply-adds).
+        """
+        return None
+
     def erf(self, x: Any) -> Any:
         """The error function of ``x`` elementwise by this library's own kernel (same dtype and device), or None.
 
@@ -279,3 +292,46 @@ def _float_name(name: str) -> str:
     if name not in ("float32", "float64"):
         raise TypeError(f"random_uniform draws float32 or float64; got dtype {name}")
     return name
+
+
+# -- fused optimizer updates: the formulas each kernel computes, in array-API operations ---------------
+
+
+def _adam_reference(param: Any, grad: Any, state: dict[str, Any], s: dict[str, float]) -> None:
+    """Adam/AdamW (no AMSGrad), PyTorch's order of operations: what ``portnn.optim.Adam`` computes per parameter."""
+    xp = array_namespace(param, grad)
+    g = grad
+    if s["decay"] != 1.0:  # AdamW's decoupled decay
+        param *= s["decay"]
+    if s["weight_decay"]:  # Adam's L2 term
+        g = g + s["weight_decay"] * param
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    m += s["one_minus_beta1"] * (g - m)
+    v *= s["beta2"]
+    v += s["one_minus_beta2"] * (g * g)
+    param += s["neg_step_size"] * (m / (xp.sqrt(v) / s["bias_correction2_sqrt"] + s["eps"]))
+
+
+def _sgd_reference(param: Any, grad: Any, state: dict[str, Any], s: dict[str, float]) -> None:
+    """SGD without momentum, with L2 weight decay: what ``portnn.optim.SGD`` computes per parameter."""
+    g = grad + s["weight_decay"] * param if s["weight_decay"] else grad
+    param += s["neg_lr"] * g
+
+
+def _sgd_momentum_reference(param: Any, grad: Any, state: dict[str, Any], s: dict[str, float]) -> None:
+    """SGD with (Nesterov) momentum after the first step (the buffer exists), with L2 weight decay."""
+    g = grad + s["weight_decay"] * param if s["weight_decay"] else grad
+    buf = state["momentum_buffer"]
+    buf *= s["momentum"]
+    buf += g
+    g = g + s["momentum"] * buf if s["nesterov"] else buf
+    param += s["neg_lr"] * g
+
+
+#: The fused optimizer updates an adapter may provide (:meth:`Adapter.optimizer_kernel`), by name, each with the
+#: reference it must equal: array-API operations in the order of the generic per-parameter path.
+OPTIMIZER_KERNELS: dict[str, Callable[[Any, Any, dict[str, Any], dict[str, float]], None]] = {
+    "adam": _adam_reference,
+    "sgd": _sgd_reference,
+    "sgd_momentum": _sgd_momentum_reference,
+}

@@ -121,7 +121,76 @@ class CupyAdapter(Adapter):
             stream = cupy.cuda.Stream(non_blocking=True)
         return stream, stream.synchronize
 
+    def optimizer_kernel(self, name: str) -> Any:
+        """One ``ElementwiseKernel`` per fused optimizer update (Chainer's Adam kernel is the model)."""
+        source = _KERNELS.get(name)
+        if source is None:
+            return None
+        kernel = _elementwise(name)
+        arrays, scalars = source[0], source[1]
+
+        def run(param: Any, grad: Any, state: dict[str, Any], s: dict[str, float]) -> None:
+            t = param.dtype.type
+            kernel(grad, *(t(s[k]) for k in scalars), param, *(state[k] for k in arrays))
+
+        return run
+
     def erf(self, x: Any) -> Any:
         import cupyx.scipy.special
 
         return cupyx.scipy.special.erf(x)
+
+
+#: The fused optimizer updates (see ``portnn.backends._base.OPTIMIZER_KERNELS`` for the formula each must equal):
+#: the state arrays it writes, its scalars (each of the parameter's dtype) and the CUDA body.
+_KERNELS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "adam": (
+        ("exp_avg", "exp_avg_sq"),
+        ("decay", "weight_decay", "one_minus_beta1", "beta2", "one_minus_beta2", "neg_step_size",
+         "bias_correction2_sqrt", "eps"),
+        """
+        T g = grad;
+        if (decay != (T)1) param *= decay;
+        if (weight_decay != (T)0) g = g + weight_decay * param;
+        exp_avg += one_minus_beta1 * (g - exp_avg);
+        exp_avg_sq *= beta2;
+        exp_avg_sq += one_minus_beta2 * (g * g);
+        param += neg_step_size * (exp_avg / (sqrt(exp_avg_sq) / bias_correction2_sqrt + eps));
+        """,
+    ),
+    "sgd": (
+        (),
+        ("weight_decay", "neg_lr"),
+        """
+        T g = grad;
+        if (weight_decay != (T)0) g = g + weight_decay * param;
+        param += neg_lr * g;
+        """,
+    ),
+    "sgd_momentum": (
+        ("momentum_buffer",),
+        ("weight_decay", "momentum", "nesterov", "neg_lr"),
+        """
+        T g = grad;
+        if (weight_decay != (T)0) g = g + weight_decay * param;
+        momentum_buffer *= momentum;
+        momentum_buffer += g;
+        g = nesterov != (T)0 ? g + momentum * momentum_buffer : momentum_buffer;
+        param += neg_lr * g;
+        """,
+    ),
+}  # fmt: skip
+
+
+#: The names of the fused optimizer updates this adapter runs as one kernel each.
+OPTIMIZER_KERNELS = tuple(_KERNELS)
+
+
+@functools.cache
+def _elementwise(name: str) -> Any:
+    import cupy
+
+    arrays, scalars, body = _KERNELS[name]
+    inputs = ", ".join(["T grad", *(f"T {k}" for k in scalars)])
+    outputs = ", ".join(["T param", *(f"T {k}" for k in arrays)])
+    return cupy.ElementwiseKernel(inputs, outputs, body, f"portnn_{name}")

@@ -88,6 +88,8 @@ def cross_entropy(logits: Any, target: Any, *, label_smoothing: float = 0.0, red
         )
         return loss, lambda: xp.reshape(backward_2d(), shape)
     n, c = logits.shape
+    if xp.isdtype(target.dtype, "integral") and not label_smoothing:
+        return _cross_entropy_labels(xp, logits, target, reduction)
     if xp.isdtype(target.dtype, "integral"):
         t = one_hot(target, c, logits.dtype)
         row_sum = None  # rows sum to one
@@ -110,6 +112,42 @@ def cross_entropy(logits: Any, target: Any, *, label_smoothing: float = 0.0, red
         return (p - t) * scale
 
     return loss, backward
+
+
+def _cross_entropy_labels(xp: Any, logits: Any, target: Any, reduction: str) -> tuple[Any, Backward]:
+    r""":func:`cross_entropy` for class indices (N,) without smoothing: the label's log-probability picked, no one-hot.
+
+    :math:`L_n = \log\sum_c e^{z_{nc} - m_n} - (z_{n y_n} - m_n)`: nine array operations
+    forward and five backward (a launch each on a GPU), where the one-hot form took sixteen
+    and three. Only the label's log-probability enters, so a log-probability of ``-inf``
+    elsewhere adds nothing.
+    """
+    n, c = logits.shape
+    shifted = logits - xp.max(logits, axis=1, keepdims=True)
+    exp = xp.exp(shifted)
+    total = xp.sum(exp, axis=1, keepdims=True)
+    picked = xp.take_along_axis(shifted, xp.reshape(target, (n, 1)), axis=1)
+    per_item = xp.log(total) - picked
+    loss, scale = _reduce(xp, per_item, n, reduction)
+
+    def backward() -> Any:
+        p = exp / total
+        is_label = xp.reshape(target, (n, 1)) == _classes(xp, c, device(logits))
+        return xp.where(is_label, p - 1.0, p) * scale
+
+    return loss, backward
+
+
+#: ``arange(C)`` per (namespace, device, C): made on the device once, not at every step.
+_CLASSES: dict[tuple[str, str, int], Any] = {}
+
+
+def _classes(xp: Any, c: int, dev: Any) -> Any:
+    key = (xp.__name__, repr(dev), c)
+    classes = _CLASSES.get(key)
+    if classes is None:
+        classes = _CLASSES[key] = xp.reshape(xp.arange(c, device=dev), (1, c))
+    return classes
 
 
 def mse(y: Any, target: Any, *, reduction: str = "mean") -> tuple[Any, Backward]:

@@ -113,6 +113,29 @@ class Adam(Optimizer):
         denom = xp.sqrt(v) / (1 - beta2**step) ** 0.5 + self.eps
         p.data = scale_add(p.data, add=-step_size * (m / denom))
 
+    def _kernel_name(self, state: dict[str, Any]) -> str | None:
+        return None if self.amsgrad else "adam"
+
+    def _kernel_scalars(self, p: Parameter, state: dict[str, Any]) -> dict[str, float]:
+        xp = array_namespace(p.data)
+        beta1, beta2 = self.betas
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        step = state["step"] = state["step"] + 1
+        decoupled = bool(self.weight_decay and self._decoupled)
+        return {
+            "decay": 1 - self.lr * self.weight_decay if decoupled else 1.0,
+            "weight_decay": 0.0 if self._decoupled else self.weight_decay,
+            "one_minus_beta1": 1 - beta1,
+            "beta2": beta2,
+            "one_minus_beta2": 1 - beta2,
+            "neg_step_size": -(self.lr / (1 - beta1**step)),
+            "bias_correction2_sqrt": (1 - beta2**step) ** 0.5,
+            "eps": self.eps,
+        }
+
 
 def _check_betas(owner: str, betas: Any) -> tuple[float, float]:
     """``betas`` as a pair of floats; a TypeError unless it is a pair of numbers, a ValueError unless both lie in [0, 1)."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable
 from typing import Any
+
+from array_api_compat import array_namespace, device
 
 from .. import backends
 from .._checks import check_number
@@ -70,6 +74,9 @@ class Optimizer:
     in-place writes.
     """
 
+    #: Update the parameters of one dtype together in flat buffers (see :meth:`step`); False: one by one.
+    fuse: bool = True
+
     def __init__(self, params: Iterable[Parameter] | None = None, *, lr: float) -> None:
         self.lr = check_number(
             type(self).__name__, "lr", lr, lambda v: v > 0, "a positive number", fix="pass a finite step size such as lr=0.01"
@@ -77,6 +84,7 @@ class Optimizer:
         self.params: list[Parameter] = []
         self.state: dict[int, dict[str, Any]] = {}
         self.step_count = 0
+        self._forget_groups()
         if params is not None:
             self.bind(params)
 
@@ -96,7 +104,13 @@ class Optimizer:
                 )
         self.params = params
         self.state = {}
+        self._forget_groups()
         return self
+
+    def _forget_groups(self) -> None:
+        self._fused_key: tuple[int, ...] | None = None
+        self._groups: list[_FlatGroup] = []
+        self._fused: set[int] = set()
 
     def zero_grad(self) -> None:
         """Forget the gradients of the last backward pass."""
@@ -104,19 +118,102 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        """Update every trainable parameter that has a gradient."""
+        """Update every trainable parameter that has a gradient.
+
+        On a backend whose adapter allows in-place writes, the parameters of one dtype are
+        updated together: their ``data`` become views into one flat buffer, their gradients are
+        copied into views of one flat gradient buffer, and :meth:`_update` runs once on the flat
+        buffers (a handful of array operations per step instead of a handful per parameter; the
+        same elementwise arithmetic, so the same bits). The per-parameter state arrays are views
+        into flat state buffers, so :meth:`state_dict` still shows them per parameter. Arrays
+        replaced from outside (loaded weights or state) are gathered again at the next step.
+        Parameters whose step counts differ, and backends without in-place writes, take the
+        per-parameter path.
+        """
         if not self.params:
             raise RuntimeError(
                 f"{type(self).__name__} has no parameters: build it with model.parameters() or pass it to model.fit"
             )
-        for p in self.params:
-            if p.trainable and p.grad is not None:
+        active = [p for p in self.params if p.trainable and p.grad is not None]
+        for group in self._fused_groups(active):
+            group.gather(self.state)
+            name = self._kernel_name(group.state)
+            kernel = backends.adapter_for(group.proxy.data).optimizer_kernel(name) if name else None
+            if kernel is None:
+                self._update(group.proxy, group.grad, group.state)  # type: ignore[arg-type]
+            else:  # one fused kernel over the flat buffers (CuPy)
+                kernel(group.proxy.data, group.grad, group.state, self._kernel_scalars(group.proxy, group.state))
+            group.scatter(self.state)
+        for p in active:
+            if id(p) not in self._fused:
                 self._update(p, p.grad, self.state.setdefault(id(p), {}))
         self.step_count += 1
+
+    def gradient_buffer(self, params: list[Parameter]) -> tuple[Any, list[Any]] | None:
+        """The flat gradient buffer the next :meth:`step` reads ``params``' gradients from, and its view per parameter.
+
+        None unless ``params`` (in this order) are exactly one flat group. A gradient written
+        into its view (``p.grad = views[i]``, the view itself) is not copied again by the step:
+        :mod:`portnn.distributed` sums the ranks' gradients in this buffer directly.
+        """
+        groups = self._fused_groups(list(params))
+        if len(groups) != 1 or groups[0].params != list(params):
+            return None
+        group = groups[0]
+        if group.grad is None:
+            first = params[0].data
+            xp = array_namespace(first)
+            group.grad = xp.empty((group.bounds[-1][1],), dtype=first.dtype, device=device(first))
+            group.grad_views = group.views(group.grad)
+        return group.grad, group.grad_views
+
+    def _fused_groups(self, active: list[Parameter]) -> list[_FlatGroup]:
+        """The flat groups (one per dtype) that ``active`` can be updated in; the rest go one by one."""
+        if not self.fuse:
+            self._fused = set()
+            return []
+        key = tuple(id(p) for p in active)
+        if key != self._fused_key:
+            self._fused_key, self._groups, self._fused = key, [], set()
+            by_dtype: dict[Any, list[Parameter]] = {}
+            for p in active:
+                if backends.adapter_for(p.data).inplace:
+                    by_dtype.setdefault(p.data.dtype, []).append(p)
+            for params in by_dtype.values():
+                self._groups.append(_FlatGroup(params))
+                self._fused.update(id(p) for p in params)
+        groups = []
+        for group in self._groups:
+            # the same step count and state entries everywhere (a parameter unfrozen later, or state loaded for some only,
+            # goes one by one: its momentum or step count is not the others')
+            kinds = {_state_kind(self.state.get(id(p), {})) for p in group.params}
+            if len(kinds) == 1 and backends.adapter_for(group.params[0].data).inplace:
+                groups.append(group)
+            else:
+                self._fused.difference_update(id(p) for p in group.params)
+                self._fused_key = None  # decide again next step
+        return groups
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any]) -> None:
         """Update ``p.data`` and ``state`` for gradient ``g`` (never written to), through :func:`scale_add`."""
         raise NotImplementedError
+
+    def _kernel_name(self, state: dict[str, Any]) -> str | None:
+        """The fused kernel (:meth:`portnn.backends.Adapter.optimizer_kernel`) that can take this step from ``state``, or None."""
+        return None
+
+    def _kernel_scalars(self, p: Parameter, state: dict[str, Any]) -> dict[str, float]:
+        """Ready ``state`` for the kernel :meth:`_kernel_name` named (count the step, make missing arrays); its scalars."""
+        raise NotImplementedError
+
+    def _convert_arrays(self, convert: Any) -> None:
+        """Replace every state array by ``convert(array)`` (:class:`portnn.testing.OpCounter` wraps and unwraps them)."""
+        for entries in self.state.values():
+            for k, v in entries.items():
+                if hasattr(v, "shape"):
+                    entries[k] = convert(v)
+        for group in self._groups:  # the flat buffers too, and views of them again
+            group.convert(convert, self.state)
 
     # -- state ------------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:
@@ -155,3 +252,100 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
+
+
+def _state_kind(entries: dict[str, Any]) -> tuple[Any, ...]:
+    """What must agree between parameters updated as one: the state's entries and its step count."""
+    return tuple(sorted(entries)), repr(entries.get("step"))
+
+
+class _FlatGroup:
+    """Parameters of one dtype updated as one: flat parameter, gradient and state buffers, and a view of each per parameter."""
+
+    def __init__(self, params: list[Parameter]) -> None:
+        self.params = params
+        self.shapes = [tuple(p.data.shape) for p in params]
+        sizes = [math.prod(shape) for shape in self.shapes]
+        self.bounds = list(zip(itertools.accumulate([0, *sizes[:-1]]), itertools.accumulate(sizes)))
+        self.proxy = _FlatParameter()
+        self.data_views: list[Any] = []
+        self.grad: Any = None
+        self.grad_views: list[Any] = []
+        self.state: dict[str, Any] = {}
+        self.state_views: dict[str, tuple[Any, list[Any]]] = {}  # key -> (the flat array, its views)
+
+    def views(self, flat: Any) -> list[Any]:
+        xp = array_namespace(flat)
+        return [xp.reshape(flat[a:b], shape) for (a, b), shape in zip(self.bounds, self.shapes)]
+
+    def flatten(self, arrays: list[Any]) -> Any:
+        xp = array_namespace(*arrays)
+        return xp.concat([xp.reshape(a, (-1,)) for a in arrays])
+
+    def gather(self, state: dict[int, dict[str, Any]]) -> None:
+        """Make the flat buffers hold the parameters, their gradients and their state (copying only what changed)."""
+        params = self.params
+        if not self.data_views or any(p.data is not v for p, v in zip(params, self.data_views)):
+            self.proxy.data = self.flatten([p.data for p in params])
+            self.data_views = self.views(self.proxy.data)
+            for p, view in zip(params, self.data_views):
+                p.data = view
+        if self.grad is None or self.grad.shape != self.proxy.data.shape:
+            self.grad = array_namespace(self.proxy.data).empty_like(self.proxy.data)
+            self.grad_views = self.views(self.grad)
+        for p, view in zip(params, self.grad_views):
+            if p.grad is not view:
+                view[...] = p.grad
+        entries = [state.get(id(p), {}) for p in params]
+        self.state = {}
+        for key, value in entries[0].items():
+            if not hasattr(value, "shape"):
+                self.state[key] = value
+                continue
+            flat, views = self.state_views.get(key, (None, []))
+            if flat is None or any(e.get(key) is not v for e, v in zip(entries, views)):
+                flat = self.flatten([e[key] for e in entries])
+                self.state_views[key] = (flat, self.views(flat))
+            self.state[key] = flat
+
+    def convert(self, convert: Any, state: dict[int, dict[str, Any]]) -> None:
+        """Replace every flat buffer by ``convert(buffer)`` (a view of it) and every view of it by a view of that."""
+        if self.proxy.data is not None:
+            self.proxy.data = convert(self.proxy.data)
+            self.data_views = self.views(self.proxy.data)
+            for p, view in zip(self.params, self.data_views):
+                p.data = view
+        if self.grad is not None:
+            adopted = [p.grad is view for p, view in zip(self.params, self.grad_views)]
+            self.grad = convert(self.grad)
+            self.grad_views = self.views(self.grad)
+            for p, view, same in zip(self.params, self.grad_views, adopted):
+                if same:
+                    p.grad = view
+        for key, (flat, _) in list(self.state_views.items()):
+            flat = convert(flat)
+            self.state_views[key] = (flat, self.views(flat))
+            for p, view in zip(self.params, self.state_views[key][1]):
+                if key in state.get(id(p), {}):
+                    state[id(p)][key] = view
+
+    def scatter(self, state: dict[int, dict[str, Any]]) -> None:
+        """After the update: the per-parameter state entries are the views of the flat state (new views where it was replaced)."""
+        for key, value in self.state.items():
+            views = None
+            if hasattr(value, "shape"):
+                flat, views = self.state_views.get(key, (None, []))
+                if flat is not value:
+                    views = self.views(value)
+                    self.state_views[key] = (value, views)
+            for i, p in enumerate(self.params):
+                state.setdefault(id(p), {})[key] = value if views is None else views[i]
+
+
+class _FlatParameter:
+    """What :meth:`Optimizer._update` sees of a flat group: its ``data``."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: Any = None

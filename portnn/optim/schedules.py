@@ -83,6 +83,9 @@ class LRScheduler(Callback):
         The optimizer's rate when the schedule met it (PyTorch's ``initial_lr``).
     """
 
+    #: The batch hooks count steps only: the losses may stay on the device between reads.
+    needs_batch_logs = False
+
     def __init__(self, optimizer: Optimizer | None = None, *, interval: str = "epoch") -> None:
         name = type(self).__name__
         if interval not in ("epoch", "step"):

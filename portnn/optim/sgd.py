@@ -70,3 +70,16 @@ class SGD(Optimizer):
             buf = state["momentum_buffer"] = g * 1.0 if buf is None else scale_add(buf, scale=self.momentum, add=g)
             g = g + self.momentum * buf if self.nesterov else buf
         p.data = scale_add(p.data, add=-self.lr * g)
+
+    def _kernel_name(self, state: dict[str, Any]) -> str | None:
+        if not self.momentum:
+            return "sgd"
+        return "sgd_momentum" if "momentum_buffer" in state else None  # the first step copies the gradient: generic
+
+    def _kernel_scalars(self, p: Parameter, state: dict[str, Any]) -> dict[str, float]:
+        return {
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+            "nesterov": 1.0 if self.nesterov else 0.0,
+            "neg_lr": -self.lr,
+        }
