@@ -580,10 +580,10 @@ class RandomFlip:
 
     def __call__(self, x: Any, y: Any, rng: Any) -> tuple[Any, Any]:
         xp = array_namespace(x)
-        flip = rng.random(x.shape[0]) < self.p
-        mask = backends.adapter_for(x).from_numpy(flip.astype(np.float64), device(x))
-        mask = xp.reshape(xp.astype(mask, x.dtype), (x.shape[0],) + (1,) * (len(x.shape) - 1))
-        return mask * xp.flip(x, axis=-1) + (1 - mask) * x, y  # exact: each term is the value or zero
+        flip = rng.random(x.shape[0]) < self.p  # drawn on the host; a boolean mask on the device (no float64 there)
+        mask = backends.adapter_for(x).from_numpy(flip, device(x))
+        mask = xp.reshape(mask, (x.shape[0],) + (1,) * (len(x.shape) - 1))
+        return xp.where(mask, xp.flip(x, axis=-1), x), y  # each value chosen, never computed: inf stays inf
 
     def __repr__(self) -> str:
         return f"RandomFlip(p={self.p})"

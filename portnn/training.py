@@ -215,6 +215,7 @@ class _Fit:
     per_example: int = 1  # predictions counted per example (the accuracy's denominator), from a streamed batch
     steps_per_sync: int = 1  # read the losses to the host every this many steps (1: every step)
     pending: list[_Pending] = field(default_factory=list)  # steps whose losses are still on the device
+    out_shape: tuple[int, ...] | None = None  # one example's output shape: a memory-mapped X's targets checked with it
 
     def must_sync(self, position: _Position) -> bool:
         """Whether the step just taken needs the losses on the host now: before a checkpoint is written."""
@@ -639,9 +640,9 @@ class Trainer:
         loss: Loss | None = None,
         optimizer: Optimizer | None = None,
         epochs: int = 1,
-        batch_size: int = 32,
-        shuffle: bool = True,
-        drop_last: bool = False,
+        batch_size: int | None = None,
+        shuffle: bool | None = None,
+        drop_last: bool | None = None,
         validation_data: tuple[Any, Any] | None = None,
         verbose: int | str = "auto",
         seed: int | None = None,
@@ -666,10 +667,12 @@ class Trainer:
             converted to it (values unchanged: scale pixels yourself). Integer class labels
             become int64. Non-finite inputs are refused. A memory-mapped ``x``
             (``np.load(path, mmap_mode="r")``, with ``y`` a NumPy array) is read batch by batch
-            in a background thread and each batch copied to the device alone: the same steps,
-            bit for bit, as the array in memory. ``x`` may also be a
+            in a background thread, each batch's targets checked on the host as in-memory ones
+            are, and copied to the device alone: the same steps, bit for bit, as the array in
+            memory. ``x`` may also be a
             :class:`portnn.data.DataLoader` or a generator of ``(x, y)`` batches, without ``y``:
-            then ``batch_size``, ``shuffle`` and ``drop_last`` are the loader's own, a loader resumes
+            then ``batch_size``, ``shuffle`` and ``drop_last`` are the loader's own (passing
+            them to fit is an error: set them on the loader), a loader resumes
             exactly from a checkpoint (its state is saved in it) and a generator trains one epoch
             and cannot be checkpointed (it has no state). With ``distributed``, pass arrays
             (memory-mapped ones stream): a loader is refused.
@@ -678,15 +681,18 @@ class Trainer:
             bound to this model's parameters. Keras's names (``"adam"``, ``"mse"``...) are
             taken as :meth:`compile` takes them (a name makes a new optimizer each call).
         epochs, batch_size
-            Passes over the data and examples per step (the last batch may be smaller).
+            Passes over the data and examples per step (the last batch may be smaller);
+            ``batch_size`` defaults to 32 (None: the default, or the loader's own).
         shuffle
-            Reshuffle every epoch, from the model's seeded generator (or ``seed``).
+            Reshuffle every epoch, from the model's seeded generator (or ``seed``). Default True.
         drop_last
             Skip the last batch of every epoch when it is smaller than ``batch_size`` (PyTorch's
             ``DataLoader`` option): BatchNorm cannot train on a last batch of one example.
+            Default False.
         validation_data
-            ``(x_val, y_val)`` (``x_val`` may be memory-mapped) or a :class:`portnn.data.DataLoader`,
-            evaluated after every epoch.
+            ``(x_val, y_val)`` (``x_val`` may be memory-mapped, then read batch by batch) or a
+            :class:`portnn.data.DataLoader` (in its own batches), evaluated after every epoch.
+            Arrays are evaluated in batches of ``max(batch_size, 256)``.
         verbose
             0 silent; 1 a progress bar and a line per epoch; 2 a line per epoch; ``"auto"``
             is 1 on a terminal or in a notebook, else 2.
@@ -787,7 +793,8 @@ class Trainer:
             raise
 
     def _plan_fit(
-        self, x: Any, y: Any, *, loss: Any, optimizer: Any, epochs: int, batch_size: int, shuffle: bool, drop_last: bool,
+        self, x: Any, y: Any, *, loss: Any, optimizer: Any, epochs: int, batch_size: int | None, shuffle: bool | None,
+        drop_last: bool | None,
         validation_data: Any, verbose: int | str, seed: int | None, callbacks: Any, l2: float, record: bool,
         record_every: int, checkpoint: Any, checkpoint_every: int | None, resume: Any, strategy: Any,
         steps_per_execution: int | str = "auto",
@@ -797,11 +804,13 @@ class Trainer:
         loss = self._check_loss(loss if loss is not None else self._loss, "fit")
         optimizer = _resolve_optimizer(optimizer if optimizer is not None else self._optimizer, "fit")
         epochs = check_int(where, "epochs", epochs, minimum=0)
-        batch_size = check_int(where, "batch_size", batch_size)
+        if batch_size is not None:
+            batch_size = check_int(where, "batch_size", batch_size)
         record_every = check_int(where, "record_every", record_every)
         if not (isinstance(steps_per_execution, str) and steps_per_execution == "auto"):
             steps_per_execution = check_int(where, "steps_per_execution", steps_per_execution)
-        shuffle, drop_last = check_flag(where, "shuffle", shuffle), check_flag(where, "drop_last", drop_last)
+        shuffle = None if shuffle is None else check_flag(where, "shuffle", shuffle)
+        drop_last = None if drop_last is None else check_flag(where, "drop_last", drop_last)
         record = check_flag(where, "record", record)
         if seed is not None:
             seed = check_int(where, "seed", seed, minimum=0)
@@ -819,14 +828,19 @@ class Trainer:
         verbose = resolve_verbose(verbose)
         callback_list = CallbackList(callbacks)
         loader = _as_loader(x, y, where)
+        out_shape = None
         if loader is not None:
+            _check_loader_options(where, batch_size, shuffle, drop_last)
             _check_loader(where, loader, epochs, strategy, checkpoint, resume)
             X = Y = None
-        elif data.is_memmap(x):  # read batch by batch: checked on a first batch, never copied whole to the device
+        elif data.is_memmap(x):  # read batch by batch: every batch's targets checked on the host, never copied whole
             X, Y = x, _host_targets(where, x, y)
-            self._ingest(data.in_memory(X[:2]), data.in_memory(Y[:2]), loss, "fit")
+            out_shape = self._ingest_shaped(data.in_memory(X[:2]), data.in_memory(Y[:2]), loss, "fit")[2]
         else:
             X, Y = self._ingest(x, _needs_y(where, y), loss, "fit")
+        batch_size = 32 if batch_size is None else batch_size
+        shuffle = True if shuffle is None else shuffle
+        drop_last = False if drop_last is None else drop_last
         val = self._ingest_validation(where, validation_data, loss)
         if loader is None:
             _check_batches(self, X.shape[0], batch_size, strategy.size, drop_last)
@@ -835,7 +849,7 @@ class Trainer:
             drop_last=drop_last, l2=l2, verbose=verbose if strategy.is_root else 0,  # only rank 0 prints
             rng=backends.host_rng(seed) if seed is not None else self._shuffle_rng, strategy=strategy, callbacks=callback_list,
             recorder=_records.Recorder(self, record_every) if record else None, checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every, resume=resume, loader=loader,
+            checkpoint_every=checkpoint_every, resume=resume, loader=loader, out_shape=out_shape,
             steps_per_sync=1 if strategy.size > 1 or callback_list.needs_batch_logs
             else _AUTO_STEPS_PER_EXECUTION if steps_per_execution == "auto" else steps_per_execution,
         )  # fmt: skip
@@ -985,13 +999,15 @@ class Trainer:
         shards = [strategy.shard(start, stop) for start, stop in bounds]  # this process's slices, cut in this thread
 
         def steps() -> Any:
+            if mapped:  # rows read from the file, checked and copied to the device alone (the one memory-mapped path)
+                rows = (None if hi <= lo else slice(lo, hi) if order is None else order[lo:hi] for lo, hi in shards)
+                read = self._read_rows((fit.X, fit.Y), rows, fit.loss, "fit", fit.out_shape)
+                for step, (start, stop), batch in zip(range(first, fit.steps_per_epoch), bounds, read):
+                    yield (step, start, stop, None, None) if batch is None else (step, start, stop, *batch)
+                return
             for step, (start, stop), (lo, hi) in zip(range(first, fit.steps_per_epoch), bounds, shards):
                 if hi <= lo:
                     yield step, start, stop, None, None
-                elif mapped:  # rows read from the file, then copied to the device alone
-                    idx = slice(lo, hi) if order is None else order[lo:hi]
-                    xb, yb = self._host_batch(fit.X[idx], fit.Y[idx], fit.loss, "fit")
-                    yield step, start, stop, xb, yb
                 elif order is None:
                     yield step, start, stop, fit.X[lo:hi, ...], fit.Y[lo:hi, ...]
                 else:
@@ -1000,12 +1016,52 @@ class Trainer:
 
         return data.prefetch(steps(), 2 if mapped else 0, first=position.step, device_stream=backend if mapped else None)
 
-    def _host_batch(self, x: Any, y: Any, loss: Loss, where: str) -> tuple[Any, Any]:
-        """A batch read on the host, on the model's device as :meth:`_ingest` brings whole arrays (values not probed)."""
+    def _host_batch(self, x: Any, y: Any, loss: Loss, where: str, out_shape: tuple[int, ...] | None = None) -> tuple[Any, Any]:
+        """A batch read on the host, on the model's device as :meth:`_ingest` brings whole arrays.
+
+        With ``out_shape`` (one example's output shape) the targets are checked as :meth:`_ingest`
+        checks them (class indices in range...): a NumPy ``y`` on the host before the copy, no
+        device read; a ``y`` already on the device there.
+        """
+        host_y = data.is_host_array(y)
         x = data.in_memory(x) if data.is_host_array(x) else x
-        y = data.in_memory(y) if data.is_host_array(y) else y
+        y = data.in_memory(y) if host_y else y
+        name = f"{type(self).__name__}.{where}"
+        if out_shape is not None and host_y and y.dtype.kind in "iuf":  # on the host, before the copy
+            loss.check_target((int(x.shape[0]), *out_shape), y, values=True)
         X = self._ingest_x(x, where)
-        return X, self._ingest_y(y, X, loss, f"{type(self).__name__}.{where}")
+        Y = self._ingest_y(y, X, loss, name)
+        if out_shape is not None and not (host_y and y.dtype.kind in "iuf"):
+            loss.check_target((int(X.shape[0]), *out_shape), Y, values=True)
+        return X, Y
+
+    def _read_rows(
+        self, arrays: tuple[Any, ...], rows: Any, loss: Loss | None, where: str, out_shape: tuple[int, ...] | None
+    ) -> Any:
+        """The rows ``rows`` (each a slice, NumPy indices, or None for none) of host arrays ``(x, y)`` or ``(x,)``.
+
+        The one path of memory-mapped data (fit, evaluate, predict, validation): each batch read
+        from the file, its targets checked on the host (:meth:`_host_batch`), then copied to the
+        device alone. A generator, run in :func:`portnn.data.prefetch`'s background thread.
+        """
+        for idx in rows:
+            if idx is None:
+                yield None
+            elif len(arrays) == 1:
+                yield (self._ingest_x(data.in_memory(arrays[0][idx]), where),)
+            else:
+                yield self._host_batch(arrays[0][idx], arrays[1][idx], loss, where, out_shape)
+
+    def _batches_of(self, arrays: tuple[Any, ...], batch_size: int, loss: Loss | None = None, where: str = "evaluate") -> Any:
+        """Inference batches of ``(x, y)`` or ``(x,)`` on the device, prefetched: device arrays sliced, host ones read."""
+        n = int(arrays[0].shape[0])
+        if not data.is_memmap(arrays[0]):
+            return data.prefetch((tuple(a[lo:hi, ...] for a in arrays) for lo, hi in batches(n, batch_size)), 0)
+        out_shape = None
+        if len(arrays) > 1:  # one example's output shape, once: every batch's targets are checked against it
+            out_shape = self._output_shape(self._ingest_x(data.in_memory(arrays[0][:2]), where))
+        rows = (slice(lo, hi) for lo, hi in batches(n, batch_size))
+        return data.prefetch(self._read_rows(arrays, rows, loss, where, out_shape), 2, device_stream=self.backend)
 
     def _train_steps(self, fit: _Fit, position: _Position, batches: Any) -> None:
         strategy, callbacks, loss = fit.strategy, fit.callbacks, fit.loss
@@ -1094,7 +1150,8 @@ class Trainer:
         if isinstance(fit.val, data.DataLoader):  # every rank reads the whole of it
             logs.update({f"val_{k}": v for k, v in self._evaluate_loader(fit.val, loss, fit.callbacks, "fit").items()})
         elif fit.val is not None:
-            evaluate = lambda X, Y: self._evaluate_arrays(X, Y, loss, max(fit.batch_size, 256), fit.callbacks)  # noqa: E731
+            batch_size = _validation_batch_size(fit.batch_size)
+            evaluate = lambda X, Y: self._evaluate_arrays(X, Y, loss, batch_size, fit.callbacks, "fit validation_data")  # noqa: E731
             logs.update({f"val_{k}": v for k, v in strategy.evaluate(evaluate, *fit.val, loss).items()})
         logs["lr"] = fit.optimizer.lr
         fit.emit("epoch_logs", position, logs)
@@ -1137,32 +1194,34 @@ class Trainer:
         if loader is not None:
             callback_list.set_context(self, self._optimizer)
             logs = self._evaluate_loader(loader, loss, callback_list, "evaluate")
-        elif data.is_memmap(x):
+        elif data.is_memmap(x):  # read batch by batch (:meth:`_batches_of`), every batch's targets checked
             Y = _host_targets(where, x, y)
             self._ingest(data.in_memory(x[:2]), data.in_memory(Y[:2]), loss, "evaluate")
             callback_list.set_context(self, self._optimizer)
-            pairs = ((x[a:b], Y[a:b]) for a, b in batches(x.shape[0], batch_size))
-            stream = data.prefetch((self._host_batch(xb, yb, loss, "evaluate") for xb, yb in pairs), 2)
-            logs = self._evaluate_stream(stream, loss, callback_list)
+            logs = self._evaluate_arrays(x, Y, loss, batch_size, callback_list)
         else:
             X, Y = self._ingest(x, _needs_y(where, y), loss, "evaluate")
             callback_list.set_context(self, self._optimizer)
             logs = self._evaluate_arrays(X, Y, loss, batch_size, callback_list)
         return dict(logs) if return_dict else Evaluation(logs)
 
-    def _evaluate_arrays(self, X: Any, Y: Any, loss: Loss, batch_size: int, callbacks: CallbackList) -> dict[str, float]:
-        pairs = ((X[start:stop, ...], Y[start:stop, ...]) for start, stop in batches(X.shape[0], batch_size))
-        return self._evaluate_stream(data.prefetch(pairs, 0), loss, callbacks)
+    def _evaluate_arrays(
+        self, X: Any, Y: Any, loss: Loss, batch_size: int, callbacks: CallbackList, where: str = "evaluate"
+    ) -> dict[str, float]:
+        """Loss (and accuracy) over arrays on the device, or memory-mapped ones (read batch by batch)."""
+        return self._evaluate_stream(self._batches_of((X, Y), batch_size, loss, where), loss, callbacks)
 
     def _evaluate_loader(self, loader: Any, loss: Loss, callbacks: CallbackList, where: str) -> dict[str, float]:
         """One pass over ``loader`` from its epoch's start (the loader not moved), targets checked batch by batch."""
 
+        shape: list[tuple[int, ...]] = []  # one example's output shape: one forward pass, on the first batch
+
         def convert(host: tuple[Any, ...]) -> tuple[Any, Any]:
             if len(host) < 2:
                 raise data.BatchError(f"{type(self).__name__}.{where}: the loader's batches hold x only; evaluating needs (x, y)")
-            xb, yb = self._host_batch(host[0], host[1], loss, where)
-            loss.check_target((xb.shape[0], *self._output_shape(xb)), yb, values=True)
-            return xb, yb
+            if not shape:
+                shape.append(self._output_shape(self._ingest_x(host[0], where)))
+            return self._host_batch(host[0], host[1], loss, where, shape[0])
 
         return self._evaluate_stream(loader.batches(convert, advance=False), loss, callbacks)
 
@@ -1214,19 +1273,17 @@ class Trainer:
         callback_list = CallbackList(callbacks)
         if isinstance(x, data.DataLoader) or hasattr(x, "__next__"):
             loader = _as_loader(x, None, where, needs_y=False)
-            stream = loader.batches(lambda host: self._ingest_x(host[0], "predict"), advance=False)
-        elif data.is_memmap(x):
-            self._ingest_x(data.in_memory(x[:2]), "predict")
-            parts = (data.in_memory(x[a:b]) for a, b in batches(x.shape[0], batch_size))
-            stream = data.prefetch((self._ingest_x(part, "predict") for part in parts), 2)
-        else:
-            X = self._ingest_x(x, "predict")
-            stream = data.prefetch((X[a:b, ...] for a, b in batches(X.shape[0], batch_size)), 0)
+            stream = loader.batches(lambda host: (self._ingest_x(host[0], "predict"),), advance=False)
+        else:  # arrays on the device sliced, memory-mapped ones read batch by batch (:meth:`_batches_of`)
+            X = x if data.is_memmap(x) else self._ingest_x(x, "predict")
+            if data.is_memmap(x):
+                self._ingest_x(data.in_memory(x[:2]), "predict")
+            stream = self._batches_of((X,), batch_size, where="predict")
         callback_list.set_context(self, self._optimizer)
         callback_list.on_predict_begin({})
         outs = []
         try:
-            for batch, xb in enumerate(stream):
+            for batch, (xb, *_) in enumerate(stream):
                 callback_list.on_predict_batch_begin(batch, {})
                 outs.append(self.forward(xb)[0])
                 callback_list.on_predict_batch_end(batch, {"outputs": outs[-1]})
@@ -1270,13 +1327,17 @@ class Trainer:
         if isinstance(validation_data, data.DataLoader):
             return validation_data
         xv, yv = _pair(where, validation_data)
-        if data.is_memmap(xv):
+        if data.is_memmap(xv):  # kept on the host: read batch by batch as evaluate reads it (:meth:`_batches_of`)
             yv = _host_targets(f"{where} validation_data", xv, yv)
             self._ingest(data.in_memory(xv[:2]), data.in_memory(yv[:2]), loss, "fit validation_data")
-            return data.DataLoader((xv, yv), 256)
+            return xv, yv
         return self._ingest(xv, yv, loss, "fit validation_data")
 
     def _ingest(self, x: Any, y: Any, loss: Loss, where: str) -> tuple[Any, Any]:
+        return self._ingest_shaped(x, y, loss, where)[:2]
+
+    def _ingest_shaped(self, x: Any, y: Any, loss: Loss, where: str) -> tuple[Any, Any, tuple[int, ...]]:
+        """``x`` and ``y`` on the device, checked, and one example's output shape (from a forward pass over two)."""
         name = f"{type(self).__name__}.{where}"
         X = self._ingest_x(x, where)
         Y = self._ingest_y(y, X, loss, name)
@@ -1292,7 +1353,7 @@ class Trainer:
             ) from None
         pred_shape = (X.shape[0], *tuple(probe.shape[1:]))
         loss.check_target(pred_shape, Y, values=True)
-        return X, Y
+        return X, Y, pred_shape[1:]
 
 
 #: Keras's names for losses and optimizers, as compile() takes them: each one of portnn's classes with its defaults.
@@ -1373,6 +1434,22 @@ def _pair(where: str, data: Any) -> tuple[Any, Any]:
         got = f"a {type(data).__name__} of length {len(data)}" if isinstance(data, (tuple, list)) else f"a {type(data).__name__}"
         raise TypeError(f"{where}: validation_data must be a pair (x_val, y_val); got {got}")
     return data[0], data[1]
+
+
+def _validation_batch_size(batch_size: int) -> int:
+    """The batches ``validation_data`` arrays (in memory or memory-mapped) are evaluated in: ``max(batch_size, 256)``."""
+    return max(batch_size, 256)
+
+
+def _check_loader_options(where: str, batch_size: Any, shuffle: Any, drop_last: Any) -> None:
+    """Refuse ``batch_size``/``shuffle``/``drop_last`` given with a loader: they are the loader's own, not fit's."""
+    options = (("batch_size", batch_size), ("shuffle", shuffle), ("drop_last", drop_last))
+    given = [f"{k}={v!r}" for k, v in options if v is not None]
+    if given:
+        raise ValueError(
+            f"{where}: {', '.join(given)} cannot apply to a loader, whose batches are its own; set them on the DataLoader "
+            "(DataLoader(dataset, batch_size, shuffle=..., drop_last=...)) and call fit(loader) without them"
+        )
 
 
 def _check_l2(l2: Any) -> float:

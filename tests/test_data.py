@@ -501,3 +501,83 @@ def test_memory_mapped_arrays_train_across_ranks_as_arrays_in_memory_do(tmp_path
             assert names
             for k in names:
                 assert got[f"memory.{k}"].tobytes() == got[f"mapped.{k}"].tobytes(), f"rank {rank}: {k} differs"
+
+
+# -- every streamed batch is checked; one path for memory-mapped data --------------------------
+
+
+def test_a_memory_mapped_x_refuses_bad_labels_past_its_first_rows_as_the_array_in_memory_does(tmp_path):
+    bad = Y.copy()
+    bad[40] = 7  # a 3-class model: only 0..2 are labels
+    xm, ym = memmapped(tmp_path, "x", X), memmapped(tmp_path, "y", bad)
+    message = r"labels must be class indices in 0\.\.2"
+    for x, y in ((X, bad), (xm, bad), (xm, ym)):
+        with pytest.raises(ValueError, match=message):
+            mlp().fit(x, y, optimizer="sgd", batch_size=32, **FIT)
+        with pytest.raises(ValueError, match=message):
+            mlp().evaluate(x, y, loss="sparse_categorical_crossentropy", batch_size=32)
+    with pytest.raises(ValueError, match=message):  # memory-mapped validation data, read batch by batch
+        mlp().fit(X, Y, optimizer="sgd", validation_data=(xm, ym), **FIT)
+    with pytest.raises(ValueError, match=message):  # a loader's batches, in evaluate and in validation
+        mlp().evaluate(DataLoader((X, bad), 32), loss="sparse_categorical_crossentropy")
+    assert not prefetch_threads()
+
+
+def test_memory_mapped_validation_data_is_read_in_fits_batches_as_in_memory_arrays_are(tmp_path, monkeypatch):
+    xm, ym = memmapped(tmp_path, "x", X), memmapped(tmp_path, "y", Y)
+    sizes = []
+    read_rows = pn.Sequential._read_rows
+
+    def spy(self, arrays, rows, *args):
+        for idx in rows:
+            sizes.append(idx.stop - idx.start)
+            yield from read_rows(self, arrays, [idx], *args)
+
+    monkeypatch.setattr(pn.Sequential, "_read_rows", spy)
+    a, b = mlp(), mlp()
+    ha = a.fit(X, Y, optimizer="sgd", batch_size=512, shuffle=False, validation_data=(X, Y), **FIT)
+    hb = b.fit(X, Y, optimizer="sgd", batch_size=512, shuffle=False, validation_data=(xm, ym), **FIT)
+    assert sizes == [300, 300]  # one batch of fit's 512 per epoch, not batches of 256
+    assert ha.history["val_loss"] == hb.history["val_loss"]
+
+
+def test_fit_on_a_loader_refuses_the_arguments_that_are_the_loaders_own():
+    loader = DataLoader((X, Y), 32)
+    for given in (dict(batch_size=8), dict(shuffle=True), dict(drop_last=True), dict(batch_size=8, shuffle=False)):
+        name = next(iter(given))
+        with pytest.raises(ValueError, match=rf"{name}=.*set them on the DataLoader"):
+            mlp().fit(loader, optimizer="sgd", **given, **FIT)
+    assert loader.state_dict()["epoch"] == 0  # refused before a batch was read
+
+
+def test_evaluating_a_loader_runs_one_forward_pass_per_batch_and_one_for_the_shape(monkeypatch):
+    model = mlp()
+    calls = []
+    forward = pn.Sequential.forward
+
+    def counting(self, x, *args, **kwargs):
+        calls.append(int(x.shape[0]))
+        return forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(pn.Sequential, "forward", counting)
+    model.evaluate(DataLoader((X, Y), 32), loss="sparse_categorical_crossentropy")
+    assert len(calls) == 10 + 1  # ten batches, and the output's shape once (two examples)
+
+
+def test_random_flip_keeps_the_dtype_and_infinities_and_makes_no_float64_on_the_device(case, monkeypatch):
+    x = np.array([[[[1.0, np.inf, -np.inf]]]] * 6, dtype=np.float32)
+    made = []
+    adapter = pn.backends.adapter_for(case.asarray(x, "float32"))
+    from_numpy = type(adapter).from_numpy
+
+    def spy(self, a, *args, **kwargs):
+        made.append(np.asarray(a).dtype)
+        return from_numpy(self, a, *args, **kwargs)
+
+    monkeypatch.setattr(type(adapter), "from_numpy", spy)
+    out = pn.to_numpy(RandomFlip()(case.asarray(x, "float32"), None, np.random.default_rng(1))[0])
+    chosen = np.random.default_rng(1).random(6) < 0.5
+    assert chosen.any() and not chosen.all()
+    np.testing.assert_array_equal(out, np.where(chosen[:, None, None, None], x[..., ::-1], x))
+    assert out.dtype == np.float32 and not np.isnan(out).any()
+    assert np.float64 not in made
