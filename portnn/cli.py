@@ -403,6 +403,8 @@ class StopAtAccuracy(pn.callbacks.Callback):
 
     ``curve`` holds (step, training seconds so far, accuracy) per check, ``reached`` the first at the
     target (or None). Training seconds run from the start of ``fit`` less the time of the checks.
+    Its state is kept in a training checkpoint: a resumed run counts its steps and seconds on from
+    the checkpoint's (the checks fall where they would have without the restart).
     """
 
     def __init__(self, x: Any, y: Any, *, target: float, every: int) -> None:
@@ -410,9 +412,26 @@ class StopAtAccuracy(pn.callbacks.Callback):
         self.curve: list[tuple[int, float, float]] = []
         self.reached: tuple[int, float, float] | None = None
         self.eval_time = 0.0
+        self.steps, self.start = 0, time.perf_counter()  # set again by on_train_begin
 
     def on_train_begin(self, logs: Any = None) -> None:
         self.steps, self.start = 0, time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        seconds = time.perf_counter() - self.start - self.eval_time
+        return {
+            "steps": self.steps,
+            "seconds": seconds,
+            "eval_time": self.eval_time,
+            "curve": self.curve,
+            "reached": self.reached,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.eval_time = int(state["steps"]), float(state["eval_time"])
+        self.start = time.perf_counter() - float(state["seconds"]) - self.eval_time
+        self.curve = [tuple(c) for c in state["curve"]]
+        self.reached = None if state["reached"] is None else tuple(state["reached"])
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         self.steps += 1
@@ -504,6 +523,8 @@ MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
     "width": ("vit",),
     "depth": ("vit",),
     "heads": ("vit",),
+    "hidden": ("mlp", "cnn", "lstm", "strided"),  # the LSTM's state size
+    "dropout": ("mlp", "cnn"),
 }
 
 
@@ -582,6 +603,11 @@ def _check_combination(args: argparse.Namespace, given: set[str]) -> str | None:
         )
     if args.model == "lstm" and "hidden" in given and len(args.hidden) != 1:
         return f"--hidden takes one number for an LSTM (its state size); got {_shown(args.hidden)}"
+    if "check_every" in given and args.target is None:
+        return (
+            "--check-every sets how often --target is checked, but this run has no --target: add --target ACC, "
+            "or drop --check-every"
+        )
     if "momentum" in given and args.optimizer != "sgd":
         return f"--momentum is SGD's, but this run's optimizer is {args.optimizer}: add --optimizer sgd, or drop --momentum"
     return None

@@ -11,7 +11,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 import portnn as pn
@@ -253,6 +255,17 @@ BAD_OPTIONS = {
                           "run trains a cnn model: add --model vit (or --preset vit), or drop --heads"),
     "--hidden twice for an LSTM": (["train", "--preset", "lstm", "--hidden", "8", "8"],
                                    "--hidden takes one number for an LSTM (its state size); got 8 8"),
+    "--hidden for a ViT": (["train", "--model", "vit", "--hidden", "32"], "--hidden sets the layers of a cnn or lstm or "
+                           "mlp or strided model, but this run trains a vit model: add --model cnn (or --preset cnn), "
+                           "or drop --hidden"),
+    "--dropout for a ResNet": (["train", "--model", "resnet", "--dropout", "0.3"], "--dropout sets the layers of a cnn or mlp "
+                               "model, but this run trains a resnet model: add --model cnn (or --preset cnn), or drop --dropout"),
+    "--dropout for an LSTM": (["train", "--preset", "lstm", "--dropout", "0.3"], "--dropout sets the layers of a cnn or mlp "
+                              "model, but this run trains a lstm model"),
+    "--dropout for the speedrun": (["train", "--preset", "speedrun", "--dropout", "0.3"], "--dropout sets the layers of a "
+                                   "cnn or mlp model, but this run trains a strided model"),
+    "--check-every without --target": (["train", "--check-every", "50"], "--check-every sets how often --target is checked, "
+                                       "but this run has no --target: add --target ACC, or drop --check-every"),
 }  # fmt: skip
 
 
@@ -436,3 +449,25 @@ def test_speedrun_preset_says_when_its_target_is_not_reached(mnist_dir: Path, ca
     assert "BatchNorm2d(8)" in out and "(batch, 8, 7, 7)" in out
     assert "target 100.00% not reached in 1 epochs (test accuracy checked every 2 steps; the 2 checks took " in out
     assert len(out.split("test accuracy every 2 steps: ")[1].splitlines()[0].split(", ")) == 2  # 5 steps: checks at 2, 4
+
+
+def test_the_target_checks_count_on_from_a_checkpoint_after_a_resume(tmp_path: Path) -> None:
+    """--target's step counter is kept in the checkpoint: the checks of a resumed run fall where they would have."""
+    from portnn.cli import StopAtAccuracy
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 4)).astype(np.float32), np.arange(40) % 3
+    fit = dict(loss=pn.losses.CrossEntropy(), batch_size=8, shuffle=False, verbose=0)
+
+    def run(epochs: int, **kwargs: Any) -> StopAtAccuracy:
+        stop = StopAtAccuracy(x, y, target=1.0, every=3)  # 5 steps an epoch: checks at steps 3, 6, 9
+        model = pn.Sequential([pn.layers.Linear(4, 3)], seed=0)
+        model.fit(x, y, optimizer=pn.optim.SGD(lr=1e-3), epochs=epochs, callbacks=[stop], **fit, **kwargs)
+        return stop
+
+    whole = run(2)
+    run(1, checkpoint=tmp_path)
+    resumed = run(2, resume=tmp_path)
+    assert [s for s, _, _ in whole.curve] == [3, 6, 9]
+    assert [s for s, _, _ in resumed.curve] == [3, 6, 9]
+    assert [a for _, _, a in resumed.curve] == [a for _, _, a in whole.curve]
