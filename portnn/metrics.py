@@ -232,9 +232,14 @@ def _positions(where: str, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
         return xp.reshape(y_true, (-1,)), xp.reshape(y_pred, (-1, int(y_pred.shape[-1])))
     if tuple(y_pred.shape) == shape and (xp.isdtype(y_pred.dtype, "integral") or y_pred.dtype == xp.bool):
         return xp.reshape(y_true, (-1,)), xp.reshape(y_pred, (-1,))
+    per_example = ""
+    if len(shape) == 2:  # or one label per example, given as a column or as one-hot rows
+        fix = "a column? take xp.reshape(y_true, (-1,))" if shape[1] == 1 else "one-hot rows? take xp.argmax(y_true, axis=1)"
+        per_example = f". If y_true holds one label per example, it must have shape (N,) ({fix})"
     raise ValueError(
-        f"{where}: y_true holds integer labels of shape {shape} (one per position of a sequence), so y_pred must be "
-        f"scores of shape ({', '.join(map(str, shape))}, C) (classes last) or labels of shape {shape}; got {_describe(y_pred)}"
+        f"{where}: y_true holds integer labels of shape {shape}; as one label per position of a sequence, y_pred must be "
+        f"scores of shape ({', '.join(map(str, shape))}, C) (classes last) or labels of shape {shape}; got "
+        f"{_describe(y_pred)}{per_example}"
     )
 
 

@@ -230,6 +230,21 @@ ERRORS = {
         r"accuracy: y_true must be class labels of shape \(N,\); got shape \(10, 5\) and dtype int64 \(one-hot rows\? "
         r"take xp\.argmax\(y_true, axis=1\)\)",
     ),
+    "a column of labels with scores": (  # (N, 1) labels: a column to squeeze, or one label per position of a sequence
+        lambda c: metrics.accuracy(
+            c.asarray(np.asarray(Y_TRUE)[:, None], "int64"), c.asarray(np.eye(5, dtype=np.float32)[Y_PRED])
+        ),
+        ValueError,
+        r"accuracy: y_true holds integer labels of shape \(10, 1\); as one label per position of a sequence, y_pred must "
+        r"be scores of shape \(10, 1, C\) .*got shape \(10, 5\) and dtype float32\. If y_true holds one label per example, "
+        r"it must have shape \(N,\) \(a column\? take xp\.reshape\(y_true, \(-1,\)\)\)",
+    ),
+    "one-hot y_true with scores": (
+        lambda c: metrics.accuracy(c.asarray(np.eye(5, dtype=np.int64)[Y_TRUE]), c.asarray(np.eye(5, dtype=np.float32)[Y_PRED])),
+        ValueError,
+        r"accuracy: y_true holds integer labels of shape \(10, 5\); as one label per position of a sequence.* "
+        r"If y_true holds one label per example, it must have shape \(N,\) \(one-hot rows\? take xp\.argmax\(y_true, axis=1\)\)",
+    ),
     "float y_pred labels are binary scores": (  # float (N,) is one score per example, and these are no probabilities
         lambda c: metrics.accuracy(c.asarray(Y_TRUE, "int64"), c.asarray(Y_PRED, "float32")),
         ValueError,
