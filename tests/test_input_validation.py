@@ -599,6 +599,15 @@ ROWS += [
         r"\(or --preset cnn\)\n$"),
     row("cli-demo-layers-negative", lambda: portnn("demo", "toy", "--layers", "-1"), SystemExit,
         r"^exit 2: portnn demo toy: error: --layers must be >= 0; got -1 \(portnn demo toy --help lists the options\)\n$"),
+    row("cli-hidden-for-vit", lambda: portnn("train", "--model", "vit", "--hidden", "32"), SystemExit,
+        r"^exit 2: portnn train: --hidden sets the layers of a cnn or lstm or mlp or strided model, but this run trains a "
+        r"vit model: add --model cnn \(or --preset cnn\), or drop --hidden\n$"),
+    row("cli-dropout-for-resnet", lambda: portnn("train", "--model", "resnet", "--dropout", "0.3"), SystemExit,
+        r"^exit 2: portnn train: --dropout sets the layers of a cnn or mlp model, but this run trains a resnet model: add "
+        r"--model cnn \(or --preset cnn\), or drop --dropout\n$"),
+    row("cli-check-every-without-target", lambda: portnn("train", "--check-every", "50"), SystemExit,
+        r"^exit 2: portnn train: --check-every sets how often --target is checked, but this run has no --target: add "
+        r"--target ACC, or drop --check-every\n$"),
 ]
 # fmt: on
 
