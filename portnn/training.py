@@ -1220,7 +1220,7 @@ class Trainer:
             if len(host) < 2:
                 raise data.BatchError(f"{type(self).__name__}.{where}: the loader's batches hold x only; evaluating needs (x, y)")
             if not shape:
-                shape.append(self._output_shape(self._ingest_x(host[0], where)))
+                shape.append(self._output_shape(self._ingest_x(host[0][:2], where)))
             return self._host_batch(host[0], host[1], loss, where, shape[0])
 
         return self._evaluate_stream(loader.batches(convert, advance=False), loss, callbacks)
