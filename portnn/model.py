@@ -80,33 +80,28 @@ def _fixed_input(layer: Layer) -> Shape | None:
     return (None, *spec[0][1:])
 
 
-def _shown_shapes(model: Sequential) -> list[str]:
-    """The output shape of each layer as :meth:`Sequential.summary` prints it.
-
-    A built shape prints as is (``(batch, 10)``). Without one, when the first layer states its
-    feature sizes (Linear's ``in_features``) and takes any number of axes before them, the layers
-    are walked from two ranks: where both give the same sizes, the free axes print as ``...``
-    (``(batch, ..., 10)``), where they disagree the shape is ``?``.
-    """
-    spec = model.layers[0].input_spec.shapes if model.layers else ()
-    walks: list[Shape | None] = [None, None]
+def _probe_inputs(layer: Layer) -> list[Shape | None]:
+    """Two input shapes to walk a model whose first layer states its feature sizes but not its rank (Linear): the
+    2-D one and one with an extra axis, ``(None, 8)`` and ``(None, None, 8)``; ``[None, None]`` for other layers."""
+    spec = layer.input_spec.shapes
     if len(spec) == 1 and all(isinstance(d, int) for d in spec[0][1:]):
-        walks = [(None, *spec[0][1:]), (None, None, *spec[0][1:])]
-    shown = []
-    for layer, built in zip(model.layers, model._shapes):
-        for k, current in enumerate(walks):
-            try:
-                walks[k] = None if current is None else layer.output_shape(current)
-            except ShapeError:
-                walks[k] = None
-        short, long = walks
-        if built is not None:
-            shown.append(format_shape(built))
-        elif short is not None and long is not None and tuple(long) == (short[0], None, *short[1:]):
-            shown.append(format_shape(short).replace("(batch", "(batch, ...", 1))
-        else:
-            shown.append("?")
-    return shown
+        return [(None, *spec[0][1:]), (None, None, *spec[0][1:])]
+    return [None, None]
+
+
+def _shown(built: Shape | None, probes: list[Shape | None]) -> str:
+    """A layer's output shape as :meth:`Sequential.summary` prints it.
+
+    A built shape prints as is (``(batch, 10)``). Without one, where the two probe walks
+    (:func:`_probe_inputs`) give the same sizes, the free axes print as ``...``
+    (``(batch, ..., 10)``); where they disagree, or there are none, the shape is ``?``.
+    """
+    if built is not None:
+        return format_shape(built)
+    short, long = probes
+    if short is not None and long is not None and tuple(long) == (short[0], None, *short[1:]):
+        return format_shape(short).replace("(batch", "(batch, ...", 1)
+    return "?"
 
 
 def _short(layer: Layer) -> str:
@@ -163,6 +158,7 @@ class Sequential(Trainer, Layer):
         self.layers: list[Layer] = []
         self.input_shape: Shape | None = None if input_shape is None else (None, *input_shape)
         self._shapes: list[Shape | None] = []
+        self._probes: list[list[Shape | None]] = []  # without a known shape: the walks of _probe_inputs, per layer
         self.seed = seed = check_seed("Sequential", "seed", seed)
         init_rng, self._rng = backends.host_rng(seed).spawn(2)
         #: Set to True (by a callback) to end :meth:`fit` after the current batch.
@@ -192,21 +188,36 @@ class Sequential(Trainer, Layer):
                 f"pass layer objects such as pn.layers.ReLU(), or subclass pn.layers.Layer{class_hint(layer)}"
             )
         shape = self._shapes[-1] if self._shapes else self.input_shape
+        probes = list(self._probes[-1]) if self._probes else [None, None]
         if shape is None and not self.layers:
             shape = _fixed_input(layer)
-        if shape is not None:
+            probes = [None, None] if shape is not None else _probe_inputs(layer)
+        # a known shape is walked; else the probes are (a Linear's 2-D input and one with an extra axis), and a layer
+        # that takes neither is refused, naming the first (a 256-feature output before Linear(100, 10))
+        walks = [shape] if shape is not None else [p for p in probes if p is not None]
+        refused: tuple[Shape, ShapeError] | None = None
+        outs = []
+        for current in walks:
             try:
-                shape = layer.output_shape(shape)
+                outs.append(layer.output_shape(current))
             except ShapeError as exc:
-                where = f"layer {len(self.layers)} ({layer!r})"
-                after = f"layer {len(self.layers) - 1} ({self.layers[-1]!r})" if self.layers else "the model's input"
-                raise ShapeError(f"{where} does not fit after {after}, which outputs {format_shape(shape)}: {exc}") from None
+                outs.append(None)
+                refused = refused or (current, exc)
+        if walks and all(out is None for out in outs) and refused is not None:
+            where = f"layer {len(self.layers)} ({layer!r})"
+            after = f"layer {len(self.layers) - 1} ({self.layers[-1]!r})" if self.layers else "the model's input"
+            raise ShapeError(f"{where} does not fit after {after}, which outputs {format_shape(refused[0])}: {refused[1]}")
+        if shape is not None:
+            shape = outs[0]
+        else:
+            probes = [None if p is None else outs.pop(0) for p in probes]
         if layer.name is None:
             layer.name = self._unique_name(type(layer).__name__.lower())
         elif any(other.name == layer.name for other in self.layers):
             raise ValueError(f"Sequential.add: a layer named {layer.name!r} is already in the model; give {layer!r} another name")
         self.layers.append(layer)
         self._shapes.append(shape)
+        self._probes.append(probes)
         return self
 
     def _unique_name(self, base: str) -> str:
@@ -266,6 +277,7 @@ class Sequential(Trainer, Layer):
         if not self.layers:
             raise IndexError("Sequential.pop: the model has no layers")
         self._shapes.pop()
+        self._probes.pop()
         return self.layers.pop()
 
     # -- transfer learning -------------------------------------------------------------
@@ -473,8 +485,8 @@ class Sequential(Trainer, Layer):
     def summary(self, print_fn: Callable[[str], Any] | None = print) -> str | None:
         """Layers, output shapes and parameter counts, Keras style. Printed; returned instead when ``print_fn`` is None."""
         rows = [("#", "Layer", "Output shape", "Params")]
-        for i, (layer, shape) in enumerate(zip(self.layers, _shown_shapes(self))):
-            rows.append((str(i), _short(layer), shape, f"{sum(p.size for p in layer.parameters()):,}"))
+        for i, (layer, shape, probes) in enumerate(zip(self.layers, self._shapes, self._probes)):
+            rows.append((str(i), _short(layer), _shown(shape, probes), f"{sum(p.size for p in layer.parameters()):,}"))
             # a composite's children, indented under it by depth, named by their path (PyTorch's names)
             for path, child in layer.named_modules(str(i)):
                 if child is not layer:
