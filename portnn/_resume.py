@@ -48,12 +48,12 @@ def checkpoint_file(directory: str | os.PathLike[str]) -> Path:
 def random_layers(model: Any) -> dict[str, RandomLayer]:
     """The model's random layers by the key their generator state is saved under: a top-level layer's name, or for a
     layer nested in a composite its dotted path under that name (``"residual.block.2"``)."""
+    tops = dict(model.named_children())  # "0" -> the first layer: its path starts with its name instead
     found: dict[str, RandomLayer] = {}
-    for top in model.layers:
-        walk = top.named_modules(top.name) if hasattr(top, "named_modules") else [(top.name, top)]
-        for path, layer in walk:
-            if isinstance(layer, RandomLayer):
-                found[path] = layer
+    for path, layer in model.named_modules():  # each layer once, a shared one at its first path
+        if isinstance(layer, RandomLayer) and path:
+            head, dot, rest = path.partition(".")
+            found[f"{tops[head].name}{dot}{rest}"] = layer
     return found
 
 

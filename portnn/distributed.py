@@ -577,8 +577,7 @@ def reseed_random_layers(model: Any, rank: int) -> dict[Any, int]:
     """
     from .layers.base import RandomLayer
 
-    every = [m for top in model.layers for m in (top.modules() if hasattr(top, "modules") else [top])]  # nested too
-    seeds = {layer: layer.seed for layer in every if isinstance(layer, RandomLayer)}
+    seeds = {layer: layer.seed for layer in model.modules() if isinstance(layer, RandomLayer)}  # nested too, each once
     if rank != 0:
         for layer, seed in seeds.items():
             layer.seed = (seed + 7919 * rank) % 2**63

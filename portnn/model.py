@@ -9,7 +9,7 @@ from typing import Any
 from . import backends
 from ._checks import check_seed
 from .layers import base as _layers_base
-from .layers.base import InputSpec, Layer, Shape, ShapeError, format_shape
+from .layers.base import InputSpec, Layer, Shape, ShapeError, class_hint, format_shape, layer_entry
 from .serialization import register_model
 from .training import History, Trainer
 
@@ -19,12 +19,19 @@ __all__ = ["History", "Sequential"]
 class OutputShape(tuple):
     """A :class:`Sequential`'s ``output_shape``: the built shape (a tuple; equal to None while unknown), callable as a layer's.
 
+    It is callable so that a composite asks a child Sequential for its output shape as it asks
+    any layer. Being an object, it is never ``is None``: test ``model.output_shape == None``
+    (or ``not model.output_shape.known``). A copy or pickle is the plain value: the tuple, or
+    None while unknown.
+
     Examples
     --------
     >>> import portnn as pn
-    >>> model = pn.Sequential([pn.layers.Linear(4, 3)])
-    >>> model.output_shape == (None, 3), model.output_shape((None, 4))
-    (True, (None, 3))
+    >>> model = pn.Sequential([pn.layers.Linear(4, 3)], input_shape=(4,))
+    >>> model.output_shape == (None, 3), model.output_shape((None, 5, 4))
+    (True, (None, 5, 3))
+    >>> pn.Sequential([pn.layers.Linear(4, 3)]).output_shape == None  # a Linear takes (batch, ..., 4): unknown
+    True
     """
 
     known: bool
@@ -51,6 +58,50 @@ class OutputShape(tuple):
 
     def __repr__(self) -> str:
         return tuple.__repr__(self) if self.known else "None"
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # copy, deepcopy and pickle give the plain value (the walk belongs to the model)
+        return (tuple, (tuple(self),)) if self.known else (_unknown, ())
+
+
+def _unknown() -> None:
+    """What a copy or pickle of an unknown :class:`OutputShape` is: None."""
+    return None
+
+
+def _fixed_input(layer: Layer) -> Shape | None:
+    """The example shape a model's first layer fixes, or None: its spec must accept one shape, every size after the batch fixed,
+    and the layer no other rank (Linear takes ``(batch, ..., in_features)``: it fixes no shape)."""
+    spec = layer.input_spec.shapes
+    if len(spec) != 1 or not all(isinstance(d, int) for d in spec[0][1:]):
+        return None
+    if layer._shape_refusal((None, None, *spec[0][1:]), walk=True) is None:
+        return None
+    return (None, *spec[0][1:])
+
+
+def _probe_inputs(layer: Layer) -> list[Shape | None]:
+    """Two input shapes to walk a model whose first layer states its feature sizes but not its rank (Linear): the
+    2-D one and one with an extra axis, ``(None, 8)`` and ``(None, None, 8)``; ``[None, None]`` for other layers."""
+    spec = layer.input_spec.shapes
+    if len(spec) == 1 and all(isinstance(d, int) for d in spec[0][1:]):
+        return [(None, *spec[0][1:]), (None, None, *spec[0][1:])]
+    return [None, None]
+
+
+def _shown(built: Shape | None, probes: list[Shape | None]) -> str:
+    """A layer's output shape as :meth:`Sequential.summary` prints it.
+
+    A built shape prints as is (``(batch, 10)``). Without one, where the two probe walks
+    (:func:`_probe_inputs`) give the same sizes, the free axes print as ``...``
+    (``(batch, ..., 10)``); where they disagree, or there are none, the shape is ``?``.
+    """
+    if built is not None:
+        return format_shape(built)
+    short, long = probes
+    if short is not None and long is not None and tuple(long) == (short[0], None, *short[1:]):
+        return format_shape(short).replace("(batch", "(batch, ...", 1)
+    return "?"
 
 
 def _short(layer: Layer) -> str:
@@ -79,8 +130,10 @@ class Sequential(Trainer, Layer):
         Seed of the initial weights of every layer (drawn on the host, so the same on every
         backend) and of the shuffling in :meth:`fit`. None leaves each layer's own weights.
     input_shape
-        Shape of one example, e.g. ``(28, 28)``, for shape checks and :meth:`summary` of
-        models that do not start with a Linear layer.
+        Shape of one example, e.g. ``(28, 28)`` or ``(784,)``, for shape checks,
+        :attr:`output_shape` and :meth:`summary`. Without it the shapes are known only when the
+        first layer fixes them (a Linear takes ``(batch, ..., in_features)``, so it does not:
+        :meth:`summary` then prints ``(batch, ..., 10)``).
 
     Examples
     --------
@@ -105,6 +158,7 @@ class Sequential(Trainer, Layer):
         self.layers: list[Layer] = []
         self.input_shape: Shape | None = None if input_shape is None else (None, *input_shape)
         self._shapes: list[Shape | None] = []
+        self._probes: list[list[Shape | None]] = []  # without a known shape: the walks of _probe_inputs, per layer
         self.seed = seed = check_seed("Sequential", "seed", seed)
         init_rng, self._rng = backends.host_rng(seed).spawn(2)
         #: Set to True (by a callback) to end :meth:`fit` after the current batch.
@@ -113,8 +167,7 @@ class Sequential(Trainer, Layer):
         if layers is not None:
             self.build(layers)
         if seed is not None:
-            for layer in self.layers:
-                layer.reset_parameters(init_rng)
+            self.reset_parameters(init_rng)  # each layer once, a shared one too
 
     # -- building ---------------------------------------------------------------------
     def build(self, layers: Iterable[Layer]) -> Sequential:
@@ -132,27 +185,39 @@ class Sequential(Trainer, Layer):
         if not isinstance(layer, Layer):
             raise TypeError(
                 f"Sequential takes portnn layers; got {type(layer).__name__} ({layer!r}) at position {len(self.layers)}: "
-                "pass layer objects such as pn.layers.ReLU(), or subclass pn.layers.Layer"
-                + (" (a layer class? call it: ReLU())" if isinstance(layer, type) and issubclass(layer, Layer) else "")
+                f"pass layer objects such as pn.layers.ReLU(), or subclass pn.layers.Layer{class_hint(layer)}"
             )
         shape = self._shapes[-1] if self._shapes else self.input_shape
-        if shape is None and not self.layers:  # the first layer: its input spec may fix the example shape (Linear's in_features)
-            spec = layer.input_spec.shapes
-            if len(spec) == 1 and all(isinstance(d, int) for d in spec[0][1:]):
-                shape = (None, *spec[0][1:])
-        if shape is not None:
+        probes = list(self._probes[-1]) if self._probes else [None, None]
+        if shape is None and not self.layers:
+            shape = _fixed_input(layer)
+            probes = [None, None] if shape is not None else _probe_inputs(layer)
+        # a known shape is walked; else the probes are (a Linear's 2-D input and one with an extra axis), and a layer
+        # that takes neither is refused, naming the first (a 256-feature output before Linear(100, 10))
+        walks = [shape] if shape is not None else [p for p in probes if p is not None]
+        refused: tuple[Shape, ShapeError] | None = None
+        outs = []
+        for current in walks:
             try:
-                shape = layer.output_shape(shape)
+                outs.append(layer.output_shape(current))
             except ShapeError as exc:
-                where = f"layer {len(self.layers)} ({layer!r})"
-                after = f"layer {len(self.layers) - 1} ({self.layers[-1]!r})" if self.layers else "the model's input"
-                raise ShapeError(f"{where} does not fit after {after}, which outputs {format_shape(shape)}: {exc}") from None
+                outs.append(None)
+                refused = refused or (current, exc)
+        if walks and all(out is None for out in outs) and refused is not None:
+            where = f"layer {len(self.layers)} ({layer!r})"
+            after = f"layer {len(self.layers) - 1} ({self.layers[-1]!r})" if self.layers else "the model's input"
+            raise ShapeError(f"{where} does not fit after {after}, which outputs {format_shape(refused[0])}: {refused[1]}")
+        if shape is not None:
+            shape = outs[0]
+        else:
+            probes = [None if p is None else outs.pop(0) for p in probes]
         if layer.name is None:
             layer.name = self._unique_name(type(layer).__name__.lower())
         elif any(other.name == layer.name for other in self.layers):
             raise ValueError(f"Sequential.add: a layer named {layer.name!r} is already in the model; give {layer!r} another name")
         self.layers.append(layer)
         self._shapes.append(shape)
+        self._probes.append(probes)
         return self
 
     def _unique_name(self, base: str) -> str:
@@ -212,6 +277,7 @@ class Sequential(Trainer, Layer):
         if not self.layers:
             raise IndexError("Sequential.pop: the model has no layers")
         self._shapes.pop()
+        self._probes.pop()
         return self.layers.pop()
 
     # -- transfer learning -------------------------------------------------------------
@@ -241,18 +307,20 @@ class Sequential(Trainer, Layer):
         return self
 
     # -- the pass ---------------------------------------------------------------------
-    def forward(self, x: Any, *, training: bool = False, input_grad: bool = False) -> tuple[Any, Callable[[Any], Any]]:
+    def forward(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         """Run every layer; return the output and ``backward(dy)``, which fills each parameter's ``grad``.
 
-        ``backward`` returns the gradient of the model's input when ``input_grad=True`` (for
-        saliency maps, say); by default it returns None: the first layer skips that gradient, as
-        PyTorch does for inputs that do not require one, and frozen layers at the start of the
-        model (``layer.trainable = False``, transfer learning) are not back-propagated at all.
+        As every layer's, ``backward`` returns the gradient of the input by default, so a
+        Sequential nested in a layer of your own composes like any layer. With
+        ``input_grad=False`` (what :meth:`train_step` passes: the input is data) it returns None:
+        the first layer skips that gradient, as PyTorch does for inputs that do not require one,
+        and frozen layers at the start of the model (``layer.trainable = False``, transfer
+        learning) are not back-propagated at all.
 
         This is the low-level path for a loop of your own::
 
             optimizer.zero_grad()
-            y_pred, backward = model.forward(xb, training=True)
+            y_pred, backward = model.forward(xb, training=True, input_grad=False)
             loss, loss_backward = loss_fn.forward(y_pred, yb)
             backward(loss_backward())
             optimizer.step()
@@ -365,7 +433,7 @@ class Sequential(Trainer, Layer):
         [('Linear', 'linear'), ('ReLU', 'relu')]
         """
         config = {
-            "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in self.layers],
+            "layers": [layer_entry(layer) for layer in self.layers],
             "seed": self.seed,
             "input_shape": None if self.input_shape is None else list(self.input_shape[1:]),
         }
@@ -409,8 +477,7 @@ class Sequential(Trainer, Layer):
 
         Build optimizers after moving, or pass them to :meth:`fit`, which rebinds them.
         """
-        for layer in self.layers:
-            layer.to(backend, device)
+        Layer.to(self, backend, device)  # each layer once, a shared one too
         if self._optimizer is not None:
             self._optimizer.bind(self.parameters())
         return self
@@ -418,8 +485,8 @@ class Sequential(Trainer, Layer):
     def summary(self, print_fn: Callable[[str], Any] | None = print) -> str | None:
         """Layers, output shapes and parameter counts, Keras style. Printed; returned instead when ``print_fn`` is None."""
         rows = [("#", "Layer", "Output shape", "Params")]
-        for i, (layer, shape) in enumerate(zip(self.layers, self._shapes)):
-            rows.append((str(i), _short(layer), format_shape(shape), f"{sum(p.size for p in layer.parameters()):,}"))
+        for i, (layer, shape, probes) in enumerate(zip(self.layers, self._shapes, self._probes)):
+            rows.append((str(i), _short(layer), _shown(shape, probes), f"{sum(p.size for p in layer.parameters()):,}"))
             # a composite's children, indented under it by depth, named by their path (PyTorch's names)
             for path, child in layer.named_modules(str(i)):
                 if child is not layer:

@@ -318,9 +318,7 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
         probe = cls.__new__(cls)
         probe.__dict__.update({k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
         shape = tuple(_size(d) for d in probe.weight_spec()[0])
-        bias = config.get("bias", "bias" in inspect.signature(cls.__init__).parameters)  # no bias argument: no bias (Embedding)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias is {bias!r}, not true or false")
+        bias = _bias(config, "bias" in inspect.signature(cls.__init__).parameters)  # no bias argument: no bias (Embedding)
         return math.prod(shape) + (shape[0] if bias else 0)
     _check_nesting(config, cls.__name__)
     nested = [v for v in config.values() if _is_entry(v)]
@@ -336,14 +334,10 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
     if "hidden_size" in config:  # LSTM, GRU: per layer, weight_ih (G H, in), weight_hh (G H, H) and with bias 2 G H
         g = cls._gates  # type: ignore[attr-defined]
         n_in, h, layers = _size(config["input_size"]), _size(config["hidden_size"]), _size(config.get("num_layers", 1))
-        bias = config.get("bias", True)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias is {bias!r}, not true or false")
+        bias = _bias(config, True)
         return sum(g * h * ((n_in if k == 0 else h) + h + (2 if bias else 0)) for k in range(layers))
     if "embed_dim" in config:  # MultiHeadAttention: in_proj (3E, E) and out_proj (E, E), with biases 3E and E
-        e, bias = _size(config["embed_dim"]), config.get("bias", True)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias is {bias!r}, not true or false")
+        e, bias = _size(config["embed_dim"]), _bias(config, True)
         return 4 * e * e + (4 * e if bias else 0)
     if "num_features" in config:  # BatchNorm1d, BatchNorm2d
         n = _size(config["num_features"])
@@ -354,6 +348,14 @@ def _declared_values(cls: type[Layer], config: dict[str, Any]) -> int:
         n = math.prod(_size(d) for d in (shape if isinstance(shape, list) else [shape]))
         return (n + (n if config.get("bias", True) else 0)) if config.get("elementwise_affine", True) else 0
     return 0
+
+
+def _bias(config: dict[str, Any], default: bool) -> bool:
+    """The config's ``bias`` (``default`` when absent); a TypeError unless it is a bool."""
+    bias = config.get("bias", default)
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias is {bias!r}, not true or false")
+    return bias
 
 
 def _size(value: Any) -> int:
@@ -472,12 +474,22 @@ def unsaveable(model: Any) -> str | None:
             f"the model is a {cls.__module__}.{cls.__qualname__}, a class pn.load does not know: register it with "
             "@portnn.serialization.register_model above its definition"
         )
+    first: dict[int, str] = {}
+    for path, layer in model._walk("", remove_duplicate=False):  # every use of every layer
+        if id(layer) in first:
+            return (
+                f"the layer {layer!r} (name={layer.name!r}) is used twice, at {first[id(layer)]!r} and {path!r}: a file "
+                "holds its weights once, and pn.load would rebuild two separate layers (declaring its weights twice "
+                "and un-sharing them); save the weights with model.save_weights(path) and read them back with "
+                "load_weights into a model built the same way (state_dict names each shared weight once, at its first path)"
+            )
+        first[id(layer)] = path
     known = _nestable()
+    order = {name: i for i, (name, _) in enumerate(model.named_children())}
     foreign = [
-        (i, x)
-        for i, top in enumerate(model.layers)
-        for x in (top.modules() if isinstance(top, Layer) else [top])
-        if known.get(type(x).__name__) is not type(x)
+        (order[path.partition(".")[0]], x)
+        for path, x in model.named_modules()
+        if path and known.get(type(x).__name__) is not type(x)
     ]
     if foreign:
         i, first = foreign[0]

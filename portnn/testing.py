@@ -520,9 +520,7 @@ def check_op(
 # -- layers ---------------------------------------------------------------------------------------------
 def _layers_of(obj: Any) -> list[Layer]:
     # every layer that holds state or draws numbers, nested ones (a Residual's block) included
-    tops = list(obj.layers) if hasattr(obj, "layers") else [obj]
-    every = [m for top in tops for m in (top.modules() if isinstance(top, Layer) else [top])]
-    return [m for m in every if not isinstance(m, Layer) or m._params or m._buffers or not any(True for _ in m.children())]
+    return [m for m in obj.modules() if m._params or m._buffers or not any(True for _ in m.children())]
 
 
 def _clone(obj: Any, backend: _backends.Backend, dtype: str) -> Any:

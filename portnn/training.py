@@ -610,7 +610,7 @@ class Trainer:
                 f"{type(self).__name__}.train_step: got an empty batch (x of shape {tuple(x.shape)}); pass at least one example"
             )
         optimizer.zero_grad()
-        y_pred, backward = self.forward(x, training=True)
+        y_pred, backward = self.forward(x, training=True, input_grad=False)
         value, loss_backward = loss.forward(y_pred, y, validate=validate)
         backward(loss_backward())
         return self._finish_step(optimizer, x.shape[0], l2, loss, value), y_pred
@@ -1227,7 +1227,7 @@ class Trainer:
 
     def _output_shape(self, xb: Any) -> tuple[int, ...]:
         """The shape of one example's output (from a forward pass over two examples at most)."""
-        return tuple(self.forward(xb[: min(2, xb.shape[0]), ...])[0].shape[1:])
+        return tuple(self.forward(xb[: min(2, xb.shape[0]), ...], input_grad=False)[0].shape[1:])
 
     def _evaluate_stream(self, pairs: Any, loss: Loss, callbacks: CallbackList) -> dict[str, float]:
         """Loss (and accuracy) over device batches ``(xb, yb)``; ``pairs`` is closed at the end, also on an error."""
@@ -1237,7 +1237,7 @@ class Trainer:
         try:
             for batch, (xb, yb) in enumerate(pairs):
                 callbacks.on_test_batch_begin(batch, {})
-                y_pred = self.forward(xb)[0]
+                y_pred = self.forward(xb, input_grad=False)[0]
                 value, _ = loss.forward(y_pred, yb, validate=False)
                 loss_sum = loss_sum + (value * xb.shape[0] if loss.reduction == "mean" else value)
                 n += int(xb.shape[0])
@@ -1285,7 +1285,7 @@ class Trainer:
         try:
             for batch, (xb, *_) in enumerate(stream):
                 callback_list.on_predict_batch_begin(batch, {})
-                outs.append(self.forward(xb)[0])
+                outs.append(self.forward(xb, input_grad=False)[0])
                 callback_list.on_predict_batch_end(batch, {"outputs": outs[-1]})
         finally:
             stream.close()
@@ -1343,7 +1343,7 @@ class Trainer:
         Y = self._ingest_y(y, X, loss, name)
         # two examples where there are two: BatchNorm without running statistics needs them even in evaluation
         try:
-            probe = self.forward(X[: min(2, X.shape[0]), ...])[0]
+            probe = self.forward(X[: min(2, X.shape[0]), ...], input_grad=False)[0]
         except ValueError as exc:
             if X.shape[0] != 1:
                 raise

@@ -282,7 +282,10 @@ def test_batchnorm_errors() -> None:
     with pytest.raises(TypeError, match=r"BatchNorm1d\(4\) got input of dtype float64 but its parameters are float32"):
         layer.forward(np.ones((8, 4)))
     with pytest.raises(ShapeError, match=r"layer 1 \(BatchNorm1d\(4\)\) does not fit after layer 0 \(Linear\(3, 5\)\)"):
-        pn.Sequential([pn.layers.Linear(3, 5), BatchNorm1d(4)])
+        pn.Sequential([pn.layers.Linear(3, 5), BatchNorm1d(4)], input_shape=(3,))
+    # without input_shape a Linear takes (batch, ..., 3), (batch, 4, 3) fits: 2-D data is refused when it comes
+    with pytest.raises(ShapeError, match=r"x has shape \(2, 3\), which does not fit layer 1 \(BatchNorm1d\(4\)\)"):
+        pn.Sequential([pn.layers.Linear(3, 5), BatchNorm1d(4)]).predict(np.ones((2, 3), dtype=np.float32))
     with pytest.raises(ValueError, match=r"BatchNorm1d: num_features must be a positive int; got 0"):
         BatchNorm1d(0)
     with pytest.raises(ValueError, match=r"BatchNorm1d\(3\): momentum must be in \[0, 1\] or None; got 2"):

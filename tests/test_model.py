@@ -187,7 +187,9 @@ def test_build_checks_each_layer_against_the_previous() -> None:
         model.build([Linear(100, 10)])
     assert len(model.layers) == 2  # the bad layer was not appended
     model.add(Linear(256, 10))
-    assert model.output_shape == (None, 10)
+    assert model.output_shape == None  # noqa: E711  a Linear takes (batch, ..., 784): the rank is not fixed
+    assert model.output_shape((None, 784)) == (None, 10) and model.output_shape((None, 5, 784)) == (None, 5, 10)
+    assert pn.Sequential([Linear(784, 256), ReLU(), Linear(256, 10)], input_shape=(784,)).output_shape == (None, 10)
     with pytest.raises(ShapeError, match="layer 1"):
         pn.Sequential([Linear(4, 5), Linear(6, 2)])
     with pytest.raises(TypeError, match="portnn layers"):
@@ -201,7 +203,10 @@ def test_build_checks_each_layer_against_the_previous() -> None:
 def test_summary_lists_layers_shapes_and_counts() -> None:
     model = pn.Sequential([Linear(784, 1024), ReLU(), Linear(1024, 10)], seed=0)
     text = model.summary(print_fn=None)
-    assert "Linear(784, 1024)" in text and "(batch, 1024)" in text and "803,840" in text and "10,250" in text
+    # without input_shape a Linear takes (batch, ..., 784): the free axes print as "..."
+    assert "Linear(784, 1024)" in text and "(batch, ..., 1024)" in text and "803,840" in text and "10,250" in text
+    built = pn.Sequential([Linear(784, 1024), ReLU(), Linear(1024, 10)], input_shape=(784,)).summary(print_fn=None)
+    assert "(batch, 1024)" in built and "(batch, 10)" in built and "..." not in built
     assert "Total params: 814,090 (trainable: 814,090)" in text
     model.layers[0].trainable = False
     assert "(trainable: 10,250)" in model.summary(print_fn=None)
@@ -249,7 +254,7 @@ def test_model_to_moves_every_parameter(case: Any) -> None:
 
 @pytest.mark.skipif(torch is None, reason="PyTorch not installed: the oracle needs torch==2.13.0")
 def test_input_gradient_on_request() -> None:
-    """backward returns d(loss)/d(input) with input_grad=True, and skips that product by default."""
+    """backward returns d(loss)/d(input) with input_grad=True (the default, as every layer), and skips it with False."""
     x, y = toy(5)
     with pn.use_backend("numpy"):
         model = pn.Sequential([Linear(6, 7, dtype="float64"), Tanh(), Linear(7, 3, dtype="float64")], seed=0)
@@ -260,7 +265,7 @@ def test_input_gradient_on_request() -> None:
     w0, b0, w1, b1 = (torch.from_numpy(np.array(v)) for v in model.state_dict().values())
     torch.nn.functional.cross_entropy(torch.tanh(tx @ w0.T + b0) @ w1.T + b1, torch.from_numpy(y)).backward()
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-14)
-    out, backward = model.forward(x, training=True)
+    out, backward = model.forward(x, training=True, input_grad=False)
     assert backward(loss_back()) is None
 
 

@@ -456,3 +456,160 @@ def test_check_model_proves_a_nested_model_with_dropout_on_every_backend():
     )  # fmt: skip
     x, y = np.random.default_rng(0).normal(size=(12, 4)), np.arange(12) % 3
     pn.testing.check_model(model, x, y, steps=2)  # the nested Dropout draws the same masks on every backend
+
+
+# -- shared layers, late children, nested Sequential as a layer, shapes -------------------------------------
+def test_a_layer_used_twice_is_refused_by_save_naming_both_paths_and_its_weights_round_trip(tmp_path: Path):
+    def shared_models() -> list[tuple[pn.Sequential, str, str]]:
+        lin, other = Linear(4, 4, seed=0), Linear(4, 4, seed=1)
+        return [
+            (pn.Sequential([Parallel(lin, lin)], seed=0), "0.branches.0", "0.branches.1"),
+            (pn.Sequential([other, ReLU(), Residual(other)], seed=0), "0", "2.block"),
+        ]
+
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    for (model, first, second), (fresh, _, _) in zip(shared_models(), shared_models()):
+        why = pn.serialization.unsaveable(model)
+        assert why is not None and f"used twice, at {first!r} and {second!r}" in why and "save_weights" in why
+        with pytest.raises(TypeError, match=re.escape(f"at {first!r} and {second!r}")):
+            model.save(tmp_path / "m.safetensors")
+        assert not (tmp_path / "m.safetensors").exists()
+        # save_weights/load_weights work: each shared weight once, under its first path; still shared after loading
+        assert list(model.state_dict()) == [f"{first}.weight", f"{first}.bias"]
+        for p in model.parameters():
+            p.data = p.data + 1
+        model.save_weights(tmp_path / "w.safetensors")
+        fresh.load_weights(tmp_path / "w.safetensors")
+        np.testing.assert_array_equal(fresh.predict(x, to_numpy=True), model.predict(x, to_numpy=True))
+        assert len(fresh.parameters()) == 2
+
+
+class Late(Layer):
+    """Children in a list assigned empty and filled later, and in a dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: list[Layer] = []
+        self.blocks.append(Linear(4, 4, seed=0))
+        self.heads = {"a": Linear(4, 2, seed=1), "b": Linear(4, 3, seed=2)}
+
+    def call(self, x, *, training=False, input_grad=True):
+        h, back = self.blocks[0].forward(x, training=training, input_grad=input_grad)
+        return h, back
+
+
+def test_a_list_filled_after_assignment_and_a_dict_of_layers_register_their_children():
+    layer = Late()
+    assert [n for n, _ in layer.named_parameters()] == [
+        "blocks.0.weight",
+        "blocks.0.bias",
+        "heads.a.weight",
+        "heads.a.bias",
+        "heads.b.weight",
+        "heads.b.bias",
+    ]
+    layer.blocks.append(Linear(4, 4, seed=3))  # after construction too, as nn.ModuleList's append
+    assert "blocks.1.weight" in dict(layer.named_parameters())
+    layer.trainable = False
+    assert not any(p.trainable for p in layer.blocks[1].parameters())
+    model = pn.Sequential([layer], seed=0)
+    assert sum(p.size for p in model.parameters()) == 2 * 20 + 10 + 15
+    layer.mixed = [Linear(2, 2), 3]
+    with pytest.raises(TypeError, match=r"Late\.mixed is a list that mixes layers with other values"):
+        list(layer.named_children())
+    del layer.mixed
+    layer.bad = {1.5: Linear(2, 2)}
+    with pytest.raises(TypeError, match=r"Late\.bad: a dict of layers needs str keys"):
+        list(layer.named_children())
+
+
+class Stem(Layer):
+    """A user's composite that calls a nested Sequential's forward as it would any layer's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = Linear(4, 4, seed=0)
+        self.body = pn.Sequential([Linear(4, 4, seed=1), ReLU()])
+
+    def call(self, x, *, training=False, input_grad=True):
+        h, back_fc = self.fc.forward(x, training=training, input_grad=input_grad)
+        y, back_body = self.body.forward(h, training=training)
+        return y, lambda dy: back_fc(back_body(dy))
+
+
+def test_a_nested_sequential_forward_defaults_to_the_input_gradient_as_every_layer():
+    check_layer(Stem(), (5, 4), oracle=None, samples=24)
+    model = pn.Sequential([Linear(4, 4, seed=0), ReLU()])
+    x = np.ones((2, 4), np.float32)
+    assert model.forward(x)[1](np.ones((2, 4), np.float32)).shape == (2, 4)
+    assert model.forward(x, input_grad=False)[1](np.ones((2, 4), np.float32)) is None  # train_step's path
+    outer = pn.Sequential([Stem(), Linear(4, 2)], seed=0)
+    y = np.arange(8) % 2
+    xs = np.random.default_rng(0).normal(size=(8, 4))
+    outer.fit(xs, y, loss=pn.losses.CrossEntropy(), optimizer=pn.optim.SGD(lr=0.1), epochs=1, verbose=0)
+
+
+def test_every_nested_walk_visits_a_shared_layer_once_under_its_first_name():
+    from portnn import _resume, distributed, testing
+
+    drop = Dropout(0.5, seed=3)
+    model = pn.Sequential([Linear(4, 4), drop, Residual([drop, Linear(4, 4)])], seed=0)
+    assert list(_resume.random_layers(model)) == ["dropout"]
+    assert list(distributed.reseed_random_layers(model, 0)) == [drop]
+    layers = testing._layers_of(model)
+    assert len(layers) == len({id(m) for m in layers}) == 3
+
+
+def test_reset_trainable_to_and_min_batch_size_visit_a_shared_layer_once_and_end_on_a_cycle():
+    lin = Linear(4, 4)
+    shared = pn.Sequential([lin, Residual(lin), Linear(4, 4)], seed=0)
+    plain = pn.Sequential([Linear(4, 4), Linear(4, 4)], seed=0)
+    # the shared layer is drawn once: the next layer gets the draws it gets without sharing
+    np.testing.assert_array_equal(pn.to_numpy(shared.layers[2].weight.data), pn.to_numpy(plain.layers[1].weight.data))
+    np.testing.assert_array_equal(pn.to_numpy(lin.weight.data), pn.to_numpy(plain.layers[0].weight.data))
+
+    class Loop(Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = Linear(2, 2)
+            self.norm = BatchNorm1d(2)
+
+    loop = Loop()
+    loop.again = loop  # a cycle
+    loop.fc.again = loop
+    assert [n for n, _ in loop.named_parameters()] == ["fc.weight", "fc.bias", "norm.weight", "norm.bias"]
+    assert loop.min_batch_size == 2
+    loop.trainable = False
+    assert not loop.trainable
+    loop.to("numpy")
+    loop.reset_parameters(np.random.default_rng(0))
+
+
+def test_a_layer_class_gets_the_same_hint_from_sequential_and_the_combinators():
+    hint = "(a layer class? call it: ReLU())"
+    for build in (lambda: pn.Sequential([ReLU]), lambda: Residual(ReLU), lambda: Parallel(ReLU)):
+        with pytest.raises(TypeError, match=re.escape(hint)):
+            build()
+    config = {"input_size": 2, "hidden_size": 3, "bias": "yes"}
+    with pytest.raises(TypeError, match="bias is 'yes', not true or false"):
+        pn.serialization._declared_values(pn.layers.LSTM, config)
+
+
+def test_output_shape_of_a_model_without_input_shape_keeps_the_sequence_axes():
+    import copy
+    import pickle
+
+    layers = [Linear(8, 4), ReLU(), Linear(4, 3)]
+    model = pn.Sequential(layers, seed=0)
+    assert model.output_shape == None  # noqa: E711  a Linear takes (batch, ..., 8): the rank is not fixed
+    assert model.output_shape((None, 5, 8)) == (None, 5, 3)
+    assert model.predict(np.ones((2, 5, 8), np.float32)).shape == (2, 5, 3)
+    text = model.summary(print_fn=None)
+    assert "(batch, ..., 4)" in text and "(batch, ..., 3)" in text and "(batch, 3)" not in text
+    built = pn.Sequential([Linear(8, 4), ReLU(), Linear(4, 3)], input_shape=(8,))
+    assert built.output_shape == (None, 3) and "(batch, 3)" in built.summary(print_fn=None)
+    # copies and pickles are the plain value
+    assert copy.deepcopy(built.output_shape) == (None, 3) and copy.copy(built.output_shape) == (None, 3)
+    assert pickle.loads(pickle.dumps(built.output_shape)) == (None, 3)
+    assert copy.deepcopy(model.output_shape) is None and pickle.loads(pickle.dumps(model.output_shape)) is None
+    assert copy.deepcopy(built).output_shape == (None, 3)

@@ -151,7 +151,7 @@ def _inputs(data: st.DataObject, shape: tuple[int, ...], dtype: str, bound: floa
 def _build_mlp(spec: MLPSpec, where: Backend) -> pn.Sequential:
     """The model of ``spec``, built on NumPy from its seed and moved to ``where`` (array_api_strict: device1)."""
     with pn.use_backend("numpy"):
-        model = pn.Sequential(spec.layers(), seed=spec.seed)
+        model = pn.Sequential(spec.layers(), seed=spec.seed, input_shape=(spec.in_features,))
     return model.to(where.name, where.device)
 
 

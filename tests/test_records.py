@@ -142,7 +142,7 @@ def test_input_grad_still_reaches_the_input_through_frozen_layers():
     _, backward = model.forward(X, input_grad=True)
     dx = backward(np.ones((96, 3), np.float32))
     assert dx.shape == X.shape and np.any(dx != 0)
-    _, backward = model.forward(X)
+    _, backward = model.forward(X, input_grad=False)
     assert backward(np.ones((96, 3), np.float32)) is None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import math
 import numbers
@@ -233,23 +234,26 @@ class Layer:
     def __init__(self) -> None:
         self._params: dict[str, Parameter] = {}
         self._buffers: dict[str, Buffer] = {}
-        self._children: dict[str, Layer | list[Layer] | tuple[Layer, ...]] = {}
+        self._children: dict[str, Any] = {}
         self.name: str | None = None
 
     # -- children ---------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
-        # A layer (or a non-empty list/tuple of layers) assigned as an attribute is a child,
-        # PyTorch's nn.Module style; assigning something else under its name unregisters it.
+        # A layer assigned as an attribute is a child, PyTorch's nn.Module style; so is every
+        # layer in a list, tuple or dict attribute, read when the children are walked (a list
+        # assigned empty and filled later counts, nn.ModuleList's way). Assigning something
+        # else under the name unregisters it.
         children = self.__dict__.get("_children")
-        if _is_child(value):
-            if children is None:
+        if children is None:
+            if isinstance(value, Layer) or _layers_in(value):
                 raise AttributeError(
                     f"{type(self).__name__}: cannot assign the layer {name!r} before Layer.__init__ ran; "
                     "call super().__init__() first in __init__"
                 )
+        elif isinstance(value, Layer) or (isinstance(value, (list, tuple, dict)) and name not in _OWN_STATE):
             children[name] = value
-        elif children is not None and name in children:
-            del children[name]
+        else:
+            children.pop(name, None)
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
@@ -257,13 +261,33 @@ class Layer:
         object.__delattr__(self, name)
 
     def named_children(self) -> Iterator[tuple[str, Layer]]:
-        """The direct child layers, in assignment order, with their names: ``"conv1"``, ``"blocks.0"``…"""
+        """The direct child layers, in assignment order, with their names: ``"conv1"``, ``"blocks.0"``, ``"heads.key"``.
+
+        A list or tuple attribute contributes its layers as ``name.0``, ``name.1``… and a dict
+        ``name.key``, read now (items appended after the assignment count); one that mixes
+        layers with other values raises a TypeError.
+        """
         for name, value in self.__dict__.get("_children", {}).items():
             if isinstance(value, Layer):
                 yield name, value
-            else:
-                for i, child in enumerate(value):
-                    yield f"{name}.{i}", child
+                continue
+            items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+            found = _layers_in(value)
+            if found and found < len(items):
+                kind = type(value).__name__
+                raise TypeError(
+                    f"{type(self).__name__}.{name} is a {kind} that mixes layers with other values; "
+                    f"a {kind} of layers registers its layers as children only when it holds nothing else: "
+                    "keep the layers in an attribute of their own"
+                )
+            if found:
+                for key, child in items:
+                    if not isinstance(key, (str, int)) or isinstance(key, bool) or "." in str(key):
+                        raise TypeError(
+                            f"{type(self).__name__}.{name}: a dict of layers needs str keys without dots (they name "
+                            f"the children {name}.key); got the key {key!r}"
+                        )
+                    yield f"{name}.{key}", child
 
     def children(self) -> Iterator[Layer]:
         """The direct child layers, in assignment order."""
@@ -280,15 +304,21 @@ class Layer:
         >>> [name for name, _ in block.named_modules()]
         ['', 'block', 'block.0', 'block.1']
         """
+        return self._walk(prefix, remove_duplicate=True)
+
+    def _walk(self, prefix: str, *, remove_duplicate: bool) -> Iterator[tuple[str, Layer]]:
+        # depth first; remove_duplicate: each layer once, at its first path (a cycle ends there too);
+        # else every use of a layer, a cycle cut where a layer would contain itself
         seen: set[int] = set()
-        stack = [(prefix, self)]
+        stack: list[tuple[str, Layer, frozenset[int]]] = [(prefix, self, frozenset())]
         while stack:
-            path, layer = stack.pop()
-            if id(layer) in seen:
+            path, layer, above = stack.pop()
+            if id(layer) in (seen if remove_duplicate else above):
                 continue
             seen.add(id(layer))
             yield path, layer
-            stack.extend(reversed([(f"{path}.{n}" if path else n, c) for n, c in layer.named_children()]))
+            under = above | {id(layer)}
+            stack.extend(reversed([(f"{path}.{n}" if path else n, c, under) for n, c in layer.named_children()]))
 
     def modules(self) -> Iterator[Layer]:
         """This layer and every layer under it, depth first."""
@@ -404,15 +434,15 @@ class Layer:
         self._params[name] = p
         return p
 
-    def _named_members(self, kind: str, prefix: str, seen: set[int] | None = None) -> Iterator[tuple[str, Any]]:
-        # own members first, then each child's under its dotted name; a member shared twice is listed once
-        seen = set() if seen is None else seen
-        for name, member in getattr(self, kind).items():
-            if id(member) not in seen:
-                seen.add(id(member))
-                yield prefix + name, member
-        for child_name, child in self.named_children():
-            yield from child._named_members(kind, f"{prefix}{child_name}.", seen)
+    def _named_members(self, kind: str, prefix: str) -> Iterator[tuple[str, Any]]:
+        # own members first, then each layer's under it by its path (named_modules: a shared layer
+        # once, at its first path); a member shared twice is listed once
+        seen: set[int] = set()
+        for path, layer in self.named_modules():
+            for name, member in getattr(layer, kind).items():
+                if id(member) not in seen:
+                    seen.add(id(member))
+                    yield f"{prefix}{path}.{name}" if path else prefix + name, member
 
     def parameters(self) -> list[Parameter]:
         """This layer's parameters, then its children's (in order)."""
@@ -470,12 +500,23 @@ class Layer:
                 targets[name].grad = None
 
     def reset_parameters(self, rng: Any = None) -> None:
-        """Draw fresh parameters from the host generator ``rng`` (None: fresh entropy): here, each child's, in order.
+        """Draw fresh parameters from the host generator ``rng`` (None: fresh entropy): here, each nested layer's, in order.
 
-        A layer with parameters of its own overrides it (and calls this for its children).
+        A layer with parameters of its own overrides it (a composite one also calls this for its
+        children). Each layer is drawn once, however often it is used (:meth:`named_modules`).
         """
-        for child in self.children():
-            child.reset_parameters(rng)
+        done = _resetting.get()
+        token = _resetting.set(set()) if done is None else None
+        done = _resetting.get()
+        try:
+            done.add(id(self))
+            for layer in self.modules():
+                if id(layer) not in done:
+                    done.add(id(layer))
+                    layer.reset_parameters(rng)
+        finally:
+            if token is not None:
+                _resetting.reset(token)
 
     def new_parameter_home(self, dtype: Any) -> backends.Backend:
         """Where a new layer's parameters are born: the global backend (its float64 support checked for ``dtype``)."""
@@ -486,30 +527,31 @@ class Layer:
 
     @property
     def min_batch_size(self) -> int:
-        """The fewest examples a training batch may hold (BatchNorm: 2; a composite: its children's most); fit checks it."""
-        return max((child.min_batch_size for child in self.children()), default=1)
+        """The fewest examples a training batch may hold (BatchNorm: 2; a composite: its nested layers' most); fit checks it."""
+        return max(
+            (m.min_batch_size for m in self.modules() if m is not self and type(m).min_batch_size is not Layer.min_batch_size),
+            default=1,
+        )
 
     @property
     def trainable(self) -> bool:
-        """Whether any parameter of the layer (or of a child) is trained; setting it freezes or unfreezes them all."""
-        return any(p.trainable for p in self._params.values()) or any(child.trainable for child in self.children())
+        """Whether any parameter of the layer (or of a nested layer) is trained; setting it freezes or unfreezes them all."""
+        return any(p.trainable for m in self.modules() for p in m._params.values())
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        for p in self._params.values():
-            p.trainable = bool(value)
-        for child in self.children():
-            child.trainable = value
+        for m in self.modules():
+            for p in m._params.values():
+                p.trainable = bool(value)
 
     def to(self, backend: str, device: Any = None) -> Layer:
-        """Move the parameters and buffers (the children's too) to another backend/device (through the host). Returns self."""
+        """Move the parameters and buffers (the nested layers' too, each once) to another backend/device. Returns self."""
         target = backends._resolve(backend, device)
-        for b in (*self._params.values(), *self._buffers.values()):
-            b.data = target.adapter.from_numpy(backends.to_numpy(b.data).copy(), target.device)
-        for p in self._params.values():
-            p.grad = None
-        for child in self.children():
-            child.to(backend, device)
+        for m in self.modules():
+            for b in (*m._params.values(), *m._buffers.values()):
+                b.data = target.adapter.from_numpy(backends.to_numpy(b.data).copy(), target.device)
+            for p in m._params.values():
+                p.grad = None
         return self
 
     # -- configuration ----------------------------------------------------------------
@@ -694,17 +736,34 @@ def as_layer(block: Any, where: str) -> Layer:
         if _chain_class is None:
             raise RuntimeError(f"{where}: import portnn (which defines Sequential) before passing a list of layers")
         return _chain_class(list(block))
-    raise TypeError(
-        f"{where} takes a layer or a non-empty list of layers; got {type(block).__name__} ({block!r:.80})"
-        + (" (a layer class? call it: ReLU())" if isinstance(block, type) and issubclass(block, Layer) else "")
-    )
+    got = f"{type(block).__name__} ({block!r:.80})"
+    raise TypeError(f"{where} takes a layer or a non-empty list of layers; got {got}{class_hint(block)}")
 
 
-def _is_child(value: Any) -> bool:
-    """Whether ``value`` assigned as an attribute makes a child: a layer, or a non-empty list/tuple of layers only."""
-    if isinstance(value, Layer):
-        return True
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(v, Layer) for v in value)
+def class_hint(value: Any) -> str:
+    """``" (a layer class? call it: ReLU())"`` when ``value`` is a layer class rather than a layer; else empty."""
+    return " (a layer class? call it: ReLU())" if isinstance(value, type) and issubclass(value, Layer) else ""
+
+
+def layer_entry(layer: Layer) -> dict[str, Any]:
+    """A child as a config holds it: ``{"class_name", "config"}`` (``layer_from_config`` rebuilds it)."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+#: Attributes of every layer that are dicts of its own state, never children.
+_OWN_STATE = frozenset({"_params", "_buffers", "_children"})
+
+#: The layers a :meth:`Layer.reset_parameters` walk has drawn (each once); None outside one.
+_resetting: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar("portnn_resetting", default=None)
+
+
+def _layers_in(value: Any) -> int:
+    """How many layers a list, tuple or dict holds (its values for a dict); 0 for anything else."""
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        return 0
+    return sum(isinstance(v, Layer) for v in value)
 
 
 def _jsonable(value: Any, where: str) -> Any:

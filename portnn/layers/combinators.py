@@ -15,15 +15,11 @@ from array_api_compat import array_namespace
 
 from .._checks import check_int
 from .base import Layer, Shape, ShapeError, as_layer, format_shape
+from .base import layer_entry as _entry
 
 __all__ = ["Parallel", "Residual"]
 
 _MERGES = ("concat", "sum")
-
-
-def _entry(layer: Layer) -> dict[str, Any]:
-    """A child as a config holds it: ``{"class_name", "config"}`` (``layer_from_config`` rebuilds it)."""
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
 def _built(value: Any, where: str) -> Layer:
