@@ -335,3 +335,15 @@ OPTIMIZER_KERNELS: dict[str, Callable[[Any, Any, dict[str, Any], dict[str, float
     "sgd": _sgd_reference,
     "sgd_momentum": _sgd_momentum_reference,
 }
+
+#: The adapter's kernel hooks (each returns None for the core's generic path): what
+#: :class:`portnn.testing.OpCounter` switches off to count the portable path a GPU runs.
+KERNEL_HOOKS: tuple[str, ...] = (
+    "conv2d",
+    "conv2d_im2col",
+    "relu",
+    "max_pool2d",
+    "batch_moments",
+    "batch_norm",
+    "index_add_rows",
+)
