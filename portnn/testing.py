@@ -988,13 +988,12 @@ class OpCounter:
     ``float``, ``int``, ``bool``, ``.item()``, ``.tolist()``, formatting, ``__dlpack__`` and
     :func:`portnn.backends.to_numpy`. On exit the arrays become plain NumPy arrays again.
 
-    ``fast_paths=False`` (default) switches off the NumPy adapter's own kernels (its
-    ``conv2d``, ``max_pool2d``, ``batch_norm``... :data:`portnn.backends._base.KERNEL_HOOKS`) while counting, so the count is that of the portable path that a backend
-    without them (CuPy) runs; ``True`` counts what NumPy itself runs. ``kernels`` names fused
-    optimizer updates (:data:`portnn.backends._base.OPTIMIZER_KERNELS`) to count as one
-    operation each, as a backend that has them runs them: pass
-    ``portnn.backends.cupy.OPTIMIZER_KERNELS`` to count CuPy's launches (the kernel's reference
-    formula runs on NumPy, counted once).
+    ``fast_paths=False`` (default) switches off the NumPy adapter's own kernels
+    (:data:`portnn.backends._base.KERNEL_HOOKS`: ``conv2d``, ``max_pool2d``...) while counting, so the count is that
+    of the portable path that a backend without them (CuPy) runs; ``True`` counts what NumPy itself runs.
+    ``kernels`` names fused optimizer updates (:data:`portnn.backends._base.OPTIMIZER_KERNELS`) to count as one
+    operation each, as a backend that has them runs them: pass ``portnn.backends.cupy.OPTIMIZER_KERNELS`` to count
+    CuPy's launches (the kernel's reference formula runs on NumPy, counted once).
 
     Attributes
     ----------

@@ -506,10 +506,11 @@ def max_pool2d_disjoint(
 ) -> tuple[Any, Any]:
     """:func:`portnn.functional.pooling.max_pool2d` for windows that do not overlap, without padding.
 
-    The generic path's operations in its order (so its values bit for bit, first maximum
-    wins ties, a NaN propagates), each written with ``out=`` into reused workspace arrays:
-    per kernel offset one ``greater`` into a bool mask, two int8 passes that set the argmax
-    offset where it is greater, and one ``maximum``. The backward writes each offset's
+    The generic path's values bit for bit (first maximum wins ties, a NaN propagates and is
+    the argmax of its window, as the generic path's ``argmax``; only the sign of a zero maximum
+    tied between +0 and -0 may differ), with ``out=`` into reused workspace arrays: per kernel
+    offset one ``greater`` into a bool mask, two int8 passes that set the argmax offset where
+    it is greater, and one ``maximum``. The backward writes each offset's
     ``dy * [argmax == offset]`` into its window of ``dx`` (zeroed first only where the
     windows do not tile the input).
     """
@@ -544,6 +545,10 @@ def max_pool2d_disjoint(
             np.maximum(idx, step, out=idx)
         np.maximum(y, win, out=y)
     del greater, step
+    nan = np.isnan(y)
+    if nan.any():  # a window with a NaN: its first NaN is the argmax (the generic path's argmax), rare
+        for o in range(count - 1, -1, -1):  # the smallest offset written last
+            np.copyto(idx, np.int8(o), where=nan & np.isnan(window(x, o)))
     tiles = sh == kh and sw == kw and h == ho * kh and w == wo * kw
 
     def backward(dy: Any) -> Any:
