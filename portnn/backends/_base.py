@@ -255,6 +255,14 @@ class Adapter:
         """
         return None
 
+    def concat_into(self, arrays: list[Any], out: Any) -> bool:
+        """Write the arrays, flattened and one after the other, into the 1-D ``out`` in one operation; False if it cannot.
+
+        The optimizers gather the gradients into their flat gradient buffer with it; False (the
+        default) makes them concatenate into a new buffer instead (the same values).
+        """
+        return False
+
     def copy_stream(self, device: Any = None) -> tuple[Any, Callable[[], None]] | None:
         """A stream for a background thread's host-to-device copies and how to wait for it, or None.
 
@@ -346,4 +354,5 @@ KERNEL_HOOKS: tuple[str, ...] = (
     "batch_moments",
     "batch_norm",
     "index_add_rows",
+    "concat_into",
 )
