@@ -373,7 +373,7 @@ def batch_norm_out(
     """
     axes = (0,) if x.ndim == 2 else (0, 2)
     ws = _WORKSPACE
-    inv_std = 1.0 / np.sqrt(var + eps)  # (C,)
+    inv_std = (var + eps) ** -0.5  # (C,), as the generic path
     xhat = np.subtract(x, _per_channel(mean, x), out=ws.empty("bn.xhat", x.shape, x.dtype))
     np.multiply(xhat, _per_channel(inv_std, x), out=xhat)
     scale = inv_std if weight is None else weight * inv_std
