@@ -165,7 +165,8 @@ def max_pool2d(
     never padding; a window whose elements are all :math:`-\infty` sends its gradient to its
     first element inside the input. A NaN in a window makes its output NaN, as in PyTorch;
     which element then gets the gradient differs (PyTorch picks the last NaN; matching it
-    would cost an ``isnan`` pass per kernel offset).
+    would cost an ``isnan`` pass per kernel offset): for windows that do not overlap, without
+    padding, it is the first NaN.
 
     Parameters
     ----------
@@ -185,7 +186,9 @@ def max_pool2d(
     y, backward
         ``y`` of shape (N, C, Ho, Wo); ``backward(dy)`` returns ``dx`` of ``x``'s shape.
         ``backward`` keeps only the argmax offset of each window, as an (N, C, Ho, Wo) array of
-        the smallest integer dtype that holds ``kh * kw`` offsets (int8 up to 128 offsets).
+        the smallest integer dtype that holds ``kh * kw`` offsets (int8 up to 128 offsets); for
+        windows that do not overlap, without padding, the generic path keeps ``argmax``'s int64
+        (one operation per pass instead of one per kernel offset; NumPy's kernel keeps int8).
 
     Examples
     --------
