@@ -986,13 +986,12 @@ class OpCounter:
     ``float``, ``int``, ``bool``, ``.item()``, ``.tolist()``, formatting, ``__dlpack__`` and
     :func:`portnn.backends.to_numpy`. On exit the arrays become plain NumPy arrays again.
 
-    ``fast_paths=False`` (default) switches off the NumPy adapter's own kernels (its
-    ``conv2d``) while counting, so the count is that of the portable path that a backend
-    without them (CuPy) runs; ``True`` counts what NumPy itself runs. ``kernels`` names fused
-    optimizer updates (:data:`portnn.backends._base.OPTIMIZER_KERNELS`) to count as one
-    operation each, as a backend that has them runs them: pass
-    ``portnn.backends.cupy.OPTIMIZER_KERNELS`` to count CuPy's launches (the kernel's reference
-    formula runs on NumPy, counted once).
+    ``fast_paths=False`` (default) switches off the NumPy adapter's own kernels
+    (:data:`portnn.backends._base.KERNEL_HOOKS`: ``conv2d``, ``max_pool2d``...) while counting, so the count is that
+    of the portable path that a backend without them (CuPy) runs; ``True`` counts what NumPy itself runs.
+    ``kernels`` names fused optimizer updates (:data:`portnn.backends._base.OPTIMIZER_KERNELS`) to count as one
+    operation each, as a backend that has them runs them: pass ``portnn.backends.cupy.OPTIMIZER_KERNELS`` to count
+    CuPy's launches (the kernel's reference formula runs on NumPy, counted once).
 
     Attributes
     ----------
@@ -1095,9 +1094,12 @@ class OpCounter:
 
         adapter.to_numpy = counted_to_numpy
         self._undo.append(lambda: delattr(adapter, "to_numpy"))
-        if not self.fast_paths:
-            adapter.conv2d = lambda *args, **kwargs: None
-            self._undo.append(lambda: delattr(adapter, "conv2d"))
+        if not self.fast_paths:  # every kernel hook of the NumPy adapter: the generic path a GPU runs
+            from .backends._base import KERNEL_HOOKS
+
+            for hook in KERNEL_HOOKS:
+                setattr(adapter, hook, lambda *args, **kwargs: None)
+                self._undo.append(lambda hook=hook: delattr(adapter, hook))
         if self.kernels:
             adapter.optimizer_kernel = self._emulated_kernel
             self._undo.append(lambda: delattr(adapter, "optimizer_kernel"))

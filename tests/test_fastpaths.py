@@ -1,4 +1,4 @@
-"""NumPy's fast kernels (the adapter hooks ``relu``, ``max_pool2d``) equal the generic array-API path.
+"""NumPy's fast kernels (the adapter hooks ``relu``, ``max_pool2d``, ``batch_norm``...) equal the generic array-API path.
 
 Each hook runs the generic path's elementwise operations in the generic order, with ``out=``
 into reused workspace arrays, so the comparisons here are bit for bit: values (ties, NaN,
@@ -31,11 +31,15 @@ def _generic(monkeypatch: pytest.MonkeyPatch, hook: str) -> None:
     monkeypatch.setattr(NumpyAdapter, hook, lambda self, *args, **kwargs: None)
 
 
-def _same(got: Any, want: Any, what: str) -> None:
+def _same(got: Any, want: Any, what: str, zero_sign: bool = True) -> None:
     assert isinstance(got, np.ndarray), what
     assert got.dtype == want.dtype and got.shape == want.shape, (what, got.dtype, want.dtype, got.shape, want.shape)
     np.testing.assert_array_equal(got, want, err_msg=what)
-    np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=what + " (sign of zero)")
+    if zero_sign:
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=what + " (sign of zero)")
+    else:  # only a zero may differ in sign
+        differ = np.signbit(got) != np.signbit(want)
+        assert np.all(got[differ] == 0), what + " (sign of a non-zero)"
 
 
 def _special(r: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -111,9 +115,12 @@ def test_max_pool_equals_generic(monkeypatch: pytest.MonkeyPatch, dtype: str, sh
     np.testing.assert_array_equal(x, x_copy)  # the input is read only
     _generic(monkeypatch, "max_pool2d")
     y_ref, backward_ref = max_pool2d(x, k, stride=s)
-    _same(y, y_ref, "y")
+    # The maximum of a window whose maximum is a tie of +0 and -0 may be either zero: the generic
+    # path takes the argmax's element (the first), NumPy's SIMD maximum its second operand (IEEE 754
+    # leaves max(+0, -0) open). Everything else, the argmax that the gradient goes to included, is equal.
+    _same(y, y_ref, "y", zero_sign=False)
     _same(dx, backward_ref(dy), "dx")
-    _same(y_forward_only, y_ref, "y (input_grad=False)")
+    _same(y_forward_only, y_ref, "y (input_grad=False)", zero_sign=False)
     assert none(dy) is None
 
 
@@ -320,3 +327,60 @@ def test_batch_norm_equals_generic(
             assert got is None, what
         else:
             _same(got, want, what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN_SHAPES)
+@pytest.mark.parametrize("fast", [True, False])
+def test_batch_norm_training_equals_moments_then_batch_norm(
+    monkeypatch: pytest.MonkeyPatch, dtype: str, shape: Any, fast: bool
+) -> None:
+    """batch_norm_training (the layer's path; the generic one centres x once) = batch_moments, then batch_norm."""
+    from portnn.functional import batch_moments, batch_norm
+    from portnn.functional.normalization import batch_norm_training
+
+    r = np.random.default_rng(8)
+    x = (r.normal(size=shape) * 2 - 1).astype(dtype)
+    weight, bias = r.normal(size=shape[1]).astype(dtype), r.normal(size=shape[1]).astype(dtype)
+    dy = r.normal(size=shape).astype(dtype)
+    if not fast:
+        _generic(monkeypatch, "batch_moments")
+        _generic(monkeypatch, "batch_norm")
+    y, backward, mean, var = batch_norm_training(x, weight, bias, eps=1e-5)
+    got = [y.copy(), mean, var, *(g.copy() for g in backward(dy))]
+    mean_ref, var_ref = batch_moments(x)
+    y_ref, backward_ref = batch_norm(x, weight, bias, mean=mean_ref, var=var_ref, training=True, eps=1e-5)
+    want = [y_ref, mean_ref, var_ref, *backward_ref(dy)]
+    for g, w, what in zip(got, want, ("y", "mean", "var", "dx", "dweight", "dbias"), strict=True):
+        _same(g, w, what)
+
+
+# -- the flat gradient buffer (Adapter.concat_into) and col2im's in-place adds ---------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_concat_into_equals_concat(dtype: str) -> None:
+    r = np.random.default_rng(9)
+    arrays = [r.normal(size=s).astype(dtype) for s in [(3, 4), (5,), (2, 1, 3), (1,)]]
+    arrays[1] = arrays[1][::-1]  # a strided view too
+    out = np.full(sum(a.size for a in arrays), np.nan, dtype)
+    assert NumpyAdapter().concat_into(arrays, out)
+    _same(out, np.concatenate([a.reshape(-1) for a in arrays]), "flat")
+    assert not NumpyAdapter().concat_into([arrays[0].astype(np.float16)], out[:12])  # a dtype that differs: declined
+    for name, adapter in backends._ADAPTERS.items():
+        if name != "numpy":
+            assert type(adapter).concat_into is backends.Adapter.concat_into, name
+
+
+@pytest.mark.parametrize(("padding", "stride", "dilation"), [(1, 1, 1), (0, 2, 1), (2, 1, 2)])
+def test_col2im_in_place_equals_add_and_write(monkeypatch: pytest.MonkeyPatch, padding: int, stride: int, dilation: int) -> None:
+    """The generic conv backward's col2im: in-place adds into window views = add, then write (bit for bit)."""
+    from portnn.functional.conv import conv2d
+
+    r = np.random.default_rng(10)
+    x, w = r.normal(size=(3, 4, 9, 8)), r.normal(size=(5, 4, 3, 3))
+    _generic(monkeypatch, "conv2d")
+    _generic(monkeypatch, "conv2d_im2col")
+    y, backward = conv2d(x, w, stride=stride, padding=padding, dilation=dilation)
+    dy = r.normal(size=y.shape)
+    dx = backward(dy)[0].copy()
+    monkeypatch.setattr(NumpyAdapter, "inplace", False)
+    _same(dx, conv2d(x, w, stride=stride, padding=padding, dilation=dilation)[1](dy)[0], "dx")

@@ -255,6 +255,14 @@ class Adapter:
         """
         return None
 
+    def concat_into(self, arrays: list[Any], out: Any) -> bool:
+        """Write the arrays, flattened and one after the other, into the 1-D ``out`` in one operation; False if it cannot.
+
+        The optimizers gather the gradients into their flat gradient buffer with it; False (the
+        default) makes them concatenate into a new buffer instead (the same values).
+        """
+        return False
+
     def copy_stream(self, device: Any = None) -> tuple[Any, Callable[[], None]] | None:
         """A stream for a background thread's host-to-device copies and how to wait for it, or None.
 
@@ -335,3 +343,16 @@ OPTIMIZER_KERNELS: dict[str, Callable[[Any, Any, dict[str, Any], dict[str, float
     "sgd": _sgd_reference,
     "sgd_momentum": _sgd_momentum_reference,
 }
+
+#: The adapter's kernel hooks (each returns None for the core's generic path): what
+#: :class:`portnn.testing.OpCounter` switches off to count the portable path a GPU runs.
+KERNEL_HOOKS: tuple[str, ...] = (
+    "conv2d",
+    "conv2d_im2col",
+    "relu",
+    "max_pool2d",
+    "batch_moments",
+    "batch_norm",
+    "index_add_rows",
+    "concat_into",
+)

@@ -165,6 +165,12 @@ class NumpyAdapter(Adapter):
             x, weight, bias, mean=mean, var=var, training=training, eps=eps, input_grad=input_grad, param_grad=param_grad
         )
 
+    def concat_into(self, arrays: list[Any], out: Any) -> bool:
+        if not isinstance(out, np.ndarray) or any(a.dtype != out.dtype for a in arrays):
+            return False
+        np.concatenate([np.reshape(a, (-1,)) for a in arrays], out=out)
+        return True
+
     def index_add_rows(self, n_rows: int, indices: Any, values: Any) -> Any:
         # Sort, then one segment sum per distinct index (np.add.reduceat) written to distinct rows:
         # measured 2-4x faster than np.add.at (float32, M = 4096 rows of 32-128 into 10 to 30000).
@@ -367,7 +373,7 @@ def batch_norm_out(
     """
     axes = (0,) if x.ndim == 2 else (0, 2)
     ws = _WORKSPACE
-    inv_std = 1.0 / np.sqrt(var + eps)  # (C,)
+    inv_std = (var + eps) ** -0.5  # (C,), as the generic path
     xhat = np.subtract(x, _per_channel(mean, x), out=ws.empty("bn.xhat", x.shape, x.dtype))
     np.multiply(xhat, _per_channel(inv_std, x), out=xhat)
     scale = inv_std if weight is None else weight * inv_std
@@ -506,10 +512,11 @@ def max_pool2d_disjoint(
 ) -> tuple[Any, Any]:
     """:func:`portnn.functional.pooling.max_pool2d` for windows that do not overlap, without padding.
 
-    The generic path's operations in its order (so its values bit for bit, first maximum
-    wins ties, a NaN propagates), each written with ``out=`` into reused workspace arrays:
-    per kernel offset one ``greater`` into a bool mask, two int8 passes that set the argmax
-    offset where it is greater, and one ``maximum``. The backward writes each offset's
+    The generic path's values bit for bit (first maximum wins ties, a NaN propagates and is
+    the argmax of its window, as the generic path's ``argmax``; only the sign of a zero maximum
+    tied between +0 and -0 may differ), with ``out=`` into reused workspace arrays: per kernel
+    offset one ``greater`` into a bool mask, two int8 passes that set the argmax offset where
+    it is greater, and one ``maximum``. The backward writes each offset's
     ``dy * [argmax == offset]`` into its window of ``dx`` (zeroed first only where the
     windows do not tile the input).
     """
@@ -544,6 +551,10 @@ def max_pool2d_disjoint(
             np.maximum(idx, step, out=idx)
         np.maximum(y, win, out=y)
     del greater, step
+    nan = np.isnan(y)
+    if nan.any():  # a window with a NaN: its first NaN is the argmax (the generic path's argmax), rare
+        for o in range(count - 1, -1, -1):  # the smallest offset written last
+            np.copyto(idx, np.int8(o), where=nan & np.isnan(window(x, o)))
     tiles = sh == kh and sw == kw and h == ho * kh and w == wo * kw
 
     def backward(dy: Any) -> Any:

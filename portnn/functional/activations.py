@@ -5,12 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 from .. import backends
 from .._array import scalar
 
 Backward = Callable[[Any], Any]
+
+
+#: ReLU's zero per namespace, dtype and device: made on the device once, not at every call.
+_ZEROS: dict[tuple[str, str, str], Any] = {}
+
+
+def _zero(xp: Any, like: Any) -> Any:
+    if "ndonnx" in xp.__name__:  # an ONNX graph's constant: made in the graph being traced
+        return scalar(xp, 0.0, like)
+    key = (xp.__name__, str(like.dtype), str(device(like)))
+    zero = _ZEROS.get(key)
+    if zero is None:
+        zero = _ZEROS[key] = scalar(xp, 0.0, like)
+    return zero
 
 
 def relu(x: Any) -> tuple[Any, Backward]:
@@ -27,7 +41,7 @@ def relu(x: Any) -> tuple[Any, Backward]:
     if fast is not None:
         return fast
     xp = array_namespace(x)
-    y = xp.maximum(x, scalar(xp, 0.0, x))
+    y = xp.maximum(x, _zero(xp, x))
 
     def backward(dy: Any) -> Any:
         return dy * xp.astype(y > 0, dy.dtype)

@@ -184,10 +184,15 @@ def _col2im(cols: Any, shape: tuple[int, ...], k: Pair, s: Pair, d: Pair, out: P
     n, c = shape[:2]
     parts = xp.reshape(cols, (n, c, k[0] * k[1], out[0], out[1]))
     dx = xp.zeros(shape, dtype=cols.dtype, device=device(cols))
+    inplace = backends.adapter_for(cols).inplace
     for i in range(k[0]):
         for j in range(k[1]):
             window = _window(i, j, out, s, d)
-            dx[window] = dx[window] + parts[:, :, i * k[1] + j, ...]
+            if inplace:  # one in-place add into the window's view (one operation, not an add and a write)
+                view = dx[window]
+                view += parts[:, :, i * k[1] + j, ...]
+            else:
+                dx[window] = dx[window] + parts[:, :, i * k[1] + j, ...]
     return dx
 
 

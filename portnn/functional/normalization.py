@@ -115,7 +115,6 @@ def batch_norm(
            [ 1.]])
     """
     xp = array_namespace(x)
-    axes = _axes(x)
     if training:
         if mean is None or var is None:
             mean, var = batch_moments(x)
@@ -126,8 +125,58 @@ def batch_norm(
     )
     if fast is not None:  # Adapter.batch_norm: the same operations with the library's own buffers
         return fast
-    inv_std = 1.0 / xp.sqrt(var + eps)  # (C,)
-    xhat = (x - _per_channel(xp, mean, x)) * _per_channel(xp, inv_std, x)
+    return _batch_norm_generic(xp, x, weight, bias, mean, var, None, training, eps, input_grad, param_grad)
+
+
+def batch_norm_training(
+    x: Any, weight: Any = None, bias: Any = None, *, eps: float = 1e-5, input_grad: bool = True, param_grad: bool = True
+) -> tuple[Any, Backward, Any, Any]:
+    """:func:`batch_norm` in training mode with the batch moments it computes: ``(y, backward, mean, var)``.
+
+    The same values as :func:`batch_moments` followed by :func:`batch_norm` with them; the
+    generic path computes ``x - mean`` once for both (one operation fewer).
+    """
+    xp = array_namespace(x)
+    adapter = backends.adapter_for(x)
+    moments = adapter.batch_moments(x)  # Adapter.batch_moments, or None
+    if moments is not None:
+        mean, var = moments
+        y, backward = batch_norm(
+            x, weight, bias, mean=mean, var=var, training=True, eps=eps, input_grad=input_grad, param_grad=param_grad
+        )
+        return y, backward, mean, var
+    axes = _axes(x)
+    mean = xp.mean(x, axis=axes)
+    centred = x - _per_channel(xp, mean, x)
+    var = xp.mean(centred * centred, axis=axes)
+    fast = adapter.batch_norm(
+        x, weight, bias, mean=mean, var=var, training=True, eps=eps, input_grad=input_grad, param_grad=param_grad
+    )
+    if fast is None:
+        fast = _batch_norm_generic(xp, x, weight, bias, mean, var, centred, True, eps, input_grad, param_grad)
+    return (*fast, mean, var)
+
+
+def _batch_norm_generic(
+    xp: Any,
+    x: Any,
+    weight: Any,
+    bias: Any,
+    mean: Any,
+    var: Any,
+    centred: Any,
+    training: bool,
+    eps: float,
+    input_grad: bool,
+    param_grad: bool,
+) -> tuple[Any, Backward]:
+    """:func:`batch_norm`'s array-API path; ``centred`` is ``x - mean`` when the caller has it (else None)."""
+    axes = _axes(x)
+    inv_std = (var + eps) ** -0.5  # (C,): one power, not a square root and a division
+    if centred is None:
+        centred = x - _per_channel(xp, mean, x)
+    xhat = centred * _per_channel(xp, inv_std, x)
+    del centred
     scale = inv_std if weight is None else weight * inv_std  # dy -> dx factor, per channel
     y = xhat if weight is None else xhat * _per_channel(xp, weight, x)
     if bias is not None:

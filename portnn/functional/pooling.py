@@ -165,7 +165,8 @@ def max_pool2d(
     never padding; a window whose elements are all :math:`-\infty` sends its gradient to its
     first element inside the input. A NaN in a window makes its output NaN, as in PyTorch;
     which element then gets the gradient differs (PyTorch picks the last NaN; matching it
-    would cost an ``isnan`` pass per kernel offset).
+    would cost an ``isnan`` pass per kernel offset): for windows that do not overlap, without
+    padding, it is the first NaN.
 
     Parameters
     ----------
@@ -185,7 +186,9 @@ def max_pool2d(
     y, backward
         ``y`` of shape (N, C, Ho, Wo); ``backward(dy)`` returns ``dx`` of ``x``'s shape.
         ``backward`` keeps only the argmax offset of each window, as an (N, C, Ho, Wo) array of
-        the smallest integer dtype that holds ``kh * kw`` offsets (int8 up to 128 offsets).
+        the smallest integer dtype that holds ``kh * kw`` offsets (int8 up to 128 offsets); for
+        windows that do not overlap, without padding, the generic path keeps ``argmax``'s int64
+        (one operation per pass instead of one per kernel offset; NumPy's kernel keeps int8).
 
     Examples
     --------
@@ -211,8 +214,10 @@ def _max_pool2d(x: Any, k: Pair, s: Pair, p: Pair, out: Pair, input_grad: bool) 
         return fast
     xp = array_namespace(x)
     shape = _dims(x)  # shape[0] None: a batch of unknown size (an ONNX export, input_grad=False)
-    xpad = _pad(xp, x, p, -float("inf"))
     count = k[0] * k[1]
+    if input_grad and p == (0, 0) and s[0] >= k[0] and s[1] >= k[1] and count > 1:
+        return _max_pool2d_disjoint(xp, x, k, s, out)
+    xpad = _pad(xp, x, p, -float("inf"))
     if p == (0, 0):  # start from offset (0, 0), which is inside the input
         y, first = xpad[_window(0, 0, out, s)], 1
         if count == 1:  # a 1x1 window: copy, so that y is never a view of x
@@ -242,6 +247,57 @@ def _max_pool2d(x: Any, k: Pair, s: Pair, p: Pair, out: Pair, input_grad: bool) 
             part = dy * xp.astype(idx == o, dy.dtype)
             dxp[window] = part if disjoint else dxp[window] + part
         return dxp[:, :, p[0] : p[0] + shape[2], p[1] : p[1] + shape[3]] if p != (0, 0) else dxp
+
+    return y, backward
+
+
+#: The window offsets ``0 .. count - 1`` (int64, argmax's dtype) per namespace, device and count: made once.
+_OFFSETS: dict[tuple[str, str, int], Any] = {}
+
+
+def _offsets(xp: Any, dev: Any, count: int) -> Any:
+    key = (xp.__name__, str(dev), count)
+    if key not in _OFFSETS:
+        _OFFSETS[key] = xp.arange(count, dtype=xp.int64, device=dev)
+    return _OFFSETS[key]
+
+
+def _max_pool2d_disjoint(xp: Any, x: Any, k: Pair, s: Pair, out: Pair) -> tuple[Any, Backward]:
+    """Windows that do not overlap, no padding: each window's elements along a last axis, one argmax.
+
+    Forward: the (N, C, Ho, Wo, kh * kw) windows (a reshape when they tile a crop of the input,
+    one ``stack`` of the offsets' slices when there are gaps), their ``argmax`` (the first
+    maximum in row-major order, as PyTorch; the first NaN where there is one) and the element
+    there. Backward: ``dy`` times the one-hot of the argmax (three operations), laid back.
+    """
+    (kh, kw), (ho, wo), count = k, out, k[0] * k[1]
+    n, c, h, w = (int(d) for d in x.shape)
+    tiles = s == k
+    if tiles:  # (N, C, Ho, kh, Wo, kw) -> (N, C, Ho, Wo, kh * kw)
+        blocks = xp.reshape(x[:, :, : ho * kh, : wo * kw], (n, c, ho, kh, wo, kw))
+        windows = xp.reshape(xp.permute_dims(blocks, (0, 1, 2, 4, 3, 5)), (n, c, ho, wo, count))
+    else:
+        windows = xp.stack([x[_window(o // kw, o % kw, out, s)] for o in range(count)], axis=-1)
+    idx = xp.argmax(windows, axis=-1)
+    y = xp.take_along_axis(windows, idx[..., None], axis=-1)[..., 0]
+    del windows
+    dev = device(x)
+
+    def backward(dy: Any) -> Any:
+        onehot = xp.astype(idx[..., None] == _offsets(xp, dev, count), dy.dtype)
+        parts = dy[..., None] * onehot  # dy times a 0/1 mask, as the other paths (a -0.0 stays -0.0)
+        if tiles:
+            blocks = xp.permute_dims(xp.reshape(parts, (n, c, ho, wo, kh, kw)), (0, 1, 2, 4, 3, 5))
+            dx = xp.reshape(blocks, (n, c, ho * kh, wo * kw))
+            if (ho * kh, wo * kw) == (h, w):
+                return dx
+            full = xp.zeros((n, c, h, w), dtype=dy.dtype, device=device(dy))
+            full[:, :, : ho * kh, : wo * kw] = dx
+            return full
+        full = xp.zeros((n, c, h, w), dtype=dy.dtype, device=device(dy))
+        for o in range(count):
+            full[_window(o // kw, o % kw, out, s)] = parts[..., o]
+        return full
 
     return y, backward
 

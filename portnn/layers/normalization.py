@@ -118,12 +118,11 @@ class _BatchNorm(Layer):
                     f"{self!r}: Expected more than 1 value per channel when training, got input of shape {format_shape(shape)}; "
                     "use batches of 2 or more (in fit, drop_last=True skips a short last batch)"
                 )
-            mean, var = F.batch_moments(x)
+            y, backward_fn, mean, var = F.normalization.batch_norm_training(
+                x, w, b, eps=self.eps, input_grad=input_grad, param_grad=self.trainable
+            )
             if training and self.track_running_stats:
                 self._update_running_stats(x, mean, var, m)
-            y, backward_fn = F.batch_norm(
-                x, w, b, mean=mean, var=var, training=True, eps=self.eps, input_grad=input_grad, param_grad=self.trainable
-            )
         else:
             rm, rv = self.running_mean.data, self.running_var.data
             y, backward_fn = F.batch_norm(
@@ -152,7 +151,10 @@ class _BatchNorm(Layer):
         factor = 1.0 / xp.astype(count, x.dtype) if self.momentum is None else self.momentum
         rm, rv = self.running_mean, self.running_var
         rm.data = (1.0 - factor) * rm.data + factor * mean
-        rv.data = (1.0 - factor) * rv.data + factor * (var * (m / (m - 1)))
+        unbiased = m / (m - 1)
+        # a float momentum folds the unbiasing factor into it: two products of the (C,) variance, not three
+        step = factor * unbiased * var if isinstance(factor, float) else factor * (var * unbiased)
+        rv.data = (1.0 - factor) * rv.data + step
 
     # -- text -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

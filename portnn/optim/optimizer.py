@@ -293,9 +293,13 @@ class _FlatGroup:
         if self.grad is None or self.grad.shape != self.proxy.data.shape:
             self.grad = array_namespace(self.proxy.data).empty_like(self.proxy.data)
             self.grad_views = self.views(self.grad)
-        for p, view in zip(params, self.grad_views):
-            if p.grad is not view:
-                view[...] = p.grad
+        if any(p.grad is not view for p, view in zip(params, self.grad_views)):
+            # one concatenation of every gradient into the flat buffer (one operation, not one copy per
+            # parameter): in place where the adapter can (NumPy's out=), else a new buffer and its views
+            grads = [p.grad for p in params]
+            if not backends.adapter_for(self.grad).concat_into(grads, self.grad):
+                self.grad = self.flatten(grads)
+                self.grad_views = self.views(self.grad)
         entries = [state.get(id(p), {}) for p in params]
         self.state = {}
         for key, value in entries[0].items():
