@@ -1072,6 +1072,10 @@ class OpCounter:
 
     # -- entering and leaving -----------------------------------------------------------------
     def __enter__(self) -> OpCounter:
+        if not self.fast_paths:  # flat optimizer updates, as on a GPU (a CPU adapter updates parameter by parameter)
+            launch_adapter = _backends.get_adapter(self._library())
+            launch_adapter.launch_bound = lambda device=None: True
+            self._undo.append(lambda: delattr(launch_adapter, "launch_bound"))
         if self._library() == "torch":  # every call on any tensor, through a TorchFunctionMode
             self._mode = _counting.torch_mode(self)
             self._mode.__enter__()
@@ -1094,7 +1098,7 @@ class OpCounter:
 
         adapter.to_numpy = counted_to_numpy
         self._undo.append(lambda: delattr(adapter, "to_numpy"))
-        if not self.fast_paths:  # every kernel hook of the NumPy adapter: the generic path a GPU runs
+        if not self.fast_paths:  # every kernel hook of the NumPy adapter off: the generic path a GPU runs
             from .backends._base import KERNEL_HOOKS
 
             for hook in KERNEL_HOOKS:
@@ -1109,12 +1113,12 @@ class OpCounter:
 
     def __exit__(self, *exc: Any) -> None:
         _counting.ACTIVE.remove(self)
+        while self._undo:
+            self._undo.pop()()
         if self._mode is not None:
             self._mode.__exit__(*exc)
             self._mode = None
             return
-        while self._undo:
-            self._undo.pop()()
         self._swap(_counting.traced_class().unwrap)
 
     def _emulated_kernel(self, name: str) -> Any:

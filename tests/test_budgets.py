@@ -329,6 +329,7 @@ def test_gradients_are_summed_in_the_optimizers_buffer() -> None:
     model = pn.Sequential([pn.layers.Linear(3, 2), pn.layers.ReLU(), pn.layers.Linear(2, 1)], seed=0)
     params = model.parameters()
     opt = pn.optim.SGD(params, lr=0.5)
+    opt.fuse = True  # the flat path, as on a GPU (on NumPy the default updates parameter by parameter)
     rng = np.random.default_rng(0)
     grads = [rng.normal(size=p.shape).astype(np.float32) for p in params]
     others = rng.normal(size=sum(p.size for p in params)).astype(np.float32)
@@ -386,6 +387,7 @@ def test_counting_on_torch() -> None:
     with pn.use_backend("torch"):
         model, opt, loss = mlp(), pn.optim.Adam(lr=1e-3), pn.losses.CrossEntropy()
         opt.bind(model.parameters())
+        opt.fuse = True  # the flat path a GPU takes, from the warm-up on (torch on the CPU updates parameter by parameter)
         x, y = (pn.backends.as_backend_array(a, model.backend) for a in data((784,)))
         for _ in range(2):
             model.train_step(x, y, loss, opt, validate=False)

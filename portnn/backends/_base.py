@@ -80,6 +80,17 @@ class Adapter:
     def supports_float64(self, device: Any = None) -> bool:
         return True
 
+    def launch_bound(self, device: Any = None) -> bool:
+        """Whether each array operation on ``device`` costs a launch that fewer, bigger operations save (a GPU).
+
+        The optimizers update all parameters of a dtype in flat buffers where it is (a handful of
+        kernels a step instead of a handful per parameter); on a CPU, where an operation costs its
+        memory traffic, gathering the gradients into one buffer is a copy that saves nothing, so
+        they update parameter by parameter. True here (array-api-strict, the GPU's stand-in in the
+        tests, runs what a GPU runs); the CPU libraries say False.
+        """
+        return True
+
     def owns(self, x: Any) -> bool:
         """Whether ``x`` is an array of this library."""
         raise NotImplementedError

@@ -18,6 +18,9 @@ class NumpyAdapter(Adapter):
     name = "numpy"
     inplace = True
 
+    def launch_bound(self, device: Any = None) -> bool:
+        return False  # a CPU: an operation costs its memory traffic, not a launch
+
     @property
     def xp(self) -> Any:
         return xp_numpy

@@ -51,6 +51,9 @@ class TorchAdapter(Adapter):
     def supports_float64(self, device: Any = None) -> bool:
         return self.device(device).type != "mps"
 
+    def launch_bound(self, device: Any = None) -> bool:
+        return self.device(device).type != "cpu"
+
     def owns(self, x: Any) -> bool:
         from array_api_compat import is_torch_array
 

@@ -74,8 +74,9 @@ class Optimizer:
     in-place writes.
     """
 
-    #: Update the parameters of one dtype together in flat buffers (see :meth:`step`); False: one by one.
-    fuse: bool = True
+    #: Update the parameters of one dtype together in flat buffers (see :meth:`step`): True; one by one: False;
+    #: None (the default): where the backend's operations are launch-bound (a GPU: ``Adapter.launch_bound``).
+    fuse: bool | None = None
 
     def __init__(self, params: Iterable[Parameter] | None = None, *, lr: float) -> None:
         self.lr = check_number(
@@ -120,15 +121,16 @@ class Optimizer:
     def step(self) -> None:
         """Update every trainable parameter that has a gradient.
 
-        On a backend whose adapter allows in-place writes, the parameters of one dtype are
-        updated together: their ``data`` become views into one flat buffer, their gradients are
-        copied into views of one flat gradient buffer, and :meth:`_update` runs once on the flat
-        buffers (a handful of array operations per step instead of a handful per parameter; the
-        same elementwise arithmetic, so the same bits). The per-parameter state arrays are views
-        into flat state buffers, so :meth:`state_dict` still shows them per parameter. Arrays
-        replaced from outside (loaded weights or state) are gathered again at the next step.
-        Parameters whose step counts differ, and backends without in-place writes, take the
-        per-parameter path.
+        On a launch-bound device (a GPU; :attr:`fuse` decides) whose backend allows in-place
+        writes, the parameters of one dtype are updated together: their ``data`` become views
+        into one flat buffer, their gradients are copied into views of one flat gradient buffer,
+        and :meth:`_update` runs once on the flat buffers (a handful of array operations per step
+        instead of a handful per parameter; the same elementwise arithmetic, so the same bits).
+        The per-parameter state arrays are views into flat state buffers, so :meth:`state_dict`
+        still shows them per parameter. Arrays replaced from outside (loaded weights or state) are
+        gathered again at the next step. On a CPU (NumPy, torch on the CPU), parameters whose step
+        counts differ, and backends without in-place writes, the update goes parameter by
+        parameter: there the gathering copy costs more than the launches it saves.
         """
         if not self.params:
             raise RuntimeError(
@@ -169,7 +171,7 @@ class Optimizer:
 
     def _fused_groups(self, active: list[Parameter]) -> list[_FlatGroup]:
         """The flat groups (one per dtype) that ``active`` can be updated in; the rest go one by one."""
-        if not self.fuse:
+        if not self.fuse and (self.fuse is False or not active or not _launch_bound(active[0].data)):
             self._fused = set()
             return []
         key = tuple(id(p) for p in active)
@@ -353,3 +355,8 @@ class _FlatParameter:
 
     def __init__(self) -> None:
         self.data: Any = None
+
+
+def _launch_bound(x: Any) -> bool:
+    """Whether ``x``'s device is launch-bound (its adapter says), where flat updates pay."""
+    return backends.adapter_for(x).launch_bound(device(x))
