@@ -384,3 +384,78 @@ def test_col2im_in_place_equals_add_and_write(monkeypatch: pytest.MonkeyPatch, p
     dx = backward(dy)[0].copy()
     monkeypatch.setattr(NumpyAdapter, "inplace", False)
     _same(dx, conv2d(x, w, stride=stride, padding=padding, dilation=dilation)[1](dy)[0], "dx")
+
+
+# -- conv2d, windows that tile without overlap (stride == kernel, no padding): conv2d_disjoint ----
+#: (input shape, (out channels, kh, kw)): the speedrun's 2x2/2, rows and columns past the last
+#: whole window (dropped by the conv, zero in dx), non-square kernels, batch 1, one output position
+DISJOINT = [
+    ((128, 32, 14, 14), (32, 2, 2)),
+    ((3, 8, 9, 7), (5, 2, 3)),
+    ((1, 9, 6, 6), (4, 3, 2)),
+    ((2, 8, 5, 5), (3, 5, 5)),
+    ((4, 16, 4, 6), (7, 2, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("bias", "input_grad", "param_grad"), [(True, True, True), (False, True, True), (True, False, True), (True, True, False)]
+)
+@pytest.mark.parametrize("geometry", DISJOINT, ids=[str(i) for i in range(len(DISJOINT))])
+def test_conv_disjoint_equals_generic(geometry: Any, bias: bool, input_grad: bool, param_grad: bool, dtype: str) -> None:
+    """The tiling kernel is the one conv2d takes, and it equals the generic path up to summation order;
+    its results stay its own while a second call runs, and a second backward gives the same gradients."""
+    from portnn.functional.conv import _conv2d, conv2d
+
+    x_shape, (o, kh, kw) = geometry
+    r = np.random.default_rng(6)
+    x, w = r.normal(size=x_shape).astype(dtype), r.normal(size=(o, x_shape[1], kh, kw)).astype(dtype)
+    b = r.normal(size=o).astype(dtype) if bias else None
+    s, out = (kh, kw), (x_shape[2] // kh, x_shape[3] // kw)
+    calls: list[Any] = []
+    real = backends.numpy.conv2d_disjoint
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(backends.numpy, "conv2d_disjoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+        y, backward = conv2d(x, w, b, stride=s, input_grad=input_grad, param_grad=param_grad)
+    assert calls == [1]  # the tiling kernel is the one under test
+    dy = r.normal(size=y.shape).astype(dtype)
+    grads = [None if g is None else g.copy() for g in backward(dy)]
+    y_copy = y.copy()
+    y2, backward2 = real(r.normal(size=x_shape).astype(dtype), w, b, input_grad=input_grad, param_grad=param_grad)
+    backward2(dy)
+    assert not np.shares_memory(y, y2)
+    np.testing.assert_array_equal(y, y_copy)
+    for got, want in zip(backward(dy), grads):
+        assert (got is None) == (want is None)
+        if got is not None:
+            _same(got, want, "backward again")
+    y_ref, backward_ref = _conv2d(np, x, w, b, s, (0, 0), (1, 1), out, input_grad, param_grad)
+    tol = {"float32": 1e-4, "float64": 1e-10}[dtype]
+    assert y.dtype == y_ref.dtype and y.shape == y_ref.shape and y.flags.c_contiguous
+    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
+    for got, want, what in zip(grads, backward_ref(dy), ("dx", "dweight", "dbias")):
+        if want is None:
+            assert got is None, what
+        else:
+            assert got.dtype == want.dtype and got.shape == want.shape, what
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 10, err_msg=what)
+
+
+def test_conv_disjoint_declines_overlap_padding_1x1_and_few_channels() -> None:
+    adapter, r = NumpyAdapter(), np.random.default_rng(7)
+    x = r.normal(size=(32, 8, 8, 8)).astype(np.float32)
+
+    def taken(w_shape: tuple[int, ...], stride: tuple[int, int], padding: tuple[int, int], xx: Any = x) -> bool:
+        calls: list[Any] = []
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(backends.numpy, "conv2d_disjoint", lambda *a, **k: calls.append(1))
+            w = np.ones(w_shape, np.float32)
+            adapter.conv2d(xx, w, None, stride=stride, padding=padding, dilation=(1, 1), input_grad=True)
+        return bool(calls)
+
+    assert taken((4, 8, 2, 2), (2, 2), (0, 0))
+    assert not taken((4, 8, 2, 2), (1, 1), (0, 0))  # windows overlap
+    assert not taken((4, 8, 2, 2), (2, 2), (1, 1))  # padding
+    assert not taken((4, 8, 1, 1), (1, 1), (0, 0))  # 1x1: measured slower here
+    assert not taken((4, 3, 2, 2), (2, 2), (0, 0), x[:, :3])  # few channels: no gain

@@ -5,7 +5,8 @@ assignment, windows by strided slices (one per kernel offset), stacked into one 
 buffer; the input gradient is the reverse, a sum of slice-adds per kernel offset (each slice
 write touches distinct elements, so no duplicate-index scatter is needed). The adapter of
 the input's library may take over with a faster kernel
-(:meth:`portnn.backends.Adapter.conv2d`; NumPy's puts the batch axis last where that pays)
+(:meth:`portnn.backends.Adapter.conv2d`; NumPy's puts the batch axis last where that pays, and
+runs windows that tile the input without overlap as one GEMM)
 and returns None where it has none; then :meth:`~portnn.backends.Adapter.conv2d_im2col` may run
 this generic path in the library's own terms (NumPy's: ``out=`` into reused buffers), and
 where that is None too, the generic path runs.
