@@ -459,3 +459,30 @@ def test_conv_disjoint_declines_overlap_padding_1x1_and_few_channels() -> None:
     assert not taken((4, 8, 2, 2), (2, 2), (1, 1))  # padding
     assert not taken((4, 8, 1, 1), (1, 1), (0, 0))  # 1x1: measured slower here
     assert not taken((4, 3, 2, 2), (2, 2), (0, 0), x[:, :3])  # few channels: no gain
+
+
+# -- conv2d of a first layer (input_grad=False): the im2col kernel, its bias gradient by GEMV ----
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", IM2COL, ids=[str(i) for i in range(len(IM2COL))])
+def test_conv_first_layer_equals_generic(geometry: Any, dtype: str) -> None:
+    """conv2d with input_grad=False takes NumpyAdapter.conv2d; y and dweight are the generic path's
+    bit for bit, dbias equal up to summation order; no dx."""
+    from portnn.functional.conv import _conv2d, conv2d, conv2d_output_size
+
+    x_shape, (o, kh, kw), s, p, d = geometry
+    r = np.random.default_rng(8)
+    x, w = r.normal(size=x_shape).astype(dtype), r.normal(size=(o, x_shape[1], kh, kw)).astype(dtype)
+    b = r.normal(size=o).astype(dtype)
+    assert NumpyAdapter().conv2d(x, w, b, stride=s, padding=p, dilation=d, input_grad=False) is not None
+    y, backward = conv2d(x, w, b, stride=s, padding=p, dilation=d, input_grad=False)
+    dy = r.normal(size=y.shape).astype(dtype)
+    dx, dw, db = backward(dy)
+    out = conv2d_output_size(x_shape[2:], (kh, kw), s, p, d)
+    y_ref, backward_ref = _conv2d(np, x, w, b, s, p, d, out, False)
+    _, dw_ref, db_ref = backward_ref(dy)
+    assert dx is None
+    _same(y, y_ref, "y")
+    _same(dw, dw_ref, "dweight")
+    assert db.dtype == db_ref.dtype and db.shape == db_ref.shape
+    tol = {"float32": 1e-4, "float64": 1e-10}[dtype]
+    np.testing.assert_allclose(db, db_ref, rtol=tol, atol=tol * 10)
