@@ -312,6 +312,8 @@ def test_forward_holds_one_im2col_buffer(x_shape: tuple[int, ...], o: int, paddi
         # padded input and buffer) then (buffer and the output twice: GEMM result, NCHW copy);
         # batch-last keeps the transposed input in its workspace, for the next step
         bound = cols + (padded + 2 * out if batch_last else max(padded if padding else 0, out))
+        if not input_grad:  # a first layer: the buffer has a row of ones per sample (the bias folded in)
+            bound += 4 * n * ho * wo
         NumpyAdapter().workspace.clear()  # fresh arrays, not ones a previous test left for reuse
         tracemalloc.start()
         try:

@@ -465,8 +465,8 @@ def test_conv_disjoint_declines_overlap_padding_1x1_and_few_channels() -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", IM2COL, ids=[str(i) for i in range(len(IM2COL))])
 def test_conv_first_layer_equals_generic(geometry: Any, dtype: str) -> None:
-    """conv2d with input_grad=False takes NumpyAdapter.conv2d; y and dweight are the generic path's
-    bit for bit, dbias equal up to summation order; no dx."""
+    """conv2d with input_grad=False takes NumpyAdapter.conv2d (the bias folded into the products):
+    y, dweight and dbias equal the generic path's up to rounding; no dx."""
     from portnn.functional.conv import _conv2d, conv2d, conv2d_output_size
 
     x_shape, (o, kh, kw), s, p, d = geometry
@@ -481,8 +481,14 @@ def test_conv_first_layer_equals_generic(geometry: Any, dtype: str) -> None:
     y_ref, backward_ref = _conv2d(np, x, w, b, s, p, d, out, False)
     _, dw_ref, db_ref = backward_ref(dy)
     assert dx is None
-    _same(y, y_ref, "y")
-    _same(dw, dw_ref, "dweight")
-    assert db.dtype == db_ref.dtype and db.shape == db_ref.shape
     tol = {"float32": 1e-4, "float64": 1e-10}[dtype]
-    np.testing.assert_allclose(db, db_ref, rtol=tol, atol=tol * 10)
+    for got, want, what in ((y, y_ref, "y"), (dw, dw_ref, "dweight"), (db, db_ref, "dbias")):
+        assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous, what
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 10, err_msg=what)
+    y_copy, grads = y.copy(), (dw.copy(), db.copy())
+    y2, backward2 = conv2d(x[::-1].copy(), w, b, stride=s, padding=p, dilation=d, input_grad=False)
+    backward2(dy)
+    assert not np.shares_memory(y, y2)  # a second call's results are its own
+    np.testing.assert_array_equal(y, y_copy)
+    for got, want in zip(backward(dy)[1:], grads):  # the first call's buffer is intact
+        _same(got, want, "backward again")

@@ -89,7 +89,7 @@ class NumpyAdapter(Adapter):
         # 8->16 3x3 on 13x13 at N=128 1.7 (16: 1.2), 6->16 5x5 1.7, 8->32 3x3 1.3;
         # 4->32 3x3 0.75, 16->16 1x1 0.74, 1->8 3x3 on 28x28 0.9 (0.6 without dx), N=1 0.4.
         if not input_grad and bias is not None and param_grad and x.dtype in _FLOATS:
-            # a first layer: the im2col kernel with the bias gradient as one GEMV (np.sum over
+            # a first layer: the im2col kernel with the bias folded into its products (np.sum over
             # axes (0, 2) measured 0.41 ms for dy of (128, 32, 14, 14), the GEMV 0.03)
             return conv2d_im2col(
                 x, weight, bias, stride=stride, padding=padding, dilation=dilation, input_grad=False, exact=False
@@ -359,9 +359,11 @@ def conv2d_im2col(
 ) -> tuple[Any, Any]:
     """The generic path of :func:`portnn.functional.conv.conv2d`, written for NumPy: bit for bit its results.
 
-    With ``exact=False`` the bias gradient is one GEMV against ones and a sum over the batch
-    (``np.sum`` over axes (0, 2) is a slow strided reduction): equal up to summation order,
-    everything else bit for bit.
+    With ``exact=False`` (and a bias) the im2col buffer gets a last row of ones and the weight
+    the bias as a last column: the forward adds the bias inside its products, and the weight
+    gradient's products give the bias gradient as their last column (``np.sum`` over axes
+    (0, 2) is a slow strided reduction, and ``y += bias`` one more pass over the output):
+    equal up to rounding.
 
     The same layout (im2col buffer (N, C*kh*kw, Ho*Wo)), the same products and sums in the
     same order, so the same values; what differs is memory traffic. The buffer is filled
@@ -384,14 +386,18 @@ def conv2d_im2col(
     span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
     view = np.lib.stride_tricks.sliding_window_view(xpad, span, axis=(2, 3))  # (N, C, Hp', Wp', span)
     view = view[:, :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, ::dh, ::dw]  # (N, C, Ho, Wo, kh, kw)
-    cols = ws.empty("im2col.cols", (n, c, kh, kw, ho, wo), dt)
-    np.copyto(cols, view.transpose(0, 1, 4, 5, 2, 3))
+    ones = not exact and bias is not None  # the bias as a last column of the weight, against a row of ones
+    cols = ws.empty("im2col.cols", (n, ck + ones, length), dt)
+    np.copyto(cols[:, :ck].reshape(n, c, kh, kw, ho, wo), view.transpose(0, 1, 4, 5, 2, 3))
     del view, xpad
-    cols = cols.reshape(n, ck, length)
     w2 = weight.reshape(o, ck)
-    y = np.matmul(w2, cols, out=ws.empty("im2col.y", (n, o, length), dt))
-    if bias is not None:
-        y += bias.reshape(o, 1)
+    if ones:
+        cols[:, ck] = 1
+        y = np.matmul(np.concatenate((w2, bias.reshape(o, 1)), axis=1), cols, out=ws.empty("im2col.y", (n, o, length), dt))
+    else:
+        y = np.matmul(w2, cols, out=ws.empty("im2col.y", (n, o, length), dt))
+        if bias is not None:
+            y += bias.reshape(o, 1)
     y = y.reshape(n, o, ho, wo)
 
     def backward(dy: Any) -> tuple[Any, Any, Any]:
@@ -399,17 +405,17 @@ def conv2d_im2col(
         dweight = dbias = None
         if param_grad:
             chunk = max(1, (n * length) // o)  # as the generic path's _weight_grad: the same sums
-            products = ws.empty("im2col.dw", (min(n, chunk), o, ck), dt)
+            products = ws.empty("im2col.dw", (min(n, chunk), o, ck + ones), dt)
             for start in range(0, n, chunk):
                 stop = min(n, start + chunk)
                 product = np.matmul(dy2[start:stop], cols[start:stop].transpose(0, 2, 1), out=products[: stop - start])
                 part = np.sum(product, axis=0)
                 dweight = part if dweight is None else dweight + part
-            dweight = dweight.reshape(weight.shape)
-            if bias is not None and exact:
-                dbias = np.sum(dy2, axis=(0, 2))
+            if ones:  # the ones row's products are the bias gradient
+                dweight, dbias = np.ascontiguousarray(dweight[:, :ck]), np.ascontiguousarray(dweight[:, ck])
             elif bias is not None:
-                dbias = np.sum(_row_sums(dy2.reshape(n * o, length)).reshape(n, o), axis=0)
+                dbias = np.sum(dy2, axis=(0, 2))
+            dweight = dweight.reshape(weight.shape)
         if not input_grad:
             return None, dweight, dbias
         dcols = np.matmul(w2.T, dy2, out=ws.empty("im2col.dcols", (n, ck, length), dt)).reshape(n, c, kh * kw, ho, wo)
