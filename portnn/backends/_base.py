@@ -210,6 +210,26 @@ class Adapter:
         """
         return None
 
+    def lstm(
+        self,
+        x: Any,
+        weight_ih: Any,
+        weight_hh: Any,
+        bias_ih: Any,
+        bias_hh: Any,
+        *,
+        return_sequences: bool,
+        input_grad: bool,
+        param_grad: bool,
+    ) -> tuple[Any, Any] | None:
+        """A fast :func:`portnn.functional.lstm` for this library: ``(y, backward)``, or None.
+
+        Called with checked arguments; the same results as the generic path (bit for bit: the
+        same operations in the same order, into preallocated arrays), ``backward(dy)``
+        returning ``(dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh)`` as it does.
+        """
+        return None
+
     def max_pool2d(
         self,
         x: Any,
@@ -366,4 +386,5 @@ KERNEL_HOOKS: tuple[str, ...] = (
     "batch_norm",
     "index_add_rows",
     "concat_into",
+    "lstm",
 )

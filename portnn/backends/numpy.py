@@ -186,6 +186,26 @@ class NumpyAdapter(Adapter):
         out[ordered[starts]] = np.add.reduceat(values[order], starts, axis=0)
         return out
 
+    def lstm(
+        self,
+        x: Any,
+        weight_ih: Any,
+        weight_hh: Any,
+        bias_ih: Any,
+        bias_hh: Any,
+        *,
+        return_sequences: bool,
+        input_grad: bool,
+        param_grad: bool,
+    ) -> tuple[Any, Any] | None:
+        arrays = [a for a in (x, weight_ih, weight_hh, bias_ih, bias_hh) if a is not None]
+        if not all(isinstance(a, np.ndarray) and a.dtype == x.dtype for a in arrays) or x.dtype not in _FLOATS:
+            return None
+        return lstm_out(
+            x, weight_ih, weight_hh, bias_ih, bias_hh,
+            return_sequences=return_sequences, input_grad=input_grad, param_grad=param_grad,
+        )  # fmt: skip
+
 
 def conv2d_batch_last(
     x: Any,
@@ -579,3 +599,131 @@ def _scipy_special() -> Any:
     except Exception:  # not installed, or a broken install: the portable erf serves
         return None
     return scipy.special
+
+
+# -- LSTM (NumpyAdapter.lstm) ----------------------------------------------------------------
+def _ifog(a: Any, h: int, sig: float) -> Any:
+    """PyTorch's (i, f, g, o) blocks along axis 0 as (i, f, o, g), the sigmoid blocks times ``sig``."""
+    return np.concatenate([sig * a[: 2 * h], sig * a[3 * h :], a[2 * h : 3 * h]], axis=0)
+
+
+def _ifgo(a: Any, h: int, sig: float) -> Any:
+    """The inverse of :func:`_ifog`: (i, f, o, g) blocks back to (i, f, g, o), sigmoid blocks times ``sig``."""
+    return np.concatenate([sig * a[: 2 * h], a[3 * h :], sig * a[2 * h : 3 * h]], axis=0)
+
+
+def lstm_out(
+    x: Any,
+    weight_ih: Any,
+    weight_hh: Any,
+    bias_ih: Any,
+    bias_hh: Any,
+    *,
+    return_sequences: bool,
+    input_grad: bool,
+    param_grad: bool,
+) -> tuple[Any, Any]:
+    """:func:`portnn.functional.lstm`'s generic path, its operations in its order, bit for bit, with
+    every step's activations written into (T, N, ·) arrays from the :class:`Workspace` by ``out=``.
+
+    The generic loop allocates a dozen (N, 4H) temporaries a step and stacks the steps'
+    states afterwards; here the pre-activations and their ``tanh`` live in one (T, N, 4H)
+    array (the input projection written there first, each step adding its ``h @ W_hh``), the
+    sigmoids, cells, their ``tanh`` and the hidden states in (T, N, ·) arrays, and the
+    backward writes each step's gate gradients into one (T, N, 4H) array that the products
+    over all steps then read.
+    """
+    n, steps, _ = x.shape
+    h = weight_hh.shape[1]
+    dt, ws = x.dtype, _WORKSPACE
+    x_tm = np.reshape(np.transpose(x, (1, 0, 2)), (-1, x.shape[2]))  # (T*N, in): a copy, as the generic path's
+    w_hh_t = _ifog(weight_hh, h, 0.5).T  # (H, 4H), the generic path's transposed view
+    acts = ws.empty("lstm.acts", (steps, n, 4 * h), dt)  # pre-activations, then their tanh in place
+    flat = np.reshape(acts, (-1, 4 * h))
+    np.matmul(x_tm, _ifog(weight_ih, h, 0.5).T, out=flat)
+    if bias_ih is not None:
+        flat += _ifog(bias_ih + bias_hh, h, 0.5)
+    sigs = ws.empty("lstm.sigs", (steps, n, 3 * h), dt)
+    cells = ws.empty("lstm.cells", (steps, n, h), dt)
+    tanh_cells = ws.empty("lstm.tanh_cells", (steps, n, h), dt)
+    hiddens = ws.empty("lstm.hiddens", (steps, n, h), dt)
+    z = ws.empty("lstm.z", (n, 4 * h), dt)
+    ig = ws.empty("lstm.ig", (n, h), dt)
+    for t in range(steps):
+        a = acts[t]
+        if t > 0:
+            np.matmul(hiddens[t - 1], w_hh_t, out=z)
+            np.add(z, a, out=a)  # z += xw[t]
+        np.tanh(a, out=a)
+        sig = sigs[t]
+        np.multiply(a[:, : 3 * h], 0.5, out=sig)
+        sig += 0.5
+        i, f, o, g = sig[:, :h], sig[:, h : 2 * h], sig[:, 2 * h :], a[:, 3 * h :]
+        cell = cells[t]
+        if t == 0:
+            np.multiply(i, g, out=cell)
+        else:
+            np.multiply(f, cells[t - 1], out=cell)
+            np.multiply(i, g, out=ig)
+            cell += ig
+        np.tanh(cell, out=tanh_cells[t])
+        np.multiply(o, tanh_cells[t], out=hiddens[t])
+    del z, ig
+    y = np.transpose(hiddens, (1, 0, 2)) if return_sequences else hiddens[steps - 1]
+
+    def backward(dy: Any) -> tuple[Any, Any, Any, Any, Any]:
+        if not (input_grad or param_grad):
+            return None, None, None, None, None
+        w_hh_back = _ifog(weight_hh, h, 0.25)  # (4H, H)
+        us = ws.empty("lstm.us", (steps, n, 4 * h), dt)
+        dh = ws.empty("lstm.dh", (n, h), dt)
+        dct = ws.empty("lstm.dct", (n, h), dt)
+        dc = ws.empty("lstm.dc", (n, h), dt)
+        tmp = ws.empty("lstm.tmp", (n, 4 * h), dt)
+        if return_sequences:
+            dys = np.transpose(dy, (1, 0, 2))
+            np.copyto(dh, dys[steps - 1])
+        else:
+            np.copyto(dh, dy)
+        for t in range(steps - 1, -1, -1):
+            if return_sequences and t < steps - 1:
+                np.add(dys[t], dh, out=dh)
+            sig, a, tc = sigs[t], acts[t], tanh_cells[t]
+            i, f, o, g = sig[:, :h], sig[:, h : 2 * h], sig[:, 2 * h :], a[:, 3 * h :]
+            np.multiply(dh, o, out=dct)
+            th = tmp[:, :h]
+            np.multiply(tc, tc, out=th)
+            np.subtract(1.0, th, out=th)
+            dct *= th
+            if t < steps - 1:
+                dct += dc
+            u = us[t]
+            np.multiply(dct, g, out=u[:, :h])
+            if t > 0:
+                np.multiply(dct, cells[t - 1], out=u[:, h : 2 * h])
+            else:
+                u[:, h : 2 * h] = 0
+            np.multiply(dh, tc, out=u[:, 2 * h : 3 * h])
+            np.multiply(dct, i, out=u[:, 3 * h :])
+            np.multiply(a, a, out=tmp)
+            np.subtract(1.0, tmp, out=tmp)
+            u *= tmp
+            if t > 0:
+                np.matmul(u, w_hh_back, out=dh)
+                np.multiply(dct, f, out=dc)
+        u_flat = np.reshape(us, (-1, 4 * h))
+        dx = None
+        if input_grad:
+            dx = np.transpose(np.reshape(u_flat @ _ifog(weight_ih, h, 0.25), (steps, n, -1)), (1, 0, 2))
+        if not param_grad:
+            return dx, None, None, None, None
+        dw_ih = _ifgo(u_flat.T @ x_tm, h, 0.25)
+        if steps > 1:
+            h_prev = np.reshape(hiddens[:-1], (-1, h))
+            dw_hh = _ifgo(np.reshape(us[1:], (-1, 4 * h)).T @ h_prev, h, 0.25)
+        else:
+            dw_hh = np.zeros_like(weight_hh)
+        db = _ifgo(np.sum(u_flat, axis=0), h, 0.25) if bias_ih is not None else None
+        return dx, dw_ih, dw_hh, db, (None if db is None else db.copy())
+
+    return y, backward
