@@ -387,6 +387,17 @@ def test_col2im_in_place_equals_add_and_write(monkeypatch: pytest.MonkeyPatch, p
 
 
 # -- LSTM (time loop into preallocated arrays) -------------------------------------------------
+# Not bit for bit: the fast LSTM fuses a step's two products (and the backward's parameter
+# gradients) into one, which sums in another order; the elementwise operations are the generic ones.
+def _close(got: Any, want: Any, what: str) -> None:
+    """Equal up to the rounding of a different summation order (the fast LSTM fuses its products)."""
+    assert isinstance(got, np.ndarray), what
+    assert got.dtype == want.dtype and got.shape == want.shape, (what, got.dtype, want.dtype, got.shape, want.shape)
+    tol = 2e-5 if want.dtype == np.float32 else 1e-13
+    scale = float(np.max(np.abs(want), initial=1.0))
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=what)
+
+
 def _lstm_run(x: Any, w: list[Any], dy: Any, **kwargs: Any) -> list[Any]:
     from portnn.functional import lstm
 
@@ -426,7 +437,7 @@ def test_lstm_equals_generic(
     for what, got, ref in zip(["y", "dx", "dweight_ih", "dweight_hh", "dbias_ih", "dbias_hh"], fast, want):
         assert (got is None) == (ref is None), what
         if ref is not None:
-            _same(got, ref, what)
+            _close(got, ref, what)
 
 
 def test_lstm_fast_path_declines_mixed_dtypes_and_other_libraries() -> None:
@@ -453,11 +464,11 @@ def test_lstm_two_live_forwards_and_backward_twice() -> None:
     y2, b2 = lstm(x2, *w, return_sequences=True)
     for _ in range(2):
         for y, b, want in ((y1, b1, want1), (y2, b2, want2)):
-            _same(np.array(y), want[0], "y")
+            _close(np.array(y), want[0], "y")
             grads = b(dy)
             assert grads[3:] == (None, None)  # no bias
             for got, ref in zip(grads[:3], want[1:4]):
-                _same(got, ref, "grad")
+                _close(got, ref, "grad")
 
 
 @pytest.mark.parametrize("sequences", [False, True])
@@ -474,4 +485,4 @@ def test_lstm_layer_of_two_layers_equals_generic(monkeypatch: pytest.MonkeyPatch
     fast = run()
     _generic(monkeypatch, "lstm")
     for got, want in zip(fast, run()):
-        _same(got, want, "LSTM(num_layers=2)")
+        _close(got, want, "LSTM(num_layers=2)")

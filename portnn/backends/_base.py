@@ -224,9 +224,10 @@ class Adapter:
     ) -> tuple[Any, Any] | None:
         """A fast :func:`portnn.functional.lstm` for this library: ``(y, backward)``, or None.
 
-        Called with checked arguments; the same results as the generic path (bit for bit: the
-        same operations in the same order, into preallocated arrays), ``backward(dy)``
-        returning ``(dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh)`` as it does.
+        Called with checked arguments; the generic path's results up to the rounding of a
+        different summation order (its products may be fused or laid out otherwise), dtypes and
+        shapes, ``backward(dy)`` returning ``(dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh)``
+        as it does.
         """
         return None
 

@@ -141,7 +141,7 @@ def lstm(
         x, weight_ih, weight_hh, bias_ih, bias_hh,
         return_sequences=return_sequences, input_grad=input_grad, param_grad=param_grad,
     )  # fmt: skip
-    if fast is not None:  # the library's own kernel (Adapter.lstm): the generic path below, into reused arrays
+    if fast is not None:  # the library's own kernel (Adapter.lstm), or None
         return fast
     steps = x.shape[1]
     x_tm = _time_major(xp, x)
