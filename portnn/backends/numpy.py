@@ -653,23 +653,22 @@ def lstm_out(
         inputs[:, 0] = 1
     np.copyto(inputs[:steps, one:hx], np.transpose(x, (1, 2, 0)))
     hiddens = inputs[1:, hx:]  # (T, H, N): h_t is s_{t+1}'s tail
-    acts = ws.empty("lstm.acts", (steps, 4 * h, n), dt)  # pre-activations, then their tanh in place
-    sigs = ws.empty("lstm.sigs", (steps, 3 * h, n), dt)
+    gates = ws.empty("lstm.gates", (steps, 4 * h, n), dt)  # pre-activations, then i, f, o, g in place
     cells = ws.empty("lstm.cells", (steps, h, n), dt)
     tanh_cells = ws.empty("lstm.tanh_cells", (steps, h, n), dt)
     ig = ws.empty("lstm.ig", (h, n), dt)
     for t in range(steps):
-        a = acts[t]
+        a = gates[t]
         if t == 0:  # h_{-1} = 0
             inputs[0, hx:] = 0
             np.matmul(w[:, :hx], inputs[0, :hx], out=a)
         else:
             np.matmul(w, inputs[t], out=a)
         np.tanh(a, out=a)
-        sig = sigs[t]
-        np.multiply(a[: 3 * h], 0.5, out=sig)
+        sig = a[: 3 * h]
+        np.multiply(sig, 0.5, out=sig)
         sig += 0.5
-        i, f, o, g = sig[:h], sig[h : 2 * h], sig[2 * h :], a[3 * h :]
+        i, f, o, g = a[:h], a[h : 2 * h], a[2 * h : 3 * h], a[3 * h :]
         cell = cells[t]
         if t == 0:
             np.multiply(i, g, out=cell)
@@ -685,7 +684,7 @@ def lstm_out(
     def backward(dy: Any) -> tuple[Any, Any, Any, Any, Any]:
         if not (input_grad or param_grad):
             return None, None, None, None, None
-        w_back_t = _ifog(weight_hh, h, 0.25).T  # (H, 4H): sigma' = (1 - a^2) / 4, the 1/4 folded in
+        w_back_t = _ifog(weight_hh, h, 1.0).T  # (H, 4H), (i, f, o, g)
         us = ws.empty("lstm.us", (steps, 4 * h, n), dt)
         dh = ws.empty("lstm.dh", (h, n), dt)
         dct = ws.empty("lstm.dct", (h, n), dt)
@@ -701,8 +700,8 @@ def lstm_out(
         for t in range(steps - 1, -1, -1):
             if dys is not None and t < steps - 1:
                 np.add(dys[t], dh, out=dh)
-            sig, a, tc = sigs[t], acts[t], tanh_cells[t]
-            i, f, o, g = sig[:h], sig[h : 2 * h], sig[2 * h :], a[3 * h :]
+            a, tc = gates[t], tanh_cells[t]
+            i, f, o, g = a[:h], a[h : 2 * h], a[2 * h : 3 * h], a[3 * h :]
             np.multiply(dh, o, out=dct)
             th = tmp[:h]
             np.multiply(tc, tc, out=th)
@@ -718,8 +717,10 @@ def lstm_out(
                 u[h : 2 * h] = 0
             np.multiply(dh, tc, out=u[2 * h : 3 * h])
             np.multiply(dct, i, out=u[3 * h :])
-            np.multiply(a, a, out=tmp)
-            np.subtract(1.0, tmp, out=tmp)
+            np.subtract(1.0, a[: 3 * h], out=tmp[: 3 * h])
+            tmp[: 3 * h] *= a[: 3 * h]  # sigma' = sigma (1 - sigma)
+            np.multiply(g, g, out=tmp[3 * h :])
+            np.subtract(1.0, tmp[3 * h :], out=tmp[3 * h :])  # tanh' = 1 - g^2
             u *= tmp
             if t > 0:
                 np.matmul(w_back_t, u, out=dh)
@@ -731,12 +732,12 @@ def lstm_out(
         del us
         dx = None
         if input_grad:  # (T*N, in) -> (N, T, in), a view as the generic path's
-            dx = np.transpose(np.reshape(u_all.T @ _ifog(weight_ih, h, 0.25), (steps, n, features)), (1, 0, 2))
+            dx = np.transpose(np.reshape(u_all.T @ _ifog(weight_ih, h, 1.0), (steps, n, features)), (1, 0, 2))
         if not param_grad:
             return dx, None, None, None, None
         s_all = ws.empty("lstm.s_all", (k, steps, n), dt)
         np.copyto(s_all, np.transpose(inputs[:steps], (1, 0, 2)))
-        dw = _ifgo(u_all @ np.reshape(s_all, (k, steps * n)).T, h, 0.25)  # (4H, 1 + in + H)
+        dw = _ifgo(u_all @ np.reshape(s_all, (k, steps * n)).T, h, 1.0)  # (4H, 1 + in + H)
         db = np.ascontiguousarray(dw[:, 0]) if one else None
         return (
             dx,
