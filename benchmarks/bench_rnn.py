@@ -7,6 +7,8 @@ units, the last hidden state into Linear(128, 10), softmax cross-entropy, one Ad
 step: forward, backward through time, update. ``--cell gru`` times the same net with a GRU.
 
 ``portnn``  ``model.train_step`` on the NumPy backend, float32.
+``generic`` (``--generic``) the same portnn step with the NumPy adapter's ``lstm`` kernel
+            switched off: the array-API path that torch, CuPy and array-api-strict run.
 ``torch``   ``torch.nn.LSTM(batch_first=True)`` (its last step's output) and ``torch.nn.Linear``
             with ``torch.optim.Adam``, CPU, float32.
 
@@ -14,7 +16,8 @@ Both use the same number of threads (``--threads``, default: what NumPy's BLAS h
 NumPy through threadpoolctl when it is installed, else take it from the environment), start
 from the same weights and see the same batches; the contenders alternate (portnn, torch,
 portnn, …) for ``--repeats`` rounds of ``--steps`` steps after a warm-up, and the table gives
-the median milliseconds per step and the ratio. Target: portnn <= 1.5x torch. ``--profile``
+the median milliseconds per step, wall and CPU (``time.process_time``, all threads: on a busy
+machine the wall time also counts other people's work), and the ratios. Target: portnn <= 1.5x torch. ``--profile``
 shows where portnn's time goes (cProfile, top functions by own time).
 
 How to run, from the repository root, on an otherwise idle machine::
@@ -69,23 +72,37 @@ def torch_net(cell: str, model: pn.Sequential) -> Any:
     return net
 
 
-def run_portnn(model: pn.Sequential, opt: Any, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
+def run_portnn(model: pn.Sequential, opt: Any, batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
     loss = pn.losses.CrossEntropy()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for x, y in batches:
         model.train_step(x, y, loss, opt, validate=False)  # zeroes the gradients first
-    return (time.perf_counter() - start) / len(batches)
+    return (time.perf_counter() - start) / len(batches), (time.process_time() - cpu) / len(batches)
 
 
-def run_torch(net: Any, opt: Any, batches: list[Any]) -> float:
+@contextlib.contextmanager
+def generic_path() -> Any:
+    """The NumPy adapter's recurrent kernels switched off: the core's array-API path."""
+    from portnn.backends import Adapter
+    from portnn.backends.numpy import NumpyAdapter
+
+    saved = NumpyAdapter.lstm
+    NumpyAdapter.lstm = Adapter.lstm  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        NumpyAdapter.lstm = saved  # type: ignore[method-assign]
+
+
+def run_torch(net: Any, opt: Any, batches: list[Any]) -> tuple[float, float]:
     import torch
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for x, y in batches:
         opt.zero_grad()
         torch.nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
-    return (time.perf_counter() - start) / len(batches)
+    return (time.perf_counter() - start) / len(batches), (time.process_time() - cpu) / len(batches)
 
 
 def _blas_threads(threads: int | None) -> Any:
@@ -107,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="threads of both (default: NumPy's BLAS's)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--generic", action="store_true", help="also time portnn with its NumPy LSTM kernel off")
     args = parser.parse_args(argv)
 
     pn.set_backend("numpy")
@@ -132,32 +150,49 @@ def main(argv: list[str] | None = None) -> int:
     if torch is not None:
         net = torch_net(args.cell, portnn_net(args.cell))
         topt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    times: dict[str, list[float]] = {"portnn": [], "torch": []}
+    generic = gopt = None
+    if args.generic:
+        generic = portnn_net(args.cell)
+        gopt = pn.optim.Adam(generic.parameters(), lr=1e-3)
+    times: dict[str, list[tuple[float, float]]] = {"portnn": [], "generic": [], "torch": []}
     with limit:
         run_portnn(model, opt, batches[:3])  # warm-up
+        if generic is not None:
+            with generic_path():
+                run_portnn(generic, gopt, batches[:3])
         if torch is not None:
             run_torch(net, topt, torch_batches[:3])
         for _ in range(args.repeats):
             gc.collect()
             times["portnn"].append(run_portnn(model, opt, batches))
+            if generic is not None:
+                gc.collect()
+                with generic_path():
+                    times["generic"].append(run_portnn(generic, gopt, batches))
             if torch is not None:
                 gc.collect()
                 times["torch"].append(run_torch(net, topt, torch_batches))
 
         name = args.cell.upper()
-        p = statistics.median(times["portnn"]) * 1e3
+        med = {
+            k: (statistics.median(w for w, _ in v) * 1e3, statistics.median(c for _, c in v) * 1e3) for k, v in times.items() if v
+        }
         print(
             f"\n{name}({FEATURES}, {HIDDEN}) -> Linear({HIDDEN}, {CLASSES}), cross-entropy, Adam; batch {BATCH}, "
             f"{STEPS} steps; median of {args.repeats} x {args.steps} train steps"
         )
-        print("| contender | ms/step |")
-        print("|---|---:|")
-        print(f"| portnn (numpy) | {p:.2f} |")
-        if times["torch"]:
-            t = statistics.median(times["torch"]) * 1e3
-            print(f"| torch (CPU) | {t:.2f} |")
-            verdict = "PASS" if p / t <= TARGET else "MISS"
-            print(f"\nportnn / torch = {p / t:.2f}x  (target <= {TARGET:.2f}x: {verdict})")
+        labels = {"portnn": "portnn (numpy)", "generic": "portnn, generic path", "torch": "torch (CPU)"}
+        print("| contender | ms/step | CPU ms/step |")
+        print("|---|---:|---:|")
+        for k, (wall, cpu) in med.items():
+            print(f"| {labels[k]} | {wall:.2f} | {cpu:.2f} |")
+        if "torch" in med:
+            t, tc = med["torch"]
+            for k in ("portnn", "generic"):
+                if k in med:
+                    p, pc = med[k]
+                    verdict = "PASS" if p / t <= TARGET else "MISS"
+                    print(f"\n{labels[k]} / torch = {p / t:.2f}x wall, {pc / tc:.2f}x CPU  (target <= {TARGET:.2f}x: {verdict})")
 
         if args.profile:
             prof = cProfile.Profile()

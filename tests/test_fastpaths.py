@@ -386,6 +386,108 @@ def test_col2im_in_place_equals_add_and_write(monkeypatch: pytest.MonkeyPatch, p
     _same(dx, conv2d(x, w, stride=stride, padding=padding, dilation=dilation)[1](dy)[0], "dx")
 
 
+# -- LSTM (time loop into preallocated arrays) -------------------------------------------------
+# Not bit for bit: the fast LSTM fuses a step's two products (and the backward's parameter
+# gradients) into one, which sums in another order; the elementwise operations are the generic ones.
+def _close(got: Any, want: Any, what: str) -> None:
+    """Equal up to the rounding of a different summation order (the fast LSTM fuses its products)."""
+    assert isinstance(got, np.ndarray), what
+    assert got.dtype == want.dtype and got.shape == want.shape, (what, got.dtype, want.dtype, got.shape, want.shape)
+    tol = 2e-5 if want.dtype == np.float32 else 1e-13
+    scale = float(np.max(np.abs(want), initial=1.0))
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=what)
+
+
+def _lstm_run(x: Any, w: list[Any], dy: Any, **kwargs: Any) -> list[Any]:
+    from portnn.functional import lstm
+
+    y, backward = lstm(x, *w, **kwargs)
+    y = np.array(y)  # a copy: the fast path's y is a view of its arrays
+    return [y, *(None if g is None else np.array(g) for g in backward(dy))]
+
+
+LSTM_CASES = [  # (N, T, in, H)
+    (1, 1, 1, 1),
+    (3, 1, 5, 7),
+    (2, 2, 1, 3),
+    (5, 7, 3, 4),
+    (4, 6, 9, 13),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", LSTM_CASES)
+@pytest.mark.parametrize("sequences", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("grads", [(True, True), (False, True), (True, False), (False, False)])
+def test_lstm_equals_generic(
+    monkeypatch: pytest.MonkeyPatch, dtype: str, sizes: Any, sequences: bool, bias: bool, grads: Any
+) -> None:
+    n, t, f, h = sizes
+    r = np.random.default_rng(sum(sizes))
+    x = r.normal(size=(n, t, f)).astype(dtype)
+    w = [r.normal(size=(4 * h, f)).astype(dtype), r.normal(size=(4 * h, h)).astype(dtype) / 2]
+    w += [r.normal(size=4 * h).astype(dtype), r.normal(size=4 * h).astype(dtype)] if bias else [None, None]
+    dy = r.normal(size=(n, t, h) if sequences else (n, h)).astype(dtype)
+    kwargs = {"return_sequences": sequences, "input_grad": grads[0], "param_grad": grads[1]}
+    assert NumpyAdapter().lstm(x, *w, **kwargs) is not None  # the fast path runs
+    fast = _lstm_run(x, w, dy, **kwargs)
+    _generic(monkeypatch, "lstm")
+    want = _lstm_run(x, w, dy, **kwargs)
+    for what, got, ref in zip(["y", "dx", "dweight_ih", "dweight_hh", "dbias_ih", "dbias_hh"], fast, want):
+        assert (got is None) == (ref is None), what
+        if ref is not None:
+            _close(got, ref, what)
+
+
+def test_lstm_fast_path_declines_mixed_dtypes_and_other_libraries() -> None:
+    r = np.random.default_rng(0)
+    x, w_ih, w_hh = r.normal(size=(2, 3, 4)), r.normal(size=(8, 4)), r.normal(size=(8, 2))
+    kwargs = {"return_sequences": False, "input_grad": True, "param_grad": True}
+    assert NumpyAdapter().lstm(x.astype(np.float32), w_ih, w_hh, None, None, **kwargs) is None
+    assert NumpyAdapter().lstm(x.astype(np.float16), *(w.astype(np.float16) for w in (w_ih, w_hh)), None, None, **kwargs) is None
+    for name, adapter in backends._ADAPTERS.items():
+        if name != "numpy":
+            assert type(adapter).lstm is backends.Adapter.lstm, name
+
+
+def test_lstm_two_live_forwards_and_backward_twice() -> None:
+    """Each forward's arrays stay its own while its backward or its output is held."""
+    from portnn.functional import lstm
+
+    r = np.random.default_rng(1)
+    w = [r.normal(size=(12, 4)).astype(np.float32), r.normal(size=(12, 3)).astype(np.float32), None, None]
+    x1, x2 = r.normal(size=(2, 5, 4, 4)).astype(np.float32)
+    dy = r.normal(size=(5, 4, 3)).astype(np.float32)  # x1, x2: (N=5, T=4, in=4)
+    want1, want2 = _lstm_run(x1, w, dy, return_sequences=True), _lstm_run(x2, w, dy, return_sequences=True)
+    y1, b1 = lstm(x1, *w, return_sequences=True)
+    y2, b2 = lstm(x2, *w, return_sequences=True)
+    for _ in range(2):
+        for y, b, want in ((y1, b1, want1), (y2, b2, want2)):
+            _close(np.array(y), want[0], "y")
+            grads = b(dy)
+            assert grads[3:] == (None, None)  # no bias
+            for got, ref in zip(grads[:3], want[1:4]):
+                _close(got, ref, "grad")
+
+
+@pytest.mark.parametrize("sequences", [False, True])
+def test_lstm_layer_of_two_layers_equals_generic(monkeypatch: pytest.MonkeyPatch, sequences: bool) -> None:
+    import portnn as pn
+
+    def run() -> list[Any]:
+        layer = pn.layers.LSTM(5, 6, num_layers=2, return_sequences=sequences, seed=3)
+        x = np.random.default_rng(2).normal(size=(7, 4, 5)).astype(np.float32)
+        y, backward = layer.forward(x, training=True)
+        dx = backward(np.ones_like(y))
+        return [np.array(y), np.array(dx), *(np.array(p.grad) for p in layer.parameters())]
+
+    fast = run()
+    _generic(monkeypatch, "lstm")
+    for got, want in zip(fast, run()):
+        _close(got, want, "LSTM(num_layers=2)")
+
+
 # -- conv2d, windows that tile without overlap (stride == kernel, no padding): conv2d_disjoint ----
 #: (input shape, (out channels, kh, kw)): the speedrun's 2x2/2, rows and columns past the last
 #: whole window (dropped by the conv, zero in dx), non-square kernels, batch 1, one output position

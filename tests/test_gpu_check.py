@@ -70,11 +70,11 @@ def test_torch_cuda_skips_with_a_reason_where_no_gpu_is_seen() -> None:
 
 
 def test_the_case_fixture_skips_a_missing_device_and_runs_the_others(tmp_path: Path) -> None:
-    """End to end: one backend-parametrised test, on a device that exists and on one that does not."""
+    """End to end: one backend-parametrised test (in a module that needs no PyTorch), on a device that exists and one not."""
     env = {**os.environ, "PORTNN_BACKENDS": "numpy,array_api_strict:device9", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider", f"--rootdir={ROOT}",
-         str(ROOT / "tests" / "test_losses.py"), "-k", "test_the_two_paths_agree_through_a_sigmoid"],
+         str(ROOT / "tests" / "test_backends.py"), "-k", "test_to_numpy_from_every_backend"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
     )  # fmt: skip
     out = result.stdout + result.stderr
@@ -82,7 +82,7 @@ def test_the_case_fixture_skips_a_missing_device_and_runs_the_others(tmp_path: P
     assert "1 passed, 1 skipped" in out, out
     assert "array_api_strict backend on device 'device9' unavailable" in out, out
     assert "array_api_strict:device9: SKIPPED" in out, out  # the report header names the device too
-    assert "test_the_two_paths_agree_through_a_sigmoid[array_api_strict:device9] SKIPPED" in out, out
+    assert "test_to_numpy_from_every_backend[array_api_strict:device9] SKIPPED" in out, out
 
 
 # -- the script --------------------------------------------------------------------------------

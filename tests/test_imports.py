@@ -40,7 +40,7 @@ LOWER_MAY_IMPORT: dict[str, set[str]] = {
 }
 UPPER = {
     "model", "training", "serialization", "callbacks", "plot", "report", "diagnostics", "_resume", "_records", "transfer",
-    "distributed", "cli", "onnx", "testing",
+    "distributed", "cli", "onnx", "testing", "models",
 }  # fmt: skip
 
 

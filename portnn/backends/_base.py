@@ -210,6 +210,27 @@ class Adapter:
         """
         return None
 
+    def lstm(
+        self,
+        x: Any,
+        weight_ih: Any,
+        weight_hh: Any,
+        bias_ih: Any,
+        bias_hh: Any,
+        *,
+        return_sequences: bool,
+        input_grad: bool,
+        param_grad: bool,
+    ) -> tuple[Any, Any] | None:
+        """A fast :func:`portnn.functional.lstm` for this library: ``(y, backward)``, or None.
+
+        Called with checked arguments; the generic path's results up to the rounding of a
+        different summation order (its products may be fused or laid out otherwise), dtypes and
+        shapes, ``backward(dy)`` returning ``(dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh)``
+        as it does.
+        """
+        return None
+
     def max_pool2d(
         self,
         x: Any,
@@ -366,4 +387,5 @@ KERNEL_HOOKS: tuple[str, ...] = (
     "batch_norm",
     "index_add_rows",
     "concat_into",
+    "lstm",
 )

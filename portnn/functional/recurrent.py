@@ -22,6 +22,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from .. import backends
+
 __all__ = ["gru", "lstm"]
 
 Grads = tuple[Any, Any, Any, Any, Any]
@@ -135,6 +137,12 @@ def lstm(
     """
     xp = array_namespace(x, weight_ih, weight_hh)
     h = _check("lstm", x, weight_ih, weight_hh, bias_ih, bias_hh, 4)
+    fast = backends.adapter_for(x).lstm(
+        x, weight_ih, weight_hh, bias_ih, bias_hh,
+        return_sequences=return_sequences, input_grad=input_grad, param_grad=param_grad,
+    )  # fmt: skip
+    if fast is not None:  # the library's own kernel (Adapter.lstm), or None
+        return fast
     steps = x.shape[1]
     x_tm = _time_major(xp, x)
     w_hh_t = _ifog(xp, weight_hh, h, sig=0.5).T  # (H, 4H): halved sigmoid rows, (i, f, o, g)
