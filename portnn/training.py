@@ -603,7 +603,7 @@ class Trainer:
         with adaptive optimizers (Adam) a penalty in the loss is rescaled per parameter,
         while AdamW's decoupled decay is not.
         """
-        l2 = _check_l2(l2)
+        l2 = l2 if type(l2) is float and l2 == 0.0 else _check_l2(l2)  # fit's own 0.0 (checked there): no check per step
         x, y = detached(x), detached(y)
         if x.shape[0] == 0:
             raise ValueError(
@@ -1064,29 +1064,35 @@ class Trainer:
         return data.prefetch(self._read_rows(arrays, rows, loss, where, out_shape), 2, device_stream=self.backend)
 
     def _train_steps(self, fit: _Fit, position: _Position, batches: Any) -> None:
-        strategy, callbacks, loss = fit.strategy, fit.callbacks, fit.loss
+        strategy, callbacks, loss, optimizer = fit.strategy, fit.callbacks, fit.loss, fit.optimizer
+        # what every step asks, asked once: these do not change during an epoch
+        streamed, classification, mean = fit.loader is not None, loss.classification, loss.reduction == "mean"
+        local = isinstance(strategy, LocalStrategy) and type(strategy).shard is LocalStrategy.shard
+        parts, l2, sync_every = fit.parts, fit.l2, fit.steps_per_sync
         completed = False
         try:
             for step, start, stop, xb, yb in batches:
-                if fit.loader is None:  # a strategy keeps the global batch's size from its last shard() for the step
+                if not (streamed or local):  # a strategy keeps the global batch's size from its last shard() for the step
                     strategy.shard(start, stop)
-                callbacks.on_train_batch_begin(step, {})
-                fit.emit("batch_begin", position)
+                if callbacks.callbacks:
+                    callbacks.on_train_batch_begin(step, {})
+                if parts:
+                    fit.emit("batch_begin", position)
                 if xb is not None:
-                    value, y_pred = self.train_step(xb, yb, loss, fit.optimizer, validate=fit.loader is not None, l2=fit.l2)
-                    correct = loss.correct(y_pred, yb) if loss.classification else 0
-                    if fit.loader is not None and loss.classification:
+                    value, y_pred = self.train_step(xb, yb, loss, optimizer, validate=streamed, l2=l2)
+                    correct = loss.correct(y_pred, yb) if classification else 0
+                    if streamed and classification:
                         fit.per_example = max(loss.count(yb) // max(int(yb.shape[0]), 1), 1)
-                    scale = xb.shape[0] if loss.reduction == "mean" else 1  # the loss summed over the batch
+                    scale = xb.shape[0] if mean else 1  # the loss summed over the batch
                 else:  # a rank with nothing left in a short last batch still joins the gradient sum
-                    fit.optimizer.zero_grad()
-                    self._finish_step(fit.optimizer, 0, fit.l2, loss)
+                    optimizer.zero_grad()
+                    self._finish_step(optimizer, 0, l2, loss)
                     value, correct, scale = None, 0, 1
                 stopped = self.stop_training
-                if fit.steps_per_sync > 1:  # the loss stays on the device until the next read
+                if sync_every > 1:  # the loss stays on the device until the next read
                     fit.pending.append(_Pending(position.epoch, step, start, stop, value, scale))
                     logs = {"size": stop - start}
-                    if len(fit.pending) >= fit.steps_per_sync or fit.must_sync(position):
+                    if len(fit.pending) >= sync_every or (fit.checkpoint_every is not None and fit.must_sync(position)):
                         logs = {"loss": self._read_losses(fit, position), **logs}
                 else:
                     value = 0.0 if value is None else float(value) * scale
@@ -1098,14 +1104,17 @@ class Trainer:
                         raise _nonfinite(fit, position.epoch, step, start, stop, value)
                     position.loss_sum += value
                     logs = {"loss": value / (stop - start), "size": stop - start}
-                fit.emit("step_done", position)
+                if parts:
+                    fit.emit("step_done", position)
                 position.global_step += 1
                 position.step = step + 1
                 position.seen += stop - start
-                if loss.classification:
+                if classification:
                     position.correct = position.correct + correct
-                callbacks.on_train_batch_end(step, logs)
-                fit.emit("batch_end", position, logs)
+                if callbacks.callbacks:
+                    callbacks.on_train_batch_end(step, logs)
+                if parts:
+                    fit.emit("batch_end", position, logs)
                 if stopped if strategy.size > 1 else self.stop_training:  # with ranks: the flag agreed at this step
                     break
             completed = True
