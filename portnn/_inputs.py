@@ -10,14 +10,16 @@ from ._array import dtype_name
 __all__ = ["batches", "count_nonfinite", "detached", "model_input"]
 
 
-def model_input(model: Any, x: Any, name: str) -> Any:
+def model_input(model: Any, x: Any, name: str, home: tuple[Any, str] | None = None) -> Any:
     """``x`` on ``model``'s backend and device: integers for a first layer that takes indices, else the model's dtype.
 
     Refuses, naming ``name`` (``"Sequential.predict"``), a scalar, no examples, examples with
     a 0-sized axis, a dtype that is not real numbers, and NaN or infinite values. A tensor that
     requires grad is detached. The shape is the model's to check (``check_input_shape``).
+    ``home`` is ``(model.backend, model.dtype)`` when the caller has them already (a loop over
+    batches asks once, not per batch: both walk the model's parameters).
     """
-    backend = model.backend
+    backend, dtype = home if home is not None else (model.backend, model.dtype)
     xp = backend.xp
     X = detached(backends.as_backend_array(x, backend, what="x", where=f"{name}: "))
     if X.ndim == 0:
@@ -38,7 +40,7 @@ def model_input(model: Any, x: Any, name: str) -> Any:
                 "indices; pass x as integers (e.g. x.astype('int64'))"
             )
         return X
-    target = getattr(xp, model.dtype) if isinstance(model.dtype, str) else model.dtype
+    target = getattr(xp, dtype) if isinstance(dtype, str) else dtype
     if X.dtype != target:
         if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral") or X.dtype == xp.bool):
             raise TypeError(f"{name}: x has dtype {dtype_name(X.dtype)}; pass real numbers")

@@ -429,11 +429,12 @@ class _Streamed:
     def __init__(self, model: Any, fit: _Fit, position: _Position) -> None:
         self.loader, self.epoch = fit.loader, position.epoch
         self.steps, self.step, self.start = fit.loader.steps, position.step, position.seen
+        home = (model.backend, model.dtype, set())  # once per epoch: each walks the parameters; the shapes accepted
 
         def convert(host: tuple[Any, ...]) -> tuple[Any, Any]:
             if len(host) < 2:
                 raise data.BatchError(f"{type(model).__name__}.fit: the loader's batches hold x only; fit needs (x, y) batches")
-            return model._host_batch(host[0], host[1], fit.loss, "fit")
+            return model._host_batch(host[0], host[1], fit.loss, "fit", home=home)
 
         self.batches = fit.loader.batches(convert, device_stream=model.backend)
 
@@ -1016,12 +1017,21 @@ class Trainer:
 
         return data.prefetch(steps(), 2 if mapped else 0, first=position.step, device_stream=backend if mapped else None)
 
-    def _host_batch(self, x: Any, y: Any, loss: Loss, where: str, out_shape: tuple[int, ...] | None = None) -> tuple[Any, Any]:
+    def _host_batch(
+        self,
+        x: Any,
+        y: Any,
+        loss: Loss,
+        where: str,
+        out_shape: tuple[int, ...] | None = None,
+        home: tuple[Any, ...] | None = None,
+    ) -> tuple[Any, Any]:
         """A batch read on the host, on the model's device as :meth:`_ingest` brings whole arrays.
 
         With ``out_shape`` (one example's output shape) the targets are checked as :meth:`_ingest`
         checks them (class indices in range...): a NumPy ``y`` on the host before the copy, no
-        device read; a ``y`` already on the device there.
+        device read; a ``y`` already on the device there. ``home``: ``(self.backend, self.dtype, shapes accepted)``,
+        asked once by a loop over batches.
         """
         host_y = data.is_host_array(y)
         x = data.in_memory(x) if data.is_host_array(x) else x
@@ -1029,8 +1039,8 @@ class Trainer:
         name = f"{type(self).__name__}.{where}"
         if out_shape is not None and host_y and y.dtype.kind in "iuf":  # on the host, before the copy
             loss.check_target((int(x.shape[0]), *out_shape), y, values=True)
-        X = self._ingest_x(x, where)
-        Y = self._ingest_y(y, X, loss, name)
+        X = self._ingest_x(x, where, home)
+        Y = self._ingest_y(y, X, loss, name, home)
         if out_shape is not None and not (host_y and y.dtype.kind in "iuf"):
             loss.check_target((int(X.shape[0]), *out_shape), Y, values=True)
         return X, Y
@@ -1044,13 +1054,14 @@ class Trainer:
         from the file, its targets checked on the host (:meth:`_host_batch`), then copied to the
         device alone. A generator, run in :func:`portnn.data.prefetch`'s background thread.
         """
+        home = (self.backend, self.dtype, set())  # once per pass: each walks the parameters; the shapes accepted
         for idx in rows:
             if idx is None:
                 yield None
             elif len(arrays) == 1:
-                yield (self._ingest_x(data.in_memory(arrays[0][idx]), where),)
+                yield (self._ingest_x(data._take(arrays[0], idx), where, home),)
             else:
-                yield self._host_batch(arrays[0][idx], arrays[1][idx], loss, where, out_shape)
+                yield self._host_batch(data._take(arrays[0], idx), data._take(arrays[1], idx), loss, where, out_shape, home)
 
     def _batches_of(self, arrays: tuple[Any, ...], batch_size: int, loss: Loss | None = None, where: str = "evaluate") -> Any:
         """Inference batches of ``(x, y)`` or ``(x,)`` on the device, prefetched: device arrays sliced, host ones read."""
@@ -1224,13 +1235,14 @@ class Trainer:
         """One pass over ``loader`` from its epoch's start (the loader not moved), targets checked batch by batch."""
 
         shape: list[tuple[int, ...]] = []  # one example's output shape: one forward pass, on the first batch
+        home = (self.backend, self.dtype, set())  # once per pass: each walks the parameters; the shapes accepted
 
         def convert(host: tuple[Any, ...]) -> tuple[Any, Any]:
             if len(host) < 2:
                 raise data.BatchError(f"{type(self).__name__}.{where}: the loader's batches hold x only; evaluating needs (x, y)")
             if not shape:
                 shape.append(self._output_shape(self._ingest_x(host[0][:2], where)))
-            return self._host_batch(host[0], host[1], loss, where, shape[0])
+            return self._host_batch(host[0], host[1], loss, where, shape[0], home)
 
         return self._evaluate_stream(loader.batches(convert, advance=False), loss, callbacks)
 
@@ -1303,17 +1315,24 @@ class Trainer:
         return backends.to_numpy(out) if to_numpy else out
 
     # -- bringing data to the model ----------------------------------------------------
-    def _ingest_x(self, x: Any, where: str) -> Any:
-        X = model_input(self, x, f"{type(self).__name__}.{where}")
+    def _ingest_x(self, x: Any, where: str, home: tuple[Any, ...] | None = None) -> Any:
+        """``x`` on the model's device, checked; ``home``: ``(backend, dtype, shapes accepted)`` of a pass over batches."""
+        X = model_input(self, x, f"{type(self).__name__}.{where}", None if home is None else home[:2])
+        shape = tuple(X.shape)
+        if home is not None and len(home) > 2:
+            if shape not in home[2]:  # one check per batch shape in a pass: the model does not change meanwhile
+                self._checked_x(X, where)
+                home[2].add(shape)
+            return X
         return self._checked_x(X, where)
 
     def _checked_x(self, X: Any, where: str) -> Any:
         self.check_input_shape(tuple(X.shape), where)
         return X
 
-    def _ingest_y(self, y: Any, X: Any, loss: Loss, name: str) -> Any:
+    def _ingest_y(self, y: Any, X: Any, loss: Loss, name: str, home: tuple[Any, ...] | None = None) -> Any:
         """``y`` on the model's device for inputs ``X``: class indices as int64, other targets in the model's dtype."""
-        backend = self.backend
+        backend, dtype = home[:2] if home is not None else (self.backend, self.dtype)
         xp = backend.xp
         Y = detached(backends.as_backend_array(y, backend, what="y", where=f"{name}: "))
         if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
@@ -1323,7 +1342,7 @@ class Trainer:
         if isinstance(loss, CrossEntropy) and not xp.isdtype(Y.dtype, "real floating"):
             Y = xp.astype(Y, xp.int64)  # class indices
         else:
-            Y = xp.astype(Y, getattr(xp, self.dtype))
+            Y = xp.astype(Y, getattr(xp, dtype))
         bad = count_nonfinite(xp, Y) if xp.isdtype(Y.dtype, "real floating") else 0
         if bad:
             raise ValueError(f"{name}: y holds {bad} NaN or infinite values; drop those examples or fix the targets")
