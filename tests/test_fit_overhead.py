@@ -1,4 +1,4 @@
-"""Layer.check_input remembers inputs it accepted: what changes any checked fact is still refused.
+"""What fit skips per step and per pass, and the checks that must still hold: check_input remembers accepted inputs.
 
 The cache keys on everything the checks read (the input's type, shape, dtype and device, the
 spec, the reference parameter's type, dtype and device); assigning any attribute of the layer
@@ -122,3 +122,25 @@ def test_leaf_trainable_follows_its_parameters() -> None:
     layer.bias.trainable = False
     assert not layer.trainable
     assert not pn.layers.ReLU().trainable
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@pytest.mark.parametrize("shape", [(7,), (5, 6), (3, 4, 5)])
+def test_count_nonfinite_counts_exactly(shape: tuple[int, ...]) -> None:
+    """The sum over the first axis first: NaN, inf and finite values whose sum overflows are all settled right."""
+    from array_api_compat import array_namespace
+
+    from portnn._inputs import count_nonfinite
+
+    a = np.ones(shape, np.float32)
+    xp = array_namespace(a)
+    assert count_nonfinite(xp, a) == 0
+    big = np.full(shape, 3e38, np.float32)  # every value finite, the sum overflows to inf
+    assert count_nonfinite(xp, big) == 0
+    a.reshape(-1)[[0, -1]] = [np.nan, -np.inf]
+    assert count_nonfinite(xp, a) == 2
+    big.reshape(-1)[1] = np.inf
+    assert count_nonfinite(xp, big) == 1
+    t = torch.ones(shape)
+    t.reshape(-1)[0] = float("nan")
+    assert count_nonfinite(array_namespace(t), t) == 1
