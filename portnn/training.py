@@ -429,11 +429,12 @@ class _Streamed:
     def __init__(self, model: Any, fit: _Fit, position: _Position) -> None:
         self.loader, self.epoch = fit.loader, position.epoch
         self.steps, self.step, self.start = fit.loader.steps, position.step, position.seen
+        home = (model.backend, model.dtype, set())  # once per epoch: each walks the parameters; the shapes accepted
 
         def convert(host: tuple[Any, ...]) -> tuple[Any, Any]:
             if len(host) < 2:
                 raise data.BatchError(f"{type(model).__name__}.fit: the loader's batches hold x only; fit needs (x, y) batches")
-            return model._host_batch(host[0], host[1], fit.loss, "fit")
+            return model._host_batch(host[0], host[1], fit.loss, "fit", home=home)
 
         self.batches = fit.loader.batches(convert, device_stream=model.backend)
 
@@ -603,7 +604,7 @@ class Trainer:
         with adaptive optimizers (Adam) a penalty in the loss is rescaled per parameter,
         while AdamW's decoupled decay is not.
         """
-        l2 = _check_l2(l2)
+        l2 = l2 if type(l2) is float and l2 == 0.0 else _check_l2(l2)  # fit's own 0.0 (checked there): no check per step
         x, y = detached(x), detached(y)
         if x.shape[0] == 0:
             raise ValueError(
@@ -1016,12 +1017,21 @@ class Trainer:
 
         return data.prefetch(steps(), 2 if mapped else 0, first=position.step, device_stream=backend if mapped else None)
 
-    def _host_batch(self, x: Any, y: Any, loss: Loss, where: str, out_shape: tuple[int, ...] | None = None) -> tuple[Any, Any]:
+    def _host_batch(
+        self,
+        x: Any,
+        y: Any,
+        loss: Loss,
+        where: str,
+        out_shape: tuple[int, ...] | None = None,
+        home: tuple[Any, ...] | None = None,
+    ) -> tuple[Any, Any]:
         """A batch read on the host, on the model's device as :meth:`_ingest` brings whole arrays.
 
         With ``out_shape`` (one example's output shape) the targets are checked as :meth:`_ingest`
         checks them (class indices in range...): a NumPy ``y`` on the host before the copy, no
-        device read; a ``y`` already on the device there.
+        device read; a ``y`` already on the device there. ``home``: ``(self.backend, self.dtype, shapes accepted)``,
+        asked once by a loop over batches.
         """
         host_y = data.is_host_array(y)
         x = data.in_memory(x) if data.is_host_array(x) else x
@@ -1029,8 +1039,8 @@ class Trainer:
         name = f"{type(self).__name__}.{where}"
         if out_shape is not None and host_y and y.dtype.kind in "iuf":  # on the host, before the copy
             loss.check_target((int(x.shape[0]), *out_shape), y, values=True)
-        X = self._ingest_x(x, where)
-        Y = self._ingest_y(y, X, loss, name)
+        X = self._ingest_x(x, where, home)
+        Y = self._ingest_y(y, X, loss, name, home)
         if out_shape is not None and not (host_y and y.dtype.kind in "iuf"):
             loss.check_target((int(X.shape[0]), *out_shape), Y, values=True)
         return X, Y
@@ -1044,13 +1054,14 @@ class Trainer:
         from the file, its targets checked on the host (:meth:`_host_batch`), then copied to the
         device alone. A generator, run in :func:`portnn.data.prefetch`'s background thread.
         """
+        home = (self.backend, self.dtype, set())  # once per pass: each walks the parameters; the shapes accepted
         for idx in rows:
             if idx is None:
                 yield None
             elif len(arrays) == 1:
-                yield (self._ingest_x(data.in_memory(arrays[0][idx]), where),)
+                yield (self._ingest_x(data._take(arrays[0], idx), where, home),)
             else:
-                yield self._host_batch(arrays[0][idx], arrays[1][idx], loss, where, out_shape)
+                yield self._host_batch(data._take(arrays[0], idx), data._take(arrays[1], idx), loss, where, out_shape, home)
 
     def _batches_of(self, arrays: tuple[Any, ...], batch_size: int, loss: Loss | None = None, where: str = "evaluate") -> Any:
         """Inference batches of ``(x, y)`` or ``(x,)`` on the device, prefetched: device arrays sliced, host ones read."""
@@ -1064,29 +1075,35 @@ class Trainer:
         return data.prefetch(self._read_rows(arrays, rows, loss, where, out_shape), 2, device_stream=self.backend)
 
     def _train_steps(self, fit: _Fit, position: _Position, batches: Any) -> None:
-        strategy, callbacks, loss = fit.strategy, fit.callbacks, fit.loss
+        strategy, callbacks, loss, optimizer = fit.strategy, fit.callbacks, fit.loss, fit.optimizer
+        # what every step asks, asked once: these do not change during an epoch
+        streamed, classification, mean = fit.loader is not None, loss.classification, loss.reduction == "mean"
+        local = isinstance(strategy, LocalStrategy) and type(strategy).shard is LocalStrategy.shard
+        parts, l2, sync_every = fit.parts, fit.l2, fit.steps_per_sync
         completed = False
         try:
             for step, start, stop, xb, yb in batches:
-                if fit.loader is None:  # a strategy keeps the global batch's size from its last shard() for the step
+                if not (streamed or local):  # a strategy keeps the global batch's size from its last shard() for the step
                     strategy.shard(start, stop)
-                callbacks.on_train_batch_begin(step, {})
-                fit.emit("batch_begin", position)
+                if callbacks.callbacks:
+                    callbacks.on_train_batch_begin(step, {})
+                if parts:
+                    fit.emit("batch_begin", position)
                 if xb is not None:
-                    value, y_pred = self.train_step(xb, yb, loss, fit.optimizer, validate=fit.loader is not None, l2=fit.l2)
-                    correct = loss.correct(y_pred, yb) if loss.classification else 0
-                    if fit.loader is not None and loss.classification:
+                    value, y_pred = self.train_step(xb, yb, loss, optimizer, validate=streamed, l2=l2)
+                    correct = loss.correct(y_pred, yb) if classification else 0
+                    if streamed and classification:
                         fit.per_example = max(loss.count(yb) // max(int(yb.shape[0]), 1), 1)
-                    scale = xb.shape[0] if loss.reduction == "mean" else 1  # the loss summed over the batch
+                    scale = xb.shape[0] if mean else 1  # the loss summed over the batch
                 else:  # a rank with nothing left in a short last batch still joins the gradient sum
-                    fit.optimizer.zero_grad()
-                    self._finish_step(fit.optimizer, 0, fit.l2, loss)
+                    optimizer.zero_grad()
+                    self._finish_step(optimizer, 0, l2, loss)
                     value, correct, scale = None, 0, 1
                 stopped = self.stop_training
-                if fit.steps_per_sync > 1:  # the loss stays on the device until the next read
+                if sync_every > 1:  # the loss stays on the device until the next read
                     fit.pending.append(_Pending(position.epoch, step, start, stop, value, scale))
                     logs = {"size": stop - start}
-                    if len(fit.pending) >= fit.steps_per_sync or fit.must_sync(position):
+                    if len(fit.pending) >= sync_every or (fit.checkpoint_every is not None and fit.must_sync(position)):
                         logs = {"loss": self._read_losses(fit, position), **logs}
                 else:
                     value = 0.0 if value is None else float(value) * scale
@@ -1098,14 +1115,17 @@ class Trainer:
                         raise _nonfinite(fit, position.epoch, step, start, stop, value)
                     position.loss_sum += value
                     logs = {"loss": value / (stop - start), "size": stop - start}
-                fit.emit("step_done", position)
+                if parts:
+                    fit.emit("step_done", position)
                 position.global_step += 1
                 position.step = step + 1
                 position.seen += stop - start
-                if loss.classification:
+                if classification:
                     position.correct = position.correct + correct
-                callbacks.on_train_batch_end(step, logs)
-                fit.emit("batch_end", position, logs)
+                if callbacks.callbacks:
+                    callbacks.on_train_batch_end(step, logs)
+                if parts:
+                    fit.emit("batch_end", position, logs)
                 if stopped if strategy.size > 1 else self.stop_training:  # with ranks: the flag agreed at this step
                     break
             completed = True
@@ -1215,13 +1235,14 @@ class Trainer:
         """One pass over ``loader`` from its epoch's start (the loader not moved), targets checked batch by batch."""
 
         shape: list[tuple[int, ...]] = []  # one example's output shape: one forward pass, on the first batch
+        home = (self.backend, self.dtype, set())  # once per pass: each walks the parameters; the shapes accepted
 
         def convert(host: tuple[Any, ...]) -> tuple[Any, Any]:
             if len(host) < 2:
                 raise data.BatchError(f"{type(self).__name__}.{where}: the loader's batches hold x only; evaluating needs (x, y)")
             if not shape:
                 shape.append(self._output_shape(self._ingest_x(host[0][:2], where)))
-            return self._host_batch(host[0], host[1], loss, where, shape[0])
+            return self._host_batch(host[0], host[1], loss, where, shape[0], home)
 
         return self._evaluate_stream(loader.batches(convert, advance=False), loss, callbacks)
 
@@ -1294,17 +1315,24 @@ class Trainer:
         return backends.to_numpy(out) if to_numpy else out
 
     # -- bringing data to the model ----------------------------------------------------
-    def _ingest_x(self, x: Any, where: str) -> Any:
-        X = model_input(self, x, f"{type(self).__name__}.{where}")
+    def _ingest_x(self, x: Any, where: str, home: tuple[Any, ...] | None = None) -> Any:
+        """``x`` on the model's device, checked; ``home``: ``(backend, dtype, shapes accepted)`` of a pass over batches."""
+        X = model_input(self, x, f"{type(self).__name__}.{where}", None if home is None else home[:2])
+        shape = tuple(X.shape)
+        if home is not None and len(home) > 2:
+            if shape not in home[2]:  # one check per batch shape in a pass: the model does not change meanwhile
+                self._checked_x(X, where)
+                home[2].add(shape)
+            return X
         return self._checked_x(X, where)
 
     def _checked_x(self, X: Any, where: str) -> Any:
         self.check_input_shape(tuple(X.shape), where)
         return X
 
-    def _ingest_y(self, y: Any, X: Any, loss: Loss, name: str) -> Any:
+    def _ingest_y(self, y: Any, X: Any, loss: Loss, name: str, home: tuple[Any, ...] | None = None) -> Any:
         """``y`` on the model's device for inputs ``X``: class indices as int64, other targets in the model's dtype."""
-        backend = self.backend
+        backend, dtype = home[:2] if home is not None else (self.backend, self.dtype)
         xp = backend.xp
         Y = detached(backends.as_backend_array(y, backend, what="y", where=f"{name}: "))
         if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
@@ -1314,7 +1342,7 @@ class Trainer:
         if isinstance(loss, CrossEntropy) and not xp.isdtype(Y.dtype, "real floating"):
             Y = xp.astype(Y, xp.int64)  # class indices
         else:
-            Y = xp.astype(Y, getattr(xp, self.dtype))
+            Y = xp.astype(Y, getattr(xp, dtype))
         bad = count_nonfinite(xp, Y) if xp.isdtype(Y.dtype, "real floating") else 0
         if bad:
             raise ValueError(f"{name}: y holds {bad} NaN or infinite values; drop those examples or fix the targets")

@@ -243,6 +243,7 @@ class Layer:
         # layer in a list, tuple or dict attribute, read when the children are walked (a list
         # assigned empty and filled later counts, nn.ModuleList's way). Assigning something
         # else under the name unregisters it.
+        self.__dict__.pop("_accepted_inputs", None)  # check_input checks the next input in full again
         children = self.__dict__.get("_children")
         if children is None:
             if isinstance(value, Layer) or _layers_in(value):
@@ -257,6 +258,7 @@ class Layer:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
+        self.__dict__.pop("_accepted_inputs", None)
         self.__dict__.get("_children", {}).pop(name, None)
         object.__delattr__(self, name)
 
@@ -360,9 +362,26 @@ class Layer:
         ValueError); the dtype kind of the spec, and for float layers with parameters their
         exact dtype (TypeError); the shape (:class:`ShapeError`). Reads only metadata: no
         device work, no array operation.
+
+        An input accepted once is accepted again without the checks when everything they read
+        is the same: the input's type, shape, dtype and device, the spec, and the reference
+        parameter's type, dtype and device (a moved or cast model changes those). Any attribute
+        assigned on the layer forgets what was accepted; a refusal is never remembered.
         """
-        spec = self.input_spec
         ref = self._input_reference()
+        key = _input_key(x, ref, self.input_spec)
+        accepted = self.__dict__.get("_accepted_inputs")
+        if accepted is not None and key is not None and key in accepted:
+            return
+        self._check_input_uncached(x, ref)
+        if key is not None:
+            if accepted is None or len(accepted) >= _ACCEPTED_INPUTS_KEPT:
+                accepted = self.__dict__["_accepted_inputs"] = set()  # not through __setattr__: that clears it
+            accepted.add(key)
+
+    def _check_input_uncached(self, x: Any, ref: Any) -> None:
+        """:meth:`check_input`'s checks, every one, on ``x`` against the reference array ``ref`` (or None)."""
+        spec = self.input_spec
         if not is_array_api_obj(x):
             namespace(x, where=f"{self!r}: ")  # raises the TypeError that says how to pass an array
         if ref is not None:
@@ -536,6 +555,8 @@ class Layer:
     @property
     def trainable(self) -> bool:
         """Whether any parameter of the layer (or of a nested layer) is trained; setting it freezes or unfreezes them all."""
+        if not self.__dict__.get("_children"):  # a leaf (Linear asks at every step): no walk
+            return any(p.trainable for p in self._params.values())
         return any(p.trainable for m in self.modules() for p in m._params.values())
 
     @trainable.setter
@@ -751,6 +772,22 @@ def layer_entry(layer: Layer) -> dict[str, Any]:
 
 
 #: Attributes of every layer that are dicts of its own state, never children.
+#: How many accepted inputs (type, shape, dtype, device...) a layer remembers: a train batch, a last batch, an eval batch...
+_ACCEPTED_INPUTS_KEPT = 8
+
+
+def _input_key(x: Any, ref: Any, spec: InputSpec) -> tuple[Any, ...] | None:
+    """What :meth:`Layer.check_input` reads of ``x``, of the reference array ``ref`` and of the spec, hashable; None when not."""
+    try:
+        key = (type(x), tuple(x.shape), x.dtype, x.device, spec)
+        if ref is not None:
+            key += (type(ref), ref.dtype, ref.device)
+        hash(key)
+    except Exception:  # not an array, or a device/dtype that does not hash: every check, every time
+        return None
+    return key
+
+
 _OWN_STATE = frozenset({"_params", "_buffers", "_children"})
 
 #: The layers a :meth:`Layer.reset_parameters` walk has drawn (each once); None outside one.
