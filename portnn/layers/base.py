@@ -703,6 +703,20 @@ class WeightedLayer(Layer):
         """``(weight shape, fan_in, fan_out)``; the bias has ``weight shape[0]`` elements."""
         raise NotImplementedError
 
+    def accumulating(self, backward_fn: Callable[[Any], tuple[Any, Any, Any]]) -> Callable[[Any], Any]:
+        """``backward`` for a functional op's ``(dx, dweight, dbias)``: the parameters' grads filled, ``dx`` returned."""
+        weight, bias = self.weight, self.bias
+
+        def backward(dy: Any) -> Any:
+            dx, dw, db = backward_fn(dy)
+            if dw is not None:
+                weight.accumulate(dw)
+            if db is not None and bias is not None:
+                bias.accumulate(db)
+            return dx
+
+        return backward
+
     def build_weights(self, *, bias: bool, dtype: Any, seed: int | None) -> None:
         """Create ``weight`` (and ``bias``) on the global backend, drawn from a generator seeded with ``seed``."""
         seed = check_seed(type(self).__name__, "seed", seed)

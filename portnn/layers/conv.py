@@ -118,17 +118,7 @@ class Conv2d(WeightedLayer):
             x, w, b, stride=self.stride, padding=self.padding, dilation=self.dilation,
             input_grad=input_grad, param_grad=self.trainable,
         )  # fmt: skip
-        weight, bias = self.weight, self.bias
-
-        def backward(dy: Any) -> Any:
-            dx, dw, db = backward_fn(dy)
-            if dw is not None:
-                weight.accumulate(dw)
-            if db is not None and bias is not None:
-                bias.accumulate(db)
-            return dx
-
-        return y, backward
+        return y, self.accumulating(backward_fn)
 
     def input_hint(self, shape: Shape) -> str:
         c = self.in_channels
@@ -246,17 +236,7 @@ class Conv1d(WeightedLayer):
             x, self.weight.data, b, stride=self.stride, padding=self.padding, dilation=self.dilation,
             input_grad=input_grad, param_grad=self.trainable,
         )  # fmt: skip
-        weight, bias = self.weight, self.bias
-
-        def backward(dy: Any) -> Any:
-            dx, dw, db = backward_fn(dy)
-            if dw is not None:
-                weight.accumulate(dw)
-            if db is not None and bias is not None:
-                bias.accumulate(db)
-            return dx
-
-        return y, backward
+        return y, self.accumulating(backward_fn)
 
     def input_hint(self, shape: Shape) -> str:
         c = self.in_channels

@@ -97,18 +97,8 @@ class Linear(WeightedLayer):
     def call(self, x: Any, *, training: bool = False, input_grad: bool = True) -> tuple[Any, Callable[[Any], Any]]:
         w = self.weight.data
         b = self.bias.data if self.bias is not None else None
-        weight, bias = self.weight, self.bias
         y, backward_fn = F.linear(x, w, b, input_grad=input_grad, param_grad=self.trainable)
-
-        def backward(dy: Any) -> Any:
-            dx, dw, db = backward_fn(dy)
-            if dw is not None:
-                weight.accumulate(dw)
-            if db is not None and bias is not None:
-                bias.accumulate(db)
-            return dx
-
-        return y, backward
+        return y, self.accumulating(backward_fn)
 
     def extra_repr(self) -> str:
         extra = "" if self.use_bias else ", bias=False"
