@@ -383,7 +383,7 @@ def test_counting_on_torch() -> None:
     45 where NumPy counts 41: array-api-compat's torch wrappers add a few (``take_along_axis``'s index check,
     ``astype``'s ``to``).
     """
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="counting on the torch backend needs PyTorch: pip install torch==2.13.0")
     with pn.use_backend("torch"):
         model, opt, loss = mlp(), pn.optim.Adam(lr=1e-3), pn.losses.CrossEntropy()
         opt.bind(model.parameters())
