@@ -93,11 +93,7 @@ class Adam(Optimizer):
     def _update(self, p: Parameter, g: Any, state: dict[str, Any]) -> None:
         xp = array_namespace(p.data, g)
         beta1, beta2 = self.betas
-        if "step" not in state:
-            state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
-        step = state["step"] = state["step"] + 1
+        step = self._advance(p, state)
         if self.weight_decay and self._decoupled:
             p.data = scale_add(p.data, scale=1 - self.lr * self.weight_decay)
         elif self.weight_decay:
@@ -116,14 +112,20 @@ class Adam(Optimizer):
     def _kernel_name(self, state: dict[str, Any]) -> str | None:
         return None if self.amsgrad else "adam"
 
-    def _kernel_scalars(self, p: Parameter, state: dict[str, Any]) -> dict[str, float]:
-        xp = array_namespace(p.data)
-        beta1, beta2 = self.betas
+    @staticmethod
+    def _advance(p: Parameter, state: dict[str, Any]) -> int:
+        """The step about to be taken (1, 2, ...), the moment buffers made at the first: for the generic and the fused update."""
         if "step" not in state:
+            xp = array_namespace(p.data)
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p.data)
             state["exp_avg_sq"] = xp.zeros_like(p.data)
-        step = state["step"] = state["step"] + 1
+        state["step"] += 1
+        return state["step"]
+
+    def _kernel_scalars(self, p: Parameter, state: dict[str, Any]) -> dict[str, float]:
+        beta1, beta2 = self.betas
+        step = self._advance(p, state)
         decoupled = bool(self.weight_decay and self._decoupled)
         return {
             "decay": 1 - self.lr * self.weight_decay if decoupled else 1.0,
