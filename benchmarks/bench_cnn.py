@@ -35,16 +35,14 @@ How to run, from the repository root::
 from __future__ import annotations
 
 import argparse
-import cProfile
 import gc
-import io
-import pstats
 import resource
 import statistics
 import time
 import tracemalloc
 
 import numpy as np
+from _profile import print_profile
 
 import portnn as pn
 
@@ -192,14 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if args.profile:
-        prof = cProfile.Profile()
-        prof.enable()
-        run_portnn(model, opt, batches)
-        prof.disable()
-        out = io.StringIO()
-        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
-        print("\nwhere portnn's time goes (cProfile, by own time):")
-        print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:4000])
+        print_profile(lambda: run_portnn(model, opt, batches))
     return 0
 
 

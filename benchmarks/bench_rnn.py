@@ -30,15 +30,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import cProfile
 import gc
-import io
-import pstats
 import statistics
 import time
 from typing import Any
 
 import numpy as np
+from _profile import print_profile
 
 import portnn as pn
 
@@ -195,14 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"\n{labels[k]} / torch = {p / t:.2f}x wall, {pc / tc:.2f}x CPU  (target <= {TARGET:.2f}x: {verdict})")
 
         if args.profile:
-            prof = cProfile.Profile()
-            prof.enable()
-            run_portnn(model, opt, batches)
-            prof.disable()
-            out = io.StringIO()
-            pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(14)
-            print("\nwhere portnn's time goes (cProfile, by own time):")
-            print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:4000])
+            print_profile(lambda: run_portnn(model, opt, batches), rows=14)
     return 0
 
 

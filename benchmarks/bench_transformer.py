@@ -26,14 +26,12 @@ How to run, from the repository root::
 from __future__ import annotations
 
 import argparse
-import cProfile
 import gc
-import io
-import pstats
 import statistics
 import time
 
 import numpy as np
+from _profile import print_profile
 
 import portnn as pn
 
@@ -160,14 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nportnn / torch = {p / t:.2f}x  (target <= 1.50x: {'PASS' if p / t <= 1.5 else 'MISS'})")
 
     if args.profile:
-        prof = cProfile.Profile()
-        prof.enable()
-        run_portnn(model, opt, batches)
-        prof.disable()
-        out = io.StringIO()
-        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
-        print("\nwhere portnn's time goes (cProfile, by own time):")
-        print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:4000])
+        print_profile(lambda: run_portnn(model, opt, batches))
     return 0
 
 
